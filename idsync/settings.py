@@ -1,0 +1,60 @@
+"""Configuration from the environment (documented in README: Configuration)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    data_dir: Path = Field(
+        default=Path(".idsync"),
+        validation_alias="IDSYNC_DATA_DIR",
+        description="Where the embedded defaults keep their files (SQLite, embedded Redis).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description="postgresql://user@host:port/db or sqlite:///path; "
+        "default sqlite:///<IDSYNC_DATA_DIR>/idsync.db",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias="REDIS_URL",
+        description="Celery broker and default permission cache; unset: embedded redis-server",
+    )
+    cache_redis_url: str | None = Field(
+        default=None,
+        validation_alias="CACHE_REDIS_URL",
+        description="Redis for the permission cache when it is not REDIS_URL",
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        validation_alias="IDSYNC_PUBLIC_URL",
+        description="Externally visible base URL (for meta.location); default from request",
+    )
+    log_level: str = Field(default="INFO", validation_alias="IDSYNC_LOG_LEVEL")
+    db_pool_size: int = Field(default=10, validation_alias="IDSYNC_DB_POOL_SIZE")
+    scim_max_results: int = Field(default=1000, validation_alias="IDSYNC_SCIM_MAX_RESULTS")
+    scim_default_count: int = Field(default=100, validation_alias="IDSYNC_SCIM_DEFAULT_COUNT")
+    scim_max_bulk_operations: int = Field(
+        default=1000, validation_alias="IDSYNC_SCIM_MAX_BULK_OPERATIONS"
+    )
+    scim_max_payload_bytes: int = Field(
+        default=1_048_576, validation_alias="IDSYNC_SCIM_MAX_PAYLOAD_BYTES"
+    )
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'idsync.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,122 @@
+"""The database handle: engine, sessions, and after-commit change publication."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text, update
+from sqlalchemy.orm import Session
+
+from models.db.session import make_engine, make_session_factory
+from models.db.tables import Change, Organization
+
+_PENDING = "idsync.pending_changes"
+
+
+@dataclass(frozen=True)
+class CommittedChange:
+    """What listeners learn after a write commits (never before)."""
+
+    org_id: str
+    revision: int
+    kind: str
+    user_ids: tuple[str, ...]
+    group_ids: tuple[str, ...]
+
+
+ChangeListener = Callable[[list[CommittedChange]], None]
+
+
+class Database:
+    """Owns the engine and session factory; publishes committed changes to listeners."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self.engine: Engine = make_engine(url, pool_size=pool_size, echo=echo)
+        self.sessions = make_session_factory(self.engine)
+        self._listeners: list[ChangeListener] = []
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        self._listeners.remove(listener)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self.sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction: commit on success, roll back on error; then publish changes."""
+        with self.sessions() as session:
+            with session.begin():
+                yield session
+            pending: list[CommittedChange] = session.info.pop(_PENDING, [])
+        if pending:
+            for listener in list(self._listeners):
+                listener(pending)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - readiness probe: any failure means not ready
+            return False
+        return True
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def record_change(
+    session: Session,
+    *,
+    org_id: str,
+    kind: str,
+    resource_type: str,
+    resource_id: str | None,
+    actor: str,
+    user_ids: list[str] | tuple[str, ...] = (),
+    group_ids: list[str] | tuple[str, ...] = (),
+    request_id: str | None = None,
+    summary: str = "",
+) -> int:
+    """Allocate the organization's next revision and write the change row.
+
+    Call it as the last statement of a write transaction: the `UPDATE … RETURNING`
+    takes the organization row lock until commit, so revisions commit in order.
+    """
+    revision = session.execute(
+        update(Organization)
+        .where(Organization.id == org_id)
+        .values(revision=Organization.revision + 1)
+        .returning(Organization.revision)
+    ).scalar_one()
+    users = sorted(set(user_ids))
+    groups = sorted(set(group_ids))
+    session.add(
+        Change(
+            org_id=org_id,
+            revision=revision,
+            kind=kind,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            user_ids=users,
+            group_ids=groups,
+            actor=actor,
+            request_id=request_id,
+            summary=summary,
+        )
+    )
+    session.info.setdefault(_PENDING, []).append(
+        CommittedChange(org_id, revision, kind, tuple(users), tuple(groups))
+    )
+    return int(revision)
