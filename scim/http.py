@@ -1,0 +1,102 @@
+"""SCIM over HTTP: body parsing, responses, authentication, error mapping."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from scim.errors import InvalidSyntax, ScimError
+
+SCIM_MEDIA_TYPE = "application/scim+json"
+log = logging.getLogger("idsync.scim")
+
+
+class ScimResponse(JSONResponse):
+    media_type = SCIM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def error_response(exc: ScimError, headers: dict[str, str] | None = None) -> ScimResponse:
+    return ScimResponse(exc.to_scim(), status_code=exc.status, headers=headers)
+
+
+class Unauthorized(ScimError):
+    def __init__(self, detail: str = "a valid bearer token is required") -> None:
+        super().__init__(401, detail)
+
+
+class PayloadTooLarge(ScimError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds maxPayloadSize ({limit} bytes)")
+
+
+class UnsupportedMediaType(ScimError):
+    def __init__(self, got: str) -> None:
+        super().__init__(
+            415, f"Content-Type {got!r} is not supported; use application/scim+json"
+        )
+
+
+class ServiceUnavailable(ScimError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, detail)
+
+
+_JSON_TYPES = ("application/scim+json", "application/json")
+
+
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, or a SCIM error (400 / 413 / 415)."""
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype and ctype not in _JSON_TYPES and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(ctype)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(max_bytes)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidSyntax(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidSyntax("request body must be a JSON object")
+    return body
+
+
+def exception_response(exc: BaseException) -> ScimResponse:
+    """Any exception raised while serving a SCIM request, as a SCIM error response."""
+    if isinstance(exc, Unauthorized):
+        return error_response(exc, {"WWW-Authenticate": 'Bearer realm="idsync"'})
+    if isinstance(exc, ScimError):
+        return error_response(exc)
+    if isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(
+            ServiceUnavailable("the database is unavailable; retry later"), {"Retry-After": "5"}
+        )
+    log.error("unhandled error in SCIM request", exc_info=exc)
+    return error_response(ScimError(500, "internal server error"))
+
+
+def http_exception_response(exc: StarletteHTTPException) -> Response:
+    """Routing errors (404 unknown path, 405 wrong method) in the SCIM Error schema."""
+    detail = str(exc.detail) if exc.detail else "error"
+    headers = dict(exc.headers or {})
+    return error_response(ScimError(exc.status_code, detail), headers)

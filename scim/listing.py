@@ -1,0 +1,125 @@
+"""List and search queries (RFC 7644 §3.4.2, §3.4.3): filter, sort, page — all in SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from models.db.tables import Group, User
+from scim.errors import InvalidValue, ScimError
+from scim.filter.parser import parse_filter
+from scim.filter.sort import compile_sort
+from scim.filter.sql import compile_filter
+from scim.schemas import ResourceType
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    filter: str | None = None
+    start_index: int = 1
+    count: int | None = None
+    sort_by: str | None = None
+    sort_order: str | None = None
+    attributes: tuple[str, ...] | None = None
+    excluded_attributes: tuple[str, ...] | None = None
+
+
+def _int_param(name: str, raw: Any) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _names(raw: Any) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        items = [p.strip() for p in raw.split(",")]
+    elif isinstance(raw, list) and all(isinstance(p, str) for p in raw):
+        items = [p.strip() for p in raw]
+    else:
+        raise InvalidValue("attributes/excludedAttributes must be a list of attribute names")
+    return tuple(p for p in items if p)
+
+
+def parse_params(raw: dict[str, Any]) -> SearchParams:
+    """From query parameters or a SearchRequest body (same names, RFC 7644 §3.4.3)."""
+    lowered = {k.lower(): v for k, v in raw.items()}
+    start = _int_param("startIndex", lowered.get("startindex"))
+    count = _int_param("count", lowered.get("count"))
+    order = lowered.get("sortorder")
+    if order is not None and str(order).lower() not in ("ascending", "descending"):
+        raise InvalidValue("sortOrder must be 'ascending' or 'descending'")
+    flt = lowered.get("filter")
+    if flt is not None and not isinstance(flt, str):
+        raise InvalidValue("filter must be a string")
+    sort_by = lowered.get("sortby")
+    return SearchParams(
+        filter=flt or None,
+        start_index=max(1, start) if start is not None else 1,
+        count=max(0, count) if count is not None else None,
+        sort_by=str(sort_by) if sort_by else None,
+        sort_order=str(order).lower() if order else None,
+        attributes=_names(lowered.get("attributes")),
+        excluded_attributes=_names(lowered.get("excludedattributes")),
+    )
+
+
+def _table(resource: ResourceType) -> type[User] | type[Group]:
+    return User if resource.id == "User" else Group
+
+
+def filtered_query(
+    resource: ResourceType, org_id: str, flt: str | None, dialect: str
+) -> Select[Any]:
+    table = _table(resource)
+    query: Select[Any] = select(table).where(table.org_id == org_id)
+    if flt:
+        query = query.where(compile_filter(parse_filter(flt), resource, dialect_name=dialect))
+    return query
+
+
+def search(
+    session: Session,
+    resource: ResourceType,
+    org_id: str,
+    params: SearchParams,
+    *,
+    default_count: int,
+    max_results: int,
+) -> tuple[int, list[Any], int]:
+    """(totalResults, rows of this page, effective count)."""
+    dialect = session.get_bind().dialect.name
+    query = filtered_query(resource, org_id, params.filter, dialect)
+    count = default_count if params.count is None else params.count
+    count = min(count, max_results)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    assert total is not None
+    if count == 0:
+        return total, [], 0
+    table = _table(resource)
+    if params.sort_by:
+        order_by = compile_sort(
+            params.sort_by, params.sort_order or "ascending", resource, dialect_name=dialect
+        )
+    else:
+        order_by = [table.created_at.asc(), table.id.asc()]
+    rows = list(
+        session.scalars(query.order_by(*order_by).offset(params.start_index - 1).limit(count))
+    )
+    return total, rows, count
+
+
+def validate_filter(resource: ResourceType, flt: str, dialect: str) -> ScimError | None:
+    """Compile only; the error when `flt` is not valid for `resource`."""
+    try:
+        compile_filter(parse_filter(flt), resource, dialect_name=dialect)
+    except ScimError as exc:
+        return exc
+    return None

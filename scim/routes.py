@@ -1,0 +1,464 @@
+"""The SCIM 2.0 HTTP API (RFC 7644), mounted under /scim/v2.
+
+Handlers are thin: authenticate, parse, run one transaction in the thread pool, render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from models.db.database import Database
+from models.db.tables import Group, User
+from models.db.tokens import touch_token, verify_scim_token
+from scim import groups as group_store
+from scim import users as user_store
+from scim.bulk import run_bulk
+from scim.context import ScimContext
+from scim.discovery import (
+    Limits,
+    list_response,
+    resource_types,
+    schemas,
+    service_provider_config,
+)
+from scim.errors import NotFound, ScimError
+from scim.http import ScimResponse, Unauthorized, exception_response, read_json_object
+from scim.listing import SearchParams, parse_params, search, validate_filter
+from scim.projection import project, wants
+from scim.render import etag, render_group, render_user
+from scim.schemas import GROUP_RESOURCE, LIST_RESPONSE, SCHEMAS, USER_RESOURCE, ResourceType
+
+Row = Any  # User | Group
+
+
+@dataclass(frozen=True)
+class ScimConfig:
+    limits: Limits
+    default_count: int
+    public_base_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ResourceOps:
+    """How one resource type is stored and rendered."""
+
+    resource: ResourceType
+    multi_attr: str  # the potentially large computed/joined attribute
+    load: Callable[[Session, str, str], Row]
+    create: Callable[[Session, ScimContext, dict[str, Any]], Row]
+    replace: Callable[[Session, ScimContext, str, dict[str, Any], str | None], Row]
+    patch: Callable[[Session, ScimContext, str, dict[str, Any], str | None], Row]
+    delete: Callable[[Session, ScimContext, str, str | None], None]
+    render: Callable[[Session, Sequence[Row], str, bool], list[dict[str, Any]]]
+
+
+def _render_users(
+    session: Session, rows: Sequence[User], base: str, with_groups: bool
+) -> list[dict[str, Any]]:
+    groups = user_store.groups_of(session, [u.id for u in rows]) if with_groups else None
+    return [render_user(u, base, groups.get(u.id, []) if groups is not None else None) for u in rows]
+
+
+def _render_groups(
+    session: Session, rows: Sequence[Group], base: str, with_members: bool
+) -> list[dict[str, Any]]:
+    members = group_store.members_of_many(session, [g.id for g in rows]) if with_members else None
+    return [render_group(g, base, members[g.id] if members is not None else None) for g in rows]
+
+
+USERS = ResourceOps(
+    resource=USER_RESOURCE,
+    multi_attr="groups",
+    load=lambda s, org, rid: user_store.load_user(s, org, rid),
+    create=user_store.create_user,
+    replace=user_store.replace_user,
+    patch=user_store.patch_user,
+    delete=user_store.delete_user,
+    render=_render_users,
+)
+GROUPS = ResourceOps(
+    resource=GROUP_RESOURCE,
+    multi_attr="members",
+    load=lambda s, org, rid: group_store.load_group(s, org, rid),
+    create=group_store.create_group,
+    replace=group_store.replace_group,
+    patch=group_store.patch_group,
+    delete=group_store.delete_group,
+    render=_render_groups,
+)
+
+
+def _projection_args(request: Request) -> tuple[list[str] | None, list[str] | None]:
+    params = parse_params(dict(request.query_params))
+    attrs = list(params.attributes) if params.attributes is not None else None
+    excluded = list(params.excluded_attributes) if params.excluded_attributes is not None else None
+    return attrs, excluded
+
+
+class ScimApi:
+    """Builds the router; holds the database and limits."""
+
+    def __init__(self, db: Database, config: ScimConfig) -> None:
+        self.db = db
+        self.config = config
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def base_url(self, request: Request) -> str:
+        if self.config.public_base_url:
+            return self.config.public_base_url.rstrip("/") + "/scim/v2"
+        return str(request.base_url).rstrip("/") + "/scim/v2"
+
+    def _authenticate_sync(self, presented: str) -> tuple[str, str]:
+        with self.db.write() as session:
+            ident = verify_scim_token(session, presented)
+            if ident is None:
+                raise Unauthorized("the bearer token is unknown or revoked")
+            touch_token(session, ident.token_id)
+            return ident.org_id, ident.token_id
+
+    async def context(self, request: Request) -> ScimContext:
+        header = request.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise Unauthorized()
+        org_id, token_id = await run_in_threadpool(self._authenticate_sync, presented.strip())
+        request.state.org_id = org_id
+        return ScimContext(
+            org_id=org_id,
+            actor=f"scim-token:{token_id}",
+            base_url=self.base_url(request),
+            request_id=getattr(request.state, "request_id", None),
+        )
+
+    # -- resources --------------------------------------------------------------------
+
+    def _get_sync(
+        self, ops: ResourceOps, ctx: ScimContext, rid: str, attrs: list[str] | None,
+        excluded: list[str] | None, if_none_match: str | None,
+    ) -> Response:
+        with self.db.read() as session:
+            row = ops.load(session, ctx.org_id, rid)
+            tag = etag(row.version)
+            if if_none_match is not None and tag in [t.strip() for t in if_none_match.split(",")]:
+                return Response(status_code=304, headers={"ETag": tag})
+            full = wants(ops.multi_attr, attrs, excluded, ops.resource)
+            body = ops.render(session, [row], ctx.base_url, full)[0]
+        return ScimResponse(
+            project(body, ops.resource, attributes=attrs, excluded=excluded),
+            headers={"ETag": tag, "Location": body["meta"]["location"]},
+        )
+
+    def _write_sync(
+        self, ops: ResourceOps, action: Callable[[Session], Row], ctx: ScimContext,
+        attrs: list[str] | None, excluded: list[str] | None, status: int,
+    ) -> Response:
+        with self.db.write() as session:
+            row = action(session)
+            full = wants(ops.multi_attr, attrs, excluded, ops.resource)
+            body = ops.render(session, [row], ctx.base_url, full)[0]
+        headers = {"ETag": body["meta"]["version"]}
+        if status == 201:
+            headers["Location"] = body["meta"]["location"]
+        return ScimResponse(
+            project(body, ops.resource, attributes=attrs, excluded=excluded),
+            status_code=status,
+            headers=headers,
+        )
+
+    def _list_sync(self, ops: ResourceOps, ctx: ScimContext, params: SearchParams) -> Response:
+        attrs = list(params.attributes) if params.attributes is not None else None
+        excluded = (
+            list(params.excluded_attributes) if params.excluded_attributes is not None else None
+        )
+        with self.db.read() as session:
+            total, rows, _ = search(
+                session, ops.resource, ctx.org_id, params,
+                default_count=self.config.default_count,
+                max_results=self.config.limits.max_results,
+            )
+            full = wants(ops.multi_attr, attrs, excluded, ops.resource)
+            bodies = ops.render(session, rows, ctx.base_url, full)
+        return ScimResponse(
+            {
+                "schemas": [LIST_RESPONSE],
+                "totalResults": total,
+                "startIndex": params.start_index,
+                "itemsPerPage": len(bodies),
+                "Resources": [
+                    project(b, ops.resource, attributes=attrs, excluded=excluded) for b in bodies
+                ],
+            }
+        )
+
+    def _root_search_sync(self, ctx: ScimContext, params: SearchParams) -> Response:
+        """`POST /.search` across Users and Groups; a filter naming attributes that one
+        type lacks simply matches nothing of that type (400 only if no type accepts it)."""
+        applicable: list[ResourceOps] = []
+        error: ScimError | None = None
+        for ops in (USERS, GROUPS):
+            problem = (
+                validate_filter(ops.resource, params.filter, self.db.dialect)
+                if params.filter
+                else None
+            )
+            if problem is None:
+                applicable.append(ops)
+            else:
+                error = problem
+        if not applicable and error is not None:
+            raise error
+        count = self.config.default_count if params.count is None else params.count
+        count = min(count, self.config.limits.max_results)
+        attrs = list(params.attributes) if params.attributes is not None else None
+        excluded = (
+            list(params.excluded_attributes) if params.excluded_attributes is not None else None
+        )
+        total = 0
+        resources: list[dict[str, Any]] = []
+        skip = params.start_index - 1
+        with self.db.read() as session:
+            for ops in applicable:
+                sub_total, _, _ = search(
+                    session, ops.resource, ctx.org_id,
+                    SearchParams(filter=params.filter, count=0),
+                    default_count=0, max_results=0,
+                )
+                total += sub_total
+                if skip >= sub_total:
+                    skip -= sub_total
+                    continue
+                room = count - len(resources)
+                if room <= 0:
+                    continue
+                page = SearchParams(
+                    filter=params.filter, start_index=skip + 1, count=room,
+                    sort_by=params.sort_by, sort_order=params.sort_order,
+                )
+                _, rows, _ = search(
+                    session, ops.resource, ctx.org_id, page,
+                    default_count=room, max_results=room,
+                )
+                skip = 0
+                full = wants(ops.multi_attr, attrs, excluded, ops.resource)
+                resources += [
+                    project(b, ops.resource, attributes=attrs, excluded=excluded)
+                    for b in ops.render(session, rows, ctx.base_url, full)
+                ]
+        return ScimResponse(
+            {
+                "schemas": [LIST_RESPONSE],
+                "totalResults": total,
+                "startIndex": params.start_index,
+                "itemsPerPage": len(resources),
+                "Resources": resources,
+            }
+        )
+
+    def _delete_sync(
+        self, ops: ResourceOps, ctx: ScimContext, rid: str, if_match: str | None
+    ) -> Response:
+        with self.db.write() as session:
+            ops.delete(session, ctx, rid, if_match)
+        return Response(status_code=204)
+
+    # -- router -------------------------------------------------------------------
+
+    def router(self) -> APIRouter:  # noqa: C901 - one closure per route keeps them readable
+        router = APIRouter()
+        max_bytes = self.config.limits.max_payload_bytes
+
+        async def guarded(request: Request, handler: Callable[[ScimContext], Any]) -> Response:
+            try:
+                ctx = await self.context(request)
+                result: Response = await handler(ctx)
+            except Exception as exc:  # noqa: BLE001 - every failure gets a SCIM body
+                return exception_response(exc)
+            return result
+
+        for ops in (USERS, GROUPS):
+            self._resource_routes(router, ops, guarded, max_bytes)
+
+        @router.get("/ServiceProviderConfig")
+        async def spc(request: Request) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                return ScimResponse(service_provider_config(ctx.base_url, self.config.limits))
+
+            return await guarded(request, run)
+
+        @router.get("/ResourceTypes")
+        async def rtypes(request: Request) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                return ScimResponse(list_response(resource_types(ctx.base_url)))
+
+            return await guarded(request, run)
+
+        @router.get("/ResourceTypes/{rid}")
+        async def rtype(request: Request, rid: str) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                for item in resource_types(ctx.base_url):
+                    if item["id"] == rid:
+                        return ScimResponse(item)
+                raise NotFound(f"ResourceType {rid} not found")
+
+            return await guarded(request, run)
+
+        @router.get("/Schemas")
+        async def schema_list(request: Request) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                return ScimResponse(list_response(schemas(ctx.base_url)))
+
+            return await guarded(request, run)
+
+        @router.get("/Schemas/{sid}")
+        async def schema_one(request: Request, sid: str) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                for schema in SCHEMAS:
+                    if schema.id == sid:
+                        return ScimResponse(schema.to_scim(ctx.base_url))
+                raise NotFound(f"Schema {sid} not found")
+
+            return await guarded(request, run)
+
+        @router.post("/.search")
+        async def root_search(request: Request) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                body = await read_json_object(request, max_bytes)
+                params = parse_params(body)
+                return await run_in_threadpool(self._root_search_sync, ctx, params)
+
+            return await guarded(request, run)
+
+        @router.post("/Bulk")
+        async def bulk(request: Request) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                body = await read_json_object(request, max_bytes)
+                result = await run_in_threadpool(
+                    run_bulk, self.db, ctx, body, self.config.limits.max_bulk_operations,
+                    {"Users": USERS, "Groups": GROUPS},
+                )
+                return ScimResponse(result)
+
+            return await guarded(request, run)
+
+        @router.api_route("/Me", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+        async def me(request: Request) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                raise ScimError(501, "/Me is not supported: tokens belong to organizations")
+
+            return await guarded(request, run)
+
+        return router
+
+    def _resource_routes(
+        self,
+        router: APIRouter,
+        ops: ResourceOps,
+        guarded: Callable[[Request, Callable[[ScimContext], Any]], Any],
+        max_bytes: int,
+    ) -> None:
+        path = ops.resource.endpoint
+
+        async def list_(request: Request) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                params = parse_params(dict(request.query_params))
+                return await run_in_threadpool(self._list_sync, ops, ctx, params)
+
+            result: Response = await guarded(request, run)
+            return result
+
+        async def search_(request: Request) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                body = await read_json_object(request, max_bytes)
+                return await run_in_threadpool(self._list_sync, ops, ctx, parse_params(body))
+
+            result: Response = await guarded(request, run)
+            return result
+
+        async def create(request: Request) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                body = await read_json_object(request, max_bytes)
+                attrs, excluded = _projection_args(request)
+                return await run_in_threadpool(
+                    self._write_sync, ops, lambda s: ops.create(s, ctx, body), ctx,
+                    attrs, excluded, 201,
+                )
+
+            result: Response = await guarded(request, run)
+            return result
+
+        async def get(request: Request, rid: str) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                attrs, excluded = _projection_args(request)
+                return await run_in_threadpool(
+                    self._get_sync, ops, ctx, rid, attrs, excluded,
+                    request.headers.get("if-none-match"),
+                )
+
+            result: Response = await guarded(request, run)
+            return result
+
+        async def replace(request: Request, rid: str) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                body = await read_json_object(request, max_bytes)
+                attrs, excluded = _projection_args(request)
+                if_match = request.headers.get("if-match")
+                return await run_in_threadpool(
+                    self._write_sync, ops, lambda s: ops.replace(s, ctx, rid, body, if_match),
+                    ctx, attrs, excluded, 200,
+                )
+
+            result: Response = await guarded(request, run)
+            return result
+
+        async def patch(request: Request, rid: str) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                body = await read_json_object(request, max_bytes)
+                attrs, excluded = _projection_args(request)
+                if_match = request.headers.get("if-match")
+                if ops is GROUPS and attrs is None and excluded is None:
+                    # A group's member list may be huge: answer 204 (RFC 7644 §3.5.2)
+                    # unless the client asked for a projection of the result.
+                    return await run_in_threadpool(
+                        self._patch_no_content, ops, ctx, rid, body, if_match
+                    )
+                return await run_in_threadpool(
+                    self._write_sync, ops, lambda s: ops.patch(s, ctx, rid, body, if_match),
+                    ctx, attrs, excluded, 200,
+                )
+
+            result: Response = await guarded(request, run)
+            return result
+
+        async def delete(request: Request, rid: str) -> Response:
+            async def run(ctx: ScimContext) -> Response:
+                return await run_in_threadpool(
+                    self._delete_sync, ops, ctx, rid, request.headers.get("if-match")
+                )
+
+            result: Response = await guarded(request, run)
+            return result
+
+        router.add_api_route(path, list_, methods=["GET"])
+        router.add_api_route(path, create, methods=["POST"])
+        router.add_api_route(f"{path}/.search", search_, methods=["POST"])
+        router.add_api_route(f"{path}/{{rid}}", get, methods=["GET"])
+        router.add_api_route(f"{path}/{{rid}}", replace, methods=["PUT"])
+        router.add_api_route(f"{path}/{{rid}}", patch, methods=["PATCH"])
+        router.add_api_route(f"{path}/{{rid}}", delete, methods=["DELETE"])
+
+    def _patch_no_content(
+        self, ops: ResourceOps, ctx: ScimContext, rid: str, body: dict[str, Any],
+        if_match: str | None,
+    ) -> Response:
+        with self.db.write() as session:
+            row = ops.patch(session, ctx, rid, body, if_match)
+            tag = etag(row.version)
+        return Response(status_code=204, headers={"ETag": tag})

@@ -1,0 +1,196 @@
+"""User resources: create, read, replace, patch, delete (one transaction each).
+
+Every accepted write records a change row via `record_change` as its last statement;
+a rejected write raises before anything is flushed, so the transaction rolls back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.db.base import utcnow
+from models.db.database import record_change
+from models.db.tables import Group, GroupMember, User
+from scim.context import ScimContext
+from scim.errors import NotFound, PreconditionFailed, Uniqueness
+from scim.normalize import normalize_resource
+from scim.patch import apply_patch
+from scim.render import etag
+from scim.schemas import USER_RESOURCE
+
+
+def check_etag(if_match: str | None, version: int) -> None:
+    """RFC 7644 §3.14: a stale If-Match is 412; `*` matches any existing resource."""
+    if if_match is None:
+        return
+    candidates = [c.strip() for c in if_match.split(",")]
+    if "*" in candidates:
+        return
+    current = etag(version)
+    strong = current.removeprefix("W/")
+    if not any(c in (current, strong) for c in candidates):
+        raise PreconditionFailed(f"resource version is {current}, If-Match was {if_match}")
+
+
+def _apply_document(user: User, doc: dict[str, Any]) -> None:
+    user_name = str(doc["userName"])
+    user.user_name = user_name
+    user.user_name_norm = user_name.lower()
+    external = doc.get("externalId")
+    user.external_id = str(external) if external is not None else None
+    display = doc.get("displayName")
+    user.display_name = str(display) if display is not None else None
+    active = doc.get("active")
+    user.active = True if active is None else bool(active)
+    user.attrs = doc
+
+
+def _ensure_unique_user_name(
+    session: Session, org_id: str, user_name: str, except_id: str | None = None
+) -> None:
+    query = select(User.id).where(User.org_id == org_id, User.user_name_norm == user_name.lower())
+    if except_id is not None:
+        query = query.where(User.id != except_id)
+    if session.scalar(query) is not None:
+        raise Uniqueness(f"userName {user_name!r} is already taken in this organization")
+
+
+def _flush_unique(session: Session, user_name: str) -> None:
+    """Flush; a concurrent insert of the same userName surfaces as 409, not 500."""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise Uniqueness(
+            f"userName {user_name!r} is already taken in this organization"
+        ) from exc
+
+
+def load_user(session: Session, org_id: str, user_id: str, *, for_update: bool = False) -> User:
+    query = select(User).where(User.org_id == org_id, User.id == user_id)
+    if for_update:
+        query = query.with_for_update()
+    user = session.scalar(query)
+    if user is None:
+        raise NotFound(f"User {user_id} not found")
+    return user
+
+
+def groups_of(session: Session, user_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """(group id, displayName) per user, for the computed `groups` attribute."""
+    out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    if not user_ids:
+        return out
+    rows = session.execute(
+        select(GroupMember.user_id, Group.id, Group.display_name)
+        .join(Group, Group.id == GroupMember.group_id)
+        .where(GroupMember.user_id.in_(list(user_ids)))
+        .order_by(Group.display_name_norm, Group.id)
+    ).all()
+    for user_id, group_id, name in rows:
+        out[user_id].append((group_id, name))
+    return out
+
+
+def create_user(session: Session, ctx: ScimContext, body: dict[str, Any]) -> User:
+    normalized = normalize_resource(body, USER_RESOURCE, mode="create")
+    doc = normalized.document
+    _ensure_unique_user_name(session, ctx.org_id, str(doc["userName"]))
+    now = utcnow()
+    user = User(org_id=ctx.org_id, version=1, created_at=now, updated_at=now)
+    _apply_document(user, doc)
+    session.add(user)
+    _flush_unique(session, user.user_name)
+    record_change(
+        session,
+        org_id=ctx.org_id,
+        kind="user.created",
+        resource_type="User",
+        resource_id=user.id,
+        user_ids=[user.id],
+        actor=ctx.actor,
+        request_id=ctx.request_id,
+        summary=f"userName={user.user_name} active={user.active}",
+    )
+    return user
+
+
+def _save_changed(
+    session: Session, ctx: ScimContext, user: User, doc: dict[str, Any], kind: str
+) -> bool:
+    """Store `doc` if it differs; returns whether anything changed."""
+    was_active = user.active
+    if doc == user.attrs:
+        return False
+    if str(doc["userName"]).lower() != user.user_name_norm:
+        _ensure_unique_user_name(session, ctx.org_id, str(doc["userName"]), except_id=user.id)
+    _apply_document(user, doc)
+    user.version += 1
+    user.updated_at = utcnow()
+    _flush_unique(session, user.user_name)
+    if was_active and not user.active:
+        kind = "user.deactivated"
+    elif not was_active and user.active:
+        kind = "user.reactivated"
+    record_change(
+        session,
+        org_id=ctx.org_id,
+        kind=kind,
+        resource_type="User",
+        resource_id=user.id,
+        user_ids=[user.id],
+        actor=ctx.actor,
+        request_id=ctx.request_id,
+        summary=f"userName={user.user_name} active={user.active} version={user.version}",
+    )
+    return True
+
+
+def replace_user(
+    session: Session, ctx: ScimContext, user_id: str, body: dict[str, Any], if_match: str | None
+) -> User:
+    user = load_user(session, ctx.org_id, user_id, for_update=True)
+    check_etag(if_match, user.version)
+    normalized = normalize_resource(body, USER_RESOURCE, mode="replace")
+    _save_changed(session, ctx, user, normalized.document, "user.replaced")
+    return user
+
+
+def patch_user(
+    session: Session, ctx: ScimContext, user_id: str, body: dict[str, Any], if_match: str | None
+) -> User:
+    user = load_user(session, ctx.org_id, user_id, for_update=True)
+    check_etag(if_match, user.version)
+    result = apply_patch(dict(user.attrs), body, USER_RESOURCE)
+    if result.changed:
+        _save_changed(session, ctx, user, result.document, "user.patched")
+    return user
+
+
+def delete_user(session: Session, ctx: ScimContext, user_id: str, if_match: str | None) -> None:
+    user = load_user(session, ctx.org_id, user_id, for_update=True)
+    check_etag(if_match, user.version)
+    group_ids = list(
+        session.scalars(select(GroupMember.group_id).where(GroupMember.user_id == user.id))
+    )
+    session.execute(delete(GroupMember).where(GroupMember.user_id == user.id))
+    session.delete(user)
+    session.flush()
+    record_change(
+        session,
+        org_id=ctx.org_id,
+        kind="user.deleted",
+        resource_type="User",
+        resource_id=user_id,
+        user_ids=[user_id],
+        group_ids=group_ids,
+        actor=ctx.actor,
+        request_id=ctx.request_id,
+        summary=f"userName={user.user_name}",
+    )
