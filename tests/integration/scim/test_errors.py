@@ -1,0 +1,127 @@
+"""Every error is a SCIM Error body with the right status and scimType."""
+
+from __future__ import annotations
+
+from tests.support.scim_client import Orgs, Scim, user_body
+
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+def _is_scim_error(response: object, status: int, scim_type: str | None = None) -> None:
+    r = response
+    assert r.status_code == status, r.text  # type: ignore[attr-defined]
+    body = r.json()  # type: ignore[attr-defined]
+    assert body["schemas"] == [ERROR]
+    assert body["status"] == str(status)
+    if scim_type is not None:
+        assert body["scimType"] == scim_type
+
+
+def test_missing_and_bad_tokens_are_401_with_scim_body(scim: Scim) -> None:
+    no_auth = scim.client.get("/scim/v2/Users")
+    _is_scim_error(no_auth, 401)
+    assert no_auth.headers["www-authenticate"].startswith("Bearer")
+    bad = scim.client.get("/scim/v2/Users", headers={"Authorization": "Bearer nope"})
+    _is_scim_error(bad, 401)
+    basic = scim.client.get("/scim/v2/Users", headers={"Authorization": "Basic Zm9vOmJhcg=="})
+    _is_scim_error(basic, 401)
+
+
+def test_unknown_path_and_wrong_method(scim: Scim) -> None:
+    _is_scim_error(scim.get("/Nope"), 404)
+    _is_scim_error(scim.get("/Users/00000000-0000-0000-0000-000000000000"), 404)
+    _is_scim_error(scim.client.put("/scim/v2/Users", headers={"Authorization": f"Bearer {scim.token}"}), 405)
+
+
+def test_malformed_json_is_invalid_syntax(orgs: Orgs) -> None:
+    scim = orgs.a
+    before = orgs.change_count()
+    r = scim.client.post(
+        "/scim/v2/Users",
+        content=b'{"userName": ',
+        headers={"Authorization": f"Bearer {scim.token}", "Content-Type": "application/scim+json"},
+    )
+    _is_scim_error(r, 400, "invalidSyntax")
+    r = scim.client.post(
+        "/scim/v2/Users",
+        content=b"[1, 2]",
+        headers={"Authorization": f"Bearer {scim.token}", "Content-Type": "application/json"},
+    )
+    _is_scim_error(r, 400, "invalidSyntax")
+    assert orgs.change_count() == before
+
+
+def test_plain_json_content_type_is_accepted(scim: Scim) -> None:
+    r = scim.client.post(
+        "/scim/v2/Users",
+        json=user_body("plain@x.io"),
+        headers={"Authorization": f"Bearer {scim.token}", "Content-Type": "application/json"},
+    )
+    assert r.status_code == 201, r.text
+
+
+def test_oversized_body_is_413(scim: Scim) -> None:
+    huge = user_body("big@x.io", displayName="x" * 2_000_000)
+    _is_scim_error(scim.post("/Users", huge), 413)
+
+
+def test_missing_required_and_bad_types(orgs: Orgs) -> None:
+    scim = orgs.a
+    before = orgs.change_count()
+    _is_scim_error(scim.post("/Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}), 400, "invalidValue")
+    _is_scim_error(scim.post("/Users", user_body("t@x.io", active="maybe")), 400, "invalidValue")
+    _is_scim_error(scim.post("/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]}), 400, "invalidValue")
+    assert orgs.change_count() == before
+
+
+def test_readonly_patch_is_mutability_error(scim: Scim) -> None:
+    uid = scim.post("/Users", user_body("ro@x.io")).json()["id"]
+    r = scim.patch(f"/Users/{uid}", scim.ops({"op": "replace", "path": "groups", "value": []}))
+    _is_scim_error(r, 400, "mutability")
+
+
+def test_bad_patch_path(scim: Scim) -> None:
+    uid = scim.post("/Users", user_body("bp@x.io")).json()["id"]
+    r = scim.patch(f"/Users/{uid}", scim.ops({"op": "replace", "path": "emails[type eq", "value": "x"}))
+    assert r.status_code == 400
+    assert r.json()["scimType"] in ("invalidPath", "invalidFilter")
+
+
+def test_failed_patch_changes_nothing(orgs: Orgs) -> None:
+    scim = orgs.a
+    uid = scim.post("/Users", user_body("atomic@x.io")).json()["id"]
+    before_changes = orgs.change_count()
+    before = scim.get(f"/Users/{uid}").json()
+    r = scim.patch(
+        f"/Users/{uid}",
+        scim.ops(
+            {"op": "replace", "path": "displayName", "value": "Changed"},
+            {"op": "replace", "path": "active", "value": False},
+            {"op": "replace", "path": "id", "value": "nope"},
+        ),
+    )
+    assert r.status_code == 400
+    assert scim.get(f"/Users/{uid}").json() == before
+    assert orgs.change_count() == before_changes
+
+
+def test_unknown_member_rejected_without_side_effects(orgs: Orgs) -> None:
+    scim = orgs.a
+    uid = scim.post("/Users", user_body("m@x.io")).json()["id"]
+    gid = scim.post("/Groups", {"displayName": "g", "members": [{"value": uid}]}).json()["id"]
+    before_changes = orgs.change_count()
+    r = scim.patch(
+        f"/Groups/{gid}",
+        scim.ops(
+            {"op": "remove", "path": f'members[value eq "{uid}"]'},
+            {"op": "add", "path": "members", "value": [{"value": "does-not-exist"}]},
+        ),
+    )
+    _is_scim_error(r, 400, "invalidValue")
+    assert [m["value"] for m in scim.get(f"/Groups/{gid}").json()["members"]] == [uid]
+    assert orgs.change_count() == before_changes
+
+
+def test_bad_pagination_parameters(scim: Scim) -> None:
+    _is_scim_error(scim.get("/Users", params={"count": "lots"}), 400, "invalidValue")
+    _is_scim_error(scim.get("/Users", params={"sortOrder": "sideways"}), 400, "invalidValue")
