@@ -136,7 +136,7 @@ def ci_get(mapping: JsonDict, key: str) -> tuple[bool, Any]:
 
 def is_empty(value: object) -> bool:
     """`null`, `""`, `[]` and `{}` all mean "no value" (RFC 7643 §2.5: unassigned)."""
-    return value is None or value == "" or value == [] or value == {}
+    return value is None or value in ("", [], {})
 
 
 # --- value coercion -------------------------------------------------------------------
@@ -407,16 +407,16 @@ def check_required(
 ) -> None:
     """Every required attribute of the core schema and extensions must have a value."""
     for attr in resource.schema.attributes:
-        if attr.required and is_empty(document.get(attr.name)) and attr.name != "members":
+        if attr.required and is_empty(document.get(attr.name)):
             raise error(f"'{attr.name}' is required")
     for ext in resource.extensions:
         ext_doc = document.get(ext.schema.id)
         for attr in ext.schema.attributes:
             if not attr.required:
                 continue
-            if not isinstance(ext_doc, dict) or is_empty(ext_doc.get(attr.name)):
-                if ext.required or isinstance(ext_doc, dict):
-                    raise error(f"'{ext.schema.id}:{attr.name}' is required")
+            missing = not isinstance(ext_doc, dict) or is_empty(ext_doc.get(attr.name))
+            if missing and (ext.required or isinstance(ext_doc, dict)):
+                raise error(f"'{ext.schema.id}:{attr.name}' is required")
 
 
 def _check_immutable(document: JsonDict, current: JsonDict, resource: ResourceType) -> None:
