@@ -1,0 +1,175 @@
+"""Structured logs: one JSON object per line on stderr, with secrets masked.
+
+Every line has `ts` (UTC, ISO 8601), `level`, `logger`, `msg` and `request_id` (from
+`request_id_var`, set per HTTP request or task), plus the record's `extra={...}`
+fields and `exc` when an exception is attached.
+
+Redaction: extra fields whose key looks like a credential (authorization, cookie,
+token, password, secret, api key, …), at any depth of dicts and lists, are replaced
+by "[REDACTED]", and `Bearer …`/`Basic …` credentials are masked inside the message.
+Never log a raw request header mapping without this filter in place.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+REDACTED = "[REDACTED]"
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "idsync_request_id", default=None
+)
+
+# Key names that carry credentials: authorization, proxy-authorization, cookie,
+# set-cookie, token, access_token, scim_token, password, passwd, secret,
+# client_secret, api_key, apikey, x-api-key, private_key, credential(s).
+SECRET_KEY = re.compile(
+    r"authori[sz]ation|cookie|token|passw(or)?d|secret|api[-_]?key|private[-_]?key|credential",
+    re.IGNORECASE,
+)
+# Credentials inside free text: "Bearer abc.def", "Basic dXNlcjpw", "token=…", "password: …".
+_SECRET_TEXT = re.compile(
+    r"(?P<scheme>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+"
+    r"|(?P<key>\b(?:token|password|passwd|secret|api[-_]?key)\b\s*[=:]\s*)[^\s,;&\"']+",
+    re.IGNORECASE,
+)
+_MAX_DEPTH = 8
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_STANDARD_ATTRS = frozenset(
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "taskName"}
+)
+
+
+def get_request_id() -> str | None:
+    """The request id of the current context (None outside a request or task)."""
+    return request_id_var.get()
+
+
+def set_request_id(request_id: str | None) -> contextvars.Token[str | None]:
+    """Set the current request id; pass the returned token to `reset_request_id`."""
+    return request_id_var.set(request_id)
+
+
+def reset_request_id(token: contextvars.Token[str | None]) -> None:
+    request_id_var.reset(token)
+
+
+@contextmanager
+def bind_request_id(request_id: str | None) -> Iterator[None]:
+    """`with bind_request_id(rid): ...`: the id is on every log line inside the block."""
+    token = request_id_var.set(request_id)
+    try:
+        yield
+    finally:
+        request_id_var.reset(token)
+
+
+def redact_text(text: str) -> str:
+    """Mask credentials that appear in free text (`Bearer …`, `token=…`)."""
+    return _SECRET_TEXT.sub(
+        lambda m: (m.group("scheme") or m.group("key")) + REDACTED,
+        text,
+    )
+
+
+def redact(value: Any, depth: int = 0) -> Any:
+    """A copy of `value` with credential-named keys masked at every depth."""
+    if depth > _MAX_DEPTH:
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED if isinstance(k, str) and SECRET_KEY.search(k) else redact(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str | bytes):
+        # A header pair, as in ASGI scopes: (b"authorization", b"Bearer …").
+        name = value[0].decode("latin-1") if isinstance(value[0], bytes) else value[0]
+        if SECRET_KEY.search(name):
+            return (value[0], REDACTED)
+    if isinstance(value, list | tuple):
+        return [redact(v, depth + 1) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """Masks credentials in a record's extra fields and message, in place."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key in list(vars(record)):
+            if key in _STANDARD_ATTRS:
+                continue
+            value = record.__dict__[key]
+            record.__dict__[key] = REDACTED if SECRET_KEY.search(key) else redact(value)
+        if record.args:
+            try:
+                record.msg = record.getMessage()
+            except (TypeError, ValueError):  # bad format args: the handler reports them
+                return True
+            record.args = None
+        if isinstance(record.msg, str):
+            record.msg = redact_text(record.msg)
+        return True
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, no newlines inside."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": request_id_var.get() or getattr(record, "request_id", None),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and key not in doc:
+                doc[key] = value
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            doc["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(doc, default=_json_default, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:
+    """Send every log record (root logger) as JSON lines to stderr; replaces handlers.
+
+    Idempotent. Library loggers that install their own handlers (uvicorn, celery) are
+    reset to propagate here: run uvicorn with `log_config=None` and Celery with
+    `worker_hijack_root_logger=False`.
+    """
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "alembic"):
+        lib = logging.getLogger(name)
+        for old in list(lib.handlers):
+            lib.removeHandler(old)
+        lib.propagate = True
+    # Per-request access lines come from idsync.http (with request_id); uvicorn's
+    # own access log would repeat them without it.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
