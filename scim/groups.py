@@ -189,7 +189,7 @@ def create_group(session: Session, ctx: ScimContext, body: dict[str, Any]) -> Gr
     normalized = normalize_resource(body, GROUP_RESOURCE, mode="create")
     doc = normalized.document
     _ensure_unique_name(session, ctx.org_id, str(doc["displayName"]))
-    members = _existing_users(session, ctx.org_id, normalized.members)
+    members = _existing_users(session, ctx.org_id, [m.value for m in normalized.members or []])
     now = utcnow()
     group = Group(org_id=ctx.org_id, version=1, created_at=now, updated_at=now)
     _apply_document(group, doc)
@@ -207,10 +207,15 @@ def replace_group(
     check_etag(if_match, group.version)
     normalized = normalize_resource(body, GROUP_RESOURCE, mode="replace")
     doc = normalized.document
-    wanted = _existing_users(session, ctx.org_id, normalized.members)
-    current = set(session.scalars(select(GroupMember.user_id).where(GroupMember.group_id == group.id)))
-    removed = _delete_members(session, group, sorted(current - set(wanted)))
-    added = _insert_members(session, group, [u for u in wanted if u not in current])
+    removed: list[str] = []
+    added: list[str] = []
+    if normalized.members is not None:  # omitted members: membership is left alone
+        wanted = _existing_users(session, ctx.org_id, [m.value for m in normalized.members])
+        current = set(
+            session.scalars(select(GroupMember.user_id).where(GroupMember.group_id == group.id))
+        )
+        removed = _delete_members(session, group, sorted(current - set(wanted)))
+        added = _insert_members(session, group, [u for u in wanted if u not in current])
     renamed = doc != group.attrs
     if renamed:
         if str(doc["displayName"]).lower() != group.display_name_norm:
@@ -228,7 +233,7 @@ def patch_group(
 ) -> Group:
     group = load_group(session, ctx.org_id, group_id, for_update=True)
     check_etag(if_match, group.version)
-    result = apply_patch(dict(group.attrs), body, GROUP_RESOURCE)
+    result = apply_patch(dict(group.attrs), body, GROUP_RESOURCE, resource_id=group.id)
     changed_users: list[str] = []
     if result.members_replace is not None:
         wanted = _existing_users(session, ctx.org_id, result.members_replace)

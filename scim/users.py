@@ -167,7 +167,7 @@ def patch_user(
 ) -> User:
     user = load_user(session, ctx.org_id, user_id, for_update=True)
     check_etag(if_match, user.version)
-    result = apply_patch(dict(user.attrs), body, USER_RESOURCE)
+    result = apply_patch(dict(user.attrs), body, USER_RESOURCE, resource_id=user.id)
     if result.changed:
         _save_changed(session, ctx, user, result.document, "user.patched")
     return user
