@@ -126,9 +126,7 @@ class _Parser:
             raise self._error(f"invalid {self.label}: expected a string")
         self.text = text
         if len(text) > MAX_FILTER_LENGTH:
-            raise self._error(
-                f"invalid {self.label}: longer than {MAX_FILTER_LENGTH} characters"
-            )
+            raise self._error(f"invalid {self.label}: longer than {MAX_FILTER_LENGTH} characters")
         self.tokens = self._tokenize()
         self.index = 0
         self.depth = 0
@@ -250,7 +248,9 @@ class _Parser:
             self.advance()
             return Not(self.parenthesized(in_brackets=in_brackets))
         if token.is_word("not"):
-            self.fail(self.peek(1).pos, f"expected '(' after 'not', found {self.peek(1).describe()}")
+            self.fail(
+                self.peek(1).pos, f"expected '(' after 'not', found {self.peek(1).describe()}"
+            )
         if token.kind == "lparen":
             return self.parenthesized(in_brackets=in_brackets)
         if token.kind == "word":
@@ -281,7 +281,9 @@ class _Parser:
 
     def value_filter(self, path: AttrPath, word: Token) -> Filter:
         if path.sub_attr is not None:
-            self.fail(word.pos, f"a value filter must follow an attribute name, not {word.describe()}")
+            self.fail(
+                word.pos, f"a value filter must follow an attribute name, not {word.describe()}"
+            )
         opening = self.expect("lbracket", "'['")
         self.enter(opening)
         inner = self.or_expr(in_brackets=True)
@@ -301,7 +303,9 @@ class _Parser:
 
     def comparison(self, path: AttrPath, word: Token) -> Filter:
         token = self.peek()
-        if token.kind != "word" or (token.text.lower() not in COMPARE_OPS and not token.is_word("pr")):
+        if token.kind != "word" or (
+            token.text.lower() not in COMPARE_OPS and not token.is_word("pr")
+        ):
             self.fail(
                 token.pos,
                 "expected an operator (eq, ne, co, sw, ew, gt, ge, lt, le, pr) after "
