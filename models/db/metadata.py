@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from models.db import config_tables as config_tables
 from models.db import tables as tables
 from models.db.base import Base
 
