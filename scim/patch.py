@@ -268,15 +268,18 @@ def apply_patch(
     else:
         ops = _check_operations(operations)
     state = _State(resource, resource_id, copy.deepcopy(document))
+    enforce_required = _complete(document, resource)
     for index, op in enumerate(ops, start=1):
         try:
             _apply_operation(state, op)
+            _drop_empty_extensions(state.doc, resource)
+            if enforce_required:
+                # RFC 7644 §3.5.2.2: a required attribute left unassigned → mutability.
+                check_required(state.doc, resource, MutabilityError)
         except ScimError as err:
             err.detail = f"operation {index}: {err.detail}"
             err.args = (err.detail,)
             raise
-    _drop_empty_extensions(state.doc, resource)
-    check_required(state.doc, resource, MutabilityError)
     members = state.members
     return PatchResult(
         document=state.doc,
@@ -306,6 +309,16 @@ def _apply_operation(state: _State, op: JsonDict) -> None:
         raise InvalidValue(f"{name} requires a 'value'")
     target = _target_from_path(state.resource, parse_patch_path(path), path)
     _apply_target(state, name, target, value, has_value, explicit=True)
+
+
+def _complete(document: JsonDict, resource: ResourceType) -> bool:
+    """Whether the stored document has its required attributes (it always should; a
+    legacy document without them must not make every PATCH fail)."""
+    try:
+        check_required(document, resource, MutabilityError)
+    except MutabilityError:
+        return False
+    return True
 
 
 def _drop_empty_extensions(doc: JsonDict, resource: ResourceType) -> None:
@@ -491,10 +504,20 @@ def _add_elements(container: JsonDict, target: _Target, value: object) -> None:
             elements.append(element)
             written.append(element)
         elif isinstance(same, dict) and isinstance(element, dict):
-            same.update(element)
+            _merge_same(attr, same, element)
             written.append(same)
     _settle_primary(attr, elements, written, target.label)
     _set(container, attr.name, elements)
+
+
+def _merge_same(attr: Attribute, existing: JsonDict, new: JsonDict) -> None:
+    """Merge a re-added value into the existing one; sub-values that are equal per
+    caseExact keep their stored spelling (re-adding is not a change)."""
+    for key, item in new.items():
+        sub = attr.sub(key)
+        if key in existing and sub is not None and _scalar_eq(sub, existing[key], item):
+            continue
+        existing[key] = item
 
 
 def _write_filtered(container: JsonDict, target: _Target, value: object, *, merge: bool) -> None:
