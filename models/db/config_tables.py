@@ -222,7 +222,11 @@ class RegisteredResourceRow(Base):
 
 
 class MappingRuleRow(Base):
-    """A mapping rule: match SCIM groups, produce bindings (see models.db.mapping_rules)."""
+    """A mapping rule (``models.access.mapping_rules.MappingRule``): match SCIM groups by
+    ``attribute`` (``externalId``/``displayName``) with ``match`` (exact, prefix, RE2 regex)
+    and produce bindings of ``kind`` (workspace_role, space, org_admin). ``workspace``,
+    ``role`` and ``space`` are fixed targets (id or name); None: taken from the regex's
+    named capture of the same name. Rules apply in ``position`` order, then id."""
 
     __tablename__ = "mapping_rules"
 
@@ -230,12 +234,13 @@ class MappingRuleRow(Base):
     id: Mapped[str] = mapped_column(String(CONFIG_ID_LEN), primary_key=True)
     description: Mapped[str] = mapped_column(String(500), default="")
     attribute: Mapped[str] = mapped_column(String(16))
-    match_type: Mapped[str] = mapped_column(String(16))
+    match: Mapped[str] = mapped_column(String(16))
     pattern: Mapped[str] = mapped_column(Text)
-    org_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    workspace_id: Mapped[str | None] = mapped_column(String(CONFIG_ID_LEN), nullable=True)
-    role_id: Mapped[str | None] = mapped_column(String(CONFIG_ID_LEN), nullable=True)
-    space_id: Mapped[str | None] = mapped_column(String(CONFIG_ID_LEN), nullable=True)
+    ignore_case: Mapped[bool] = mapped_column(Boolean, default=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    workspace: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    role: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    space: Mapped[str | None] = mapped_column(String(200), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
