@@ -1,0 +1,241 @@
+"""Mapping rules (contract §5): SCIM group attributes -> bindings.
+
+A rule matches a group's ``externalId`` or ``displayName`` by exact value,
+prefix, or an RE2 regular expression (whole-attribute match, rule
+``mapping.regex_full_match``) whose named captures ``workspace``, ``role`` and
+``space`` fill the binding's targets. Every produced binding carries the rule id
+as its ``source``. Targets that do not exist are reported as problems (rule
+``mapping.report_missing_targets``), never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final, Literal
+
+import re2
+
+from .errors import UnsafePatternError, ValidationError
+from .inputs import OrgAdminBinding, OrgConfig, RoleBinding, SpaceAssignment
+
+Attribute = Literal["externalId", "displayName"]
+MatchKind = Literal["exact", "prefix", "regex"]
+BindingKind = Literal["workspace_role", "space", "org_admin"]
+
+CAPTURE_NAMES: Final[frozenset[str]] = frozenset({"workspace", "role", "space"})
+MAX_PATTERN_LENGTH: Final = 1000
+MAX_PROGRAM_MEMORY: Final = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ScimGroup:
+    id: str
+    display_name: str
+    external_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MappingRule:
+    """A rule; targets left as None come from the regex capture of the same name."""
+
+    id: str
+    attribute: Attribute
+    match: MatchKind
+    pattern: str
+    kind: BindingKind = "workspace_role"
+    workspace: str | None = None
+    role: str | None = None
+    space: str | None = None
+    ignore_case: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MappingProblem:
+    rule_id: str
+    group_id: str | None
+    field: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class MappingResult:
+    org_admins: tuple[OrgAdminBinding, ...]
+    role_bindings: tuple[RoleBinding, ...]
+    space_assignments: tuple[SpaceAssignment, ...]
+    problems: tuple[MappingProblem, ...]
+
+
+def _options(ignore_case: bool) -> re2.Options:
+    opts = re2.Options()
+    opts.log_errors = False
+    opts.max_mem = MAX_PROGRAM_MEMORY
+    opts.case_sensitive = not ignore_case
+    return opts
+
+
+@lru_cache(maxsize=1024)
+def compile_pattern(pattern: str, ignore_case: bool = False) -> Any:
+    """Compile with RE2 (linear time, no backtracking); raise UnsafePatternError."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise UnsafePatternError("pattern", f"longer than {MAX_PATTERN_LENGTH} characters")
+    try:
+        return re2.compile(pattern, options=_options(ignore_case))
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        if isinstance(detail, bytes):
+            detail = detail.decode(errors="replace")
+        raise UnsafePatternError(
+            "pattern", f"not a safe (RE2) regular expression: {detail}"
+        ) from exc
+
+
+def validate_mapping_rule(rule: MappingRule) -> None:
+    """Validation at rule creation (admin API 4xx); raises ValidationError naming the field."""
+    if not rule.id.strip():
+        raise ValidationError("id", "must be a non-empty string")
+    if rule.attribute not in ("externalId", "displayName"):
+        raise ValidationError("attribute", "must be 'externalId' or 'displayName'")
+    if rule.match not in ("exact", "prefix", "regex"):
+        raise ValidationError("match", "must be 'exact', 'prefix' or 'regex'")
+    if rule.kind not in ("workspace_role", "space", "org_admin"):
+        raise ValidationError("kind", "must be 'workspace_role', 'space' or 'org_admin'")
+    if not rule.pattern:
+        raise ValidationError("pattern", "must not be empty")
+    captures: frozenset[str] = frozenset()
+    if rule.match == "regex":
+        compiled = compile_pattern(rule.pattern, rule.ignore_case)
+        names = frozenset(compiled.groupindex)
+        unknown = names - CAPTURE_NAMES
+        if unknown:
+            raise ValidationError(
+                "pattern",
+                f"unknown named capture {sorted(unknown)[0]!r} (use workspace, role, space)",
+            )
+        captures = names
+    needed = {"workspace_role": ("workspace", "role"), "space": ("space",), "org_admin": ()}
+    for target in needed[rule.kind]:
+        fixed = getattr(rule, target)
+        if fixed is None and target not in captures:
+            raise ValidationError(target, f"needed by a {rule.kind} rule: give it or capture it")
+        if fixed is not None and target in captures:
+            raise ValidationError(target, "given both as a fixed value and as a named capture")
+
+
+def _attribute(rule: MappingRule, group: ScimGroup) -> str | None:
+    return group.external_id if rule.attribute == "externalId" else group.display_name
+
+
+def match_rule(rule: MappingRule, group: ScimGroup) -> dict[str, str] | None:
+    """Captures (possibly empty) when ``rule`` matches ``group``; None otherwise."""
+    value = _attribute(rule, group)
+    if value is None:
+        return None
+    if rule.match == "regex":
+        m = compile_pattern(rule.pattern, rule.ignore_case).fullmatch(value)
+        if m is None:
+            return None
+        return {k: v for k, v in m.groupdict().items() if v is not None}
+    a, b = (
+        (value.casefold(), rule.pattern.casefold()) if rule.ignore_case else (value, rule.pattern)
+    )
+    ok = a == b if rule.match == "exact" else a.startswith(b)
+    return {} if ok else None
+
+
+def _resolve(kind: str, value: str, config: OrgConfig) -> list[str]:
+    if kind == "workspace":
+        if value in config.workspace_by_id:
+            return [value]
+        return sorted(w.id for w in config.workspaces if w.name == value)
+    if kind == "space":
+        if value in config.space_by_id:
+            return [value]
+        return sorted(s.id for s in config.spaces if s.name == value)
+    if value in config.role_by_id:
+        return [value]
+    return sorted(r.id for r in config.role_by_id.values() if r.name.casefold() == value.casefold())
+
+
+def apply_mapping_rules(
+    rules: Sequence[MappingRule], groups: Iterable[ScimGroup], config: OrgConfig
+) -> MappingResult:
+    """Bindings the rules produce for ``groups``, plus problems for unresolvable targets."""
+    admins: set[OrgAdminBinding] = set()
+    bindings: set[RoleBinding] = set()
+    spaces: set[SpaceAssignment] = set()
+    problems: list[MappingProblem] = []
+    group_list = sorted(groups, key=lambda g: g.id)
+    for rule in rules:
+        for group in group_list:
+            captures = match_rule(rule, group)
+            if captures is None:
+                continue
+            if rule.kind == "org_admin":
+                admins.add(OrgAdminBinding(group.id, rule.id))
+                continue
+            targets: dict[str, str] = {}
+            fail = False
+            wanted = ("workspace", "role") if rule.kind == "workspace_role" else ("space",)
+            for name in wanted:
+                raw = getattr(rule, name) or captures.get(name)
+                if raw is None:
+                    problems.append(MappingProblem(rule.id, group.id, name, "no value captured"))
+                    fail = True
+                    continue
+                found = _resolve(name, raw, config)
+                if len(found) != 1:
+                    what = "no" if not found else "more than one"
+                    problems.append(
+                        MappingProblem(rule.id, group.id, name, f"{what} {name} matches {raw!r}")
+                    )
+                    fail = True
+                    continue
+                targets[name] = found[0]
+            if fail:
+                continue
+            if rule.kind == "space":
+                spaces.add(SpaceAssignment(group.id, targets["space"], rule.id))
+                continue
+            ws = config.workspace_by_id[targets["workspace"]]
+            role = config.role_by_id[targets["role"]]
+            if ws.parent_workspace_id is not None:
+                msg = f"{ws.id!r} is an environment; bind its parent workspace"
+                problems.append(MappingProblem(rule.id, group.id, "workspace", msg))
+                continue
+            if role.model != ws.permissions_model:
+                role_id = _legacy_alias(role.id, ws.permissions_model, config)
+                if role_id is None:
+                    problems.append(
+                        MappingProblem(
+                            rule.id,
+                            group.id,
+                            "role",
+                            f"{role.model} role {role.id!r} in a {ws.permissions_model} workspace",
+                        )
+                    )
+                    continue
+                targets["role"] = role_id
+            bindings.add(RoleBinding(group.id, ws.id, targets["role"], rule.id))
+    return MappingResult(
+        tuple(sorted(admins, key=lambda b: (b.group_id, b.source))),
+        tuple(sorted(bindings, key=lambda b: (b.group_id, b.workspace_id, b.role_id, b.source))),
+        tuple(sorted(spaces, key=lambda b: (b.group_id, b.space_id, b.source))),
+        tuple(problems),
+    )
+
+
+def _legacy_alias(role_id: str, model: str, config: OrgConfig) -> str | None:
+    """A captured v2 pre-built name in a legacy workspace means its legacy counterpart
+    (admin -> legacy_admin, editor -> legacy_workspace_editor, viewer -> legacy_workspace_viewer,
+    draft_editor -> legacy_draft_contributor), so one rule can serve both kinds of workspace."""
+    aliases = {
+        "admin": "legacy_admin",
+        "editor": "legacy_workspace_editor",
+        "viewer": "legacy_workspace_viewer",
+        "draft_editor": "legacy_draft_contributor",
+    }
+    if model == "legacy" and role_id in aliases:
+        return aliases[role_id]
+    return None
