@@ -1,6 +1,7 @@
 """`sortBy` / `sortOrder` (RFC 7644 §3.4.2.3) compiled to ORDER BY expressions.
 
-- caseExact=false strings sort by lower(value) (userName by the indexed `user_name_norm`,
+- Strings sort by code point on both backends (`COLLATE "C"` on PostgreSQL, like the
+  gt/lt filters); caseExact=false ones by lower(value) (userName by `user_name_norm`,
   Group displayName by `display_name_norm`).
 - Multi-valued attributes sort by the primary value's (sub-)attribute, else the first
   value's; `groups` / `members` (no order, no primary) by their smallest value.
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func
@@ -20,8 +22,8 @@ from sqlalchemy.sql.elements import SQLColumnExpression
 
 from scim.errors import InvalidFilter, InvalidValue
 from scim.filter.parser import parse_attr_path
-from scim.filter.semantics import path_text, resolve_path
-from scim.filter.storage import Operand, Storage, check_dialect
+from scim.filter.semantics import STRING_TYPES, path_text, resolve_path
+from scim.filter.storage import Dialect, Operand, Storage, check_dialect
 from scim.schemas import ResolvedAttribute, ResourceType
 
 
@@ -67,25 +69,34 @@ def _resolve(resource: ResourceType, text: str) -> ResolvedAttribute:
     return resolved
 
 
-def _key(operand: Operand) -> SQLColumnExpression[Any]:
-    if operand.case_exact or operand.normalized or operand.attr.type != "string":
-        return operand.expr
-    return func.lower(operand.expr)
+def _key_for(dialect: Dialect) -> Callable[[Operand], SQLColumnExpression[Any]]:
+    """Sort key: lower() for caseExact=false strings; code-point order on both backends."""
+
+    def key(operand: Operand) -> SQLColumnExpression[Any]:
+        if operand.attr.type not in STRING_TYPES:
+            return operand.expr
+        value = operand.expr
+        if not (operand.case_exact or operand.normalized):
+            value = func.lower(value)
+        return value.collate("C") if dialect == "postgresql" else value
+
+    return key
 
 
 def _sort_value(storage: Storage, resolved: ResolvedAttribute) -> tuple[Any, bool]:
     """(sort expression, whether it can be NULL)."""
     attr = resolved.attr
     where = attr.name if resolved.sub is None else f"{attr.name}.{resolved.sub.name}"
+    key = _key_for(storage.dialect)
     try:
         if attr.multi_valued:
             sub = resolved.sub or attr.sub("value")
             if sub is None:
                 raise InvalidValue(f"sortBy: name a sub-attribute of '{attr.name}'")
-            return storage.collection(resolved).sort_value(sub, _key), True
+            return storage.collection(resolved).sort_value(sub, key), True
         if resolved.sub is None and attr.type == "complex":
             raise InvalidValue(f"sortBy: name a sub-attribute of '{where}'")
         operand = storage.operand(resolved)
     except InvalidFilter as exc:
         raise InvalidValue(f"sortBy: {exc.detail}") from None
-    return _key(operand), operand.nullable
+    return key(operand), operand.nullable
