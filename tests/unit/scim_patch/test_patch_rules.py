@@ -63,9 +63,7 @@ ERRORS = [
         "invalidPath",
         id="unknown-attribute-in-filter",
     ),
-    pytest.param(
-        {"op": "replace", "value": {"nope": 1}}, "invalidPath", id="no-path-unknown-key"
-    ),
+    pytest.param({"op": "replace", "value": {"nope": 1}}, "invalidPath", id="no-path-unknown-key"),
     pytest.param(
         {"op": "replace", "value": {"urn:example:x:User:a": 1}},
         "invalidPath",
@@ -170,7 +168,7 @@ def test_errors(op: dict[str, Any], scim_type: str):
     assert info.value.scim_type == scim_type, info.value.detail
     assert info.value.status == 400
     assert info.value.detail.startswith("operation 1: ")
-    assert USER == before
+    assert before == USER
 
 
 @pytest.mark.parametrize(
@@ -375,9 +373,7 @@ def test_entra_create_with_two_eq_clauses():
         ],
         USER_RESOURCE,
     )
-    assert result.document["addresses"] == [
-        {"type": "work", "country": "DE", "locality": "Berlin"}
-    ]
+    assert result.document["addresses"] == [{"type": "work", "country": "DE", "locality": "Berlin"}]
 
 
 def test_multiple_ops_compose_in_order():
