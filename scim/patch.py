@@ -307,6 +307,10 @@ def _apply_operation(state: _State, op: JsonDict) -> None:
         raise InvalidPath("'path' must be a string")
     if name != "remove" and not has_value:
         raise InvalidValue(f"{name} requires a 'value'")
+    whole = split_name(state.resource, path.strip())
+    if whole is not None and whole.attr is None and whole.schema is not None:
+        _apply_schema_path(state, name, whole.schema, value)
+        return
     target = _target_from_path(state.resource, parse_patch_path(path), path)
     _apply_target(state, name, target, value, has_value, explicit=True)
 
@@ -319,6 +323,17 @@ def _complete(document: JsonDict, resource: ResourceType) -> bool:
     except MutabilityError:
         return False
     return True
+
+
+def _apply_schema_path(state: _State, op: OpName, schema: str, value: object) -> None:
+    """`path` naming a whole schema (`urn:…:enterprise:2.0:User`): add/replace apply the
+    object value as a no-path op would; remove clears the extension's attributes."""
+    if op != "remove":
+        _apply_no_path(state, op, {schema: value})
+        return
+    if schema == state.resource.schema.id:
+        raise MutabilityError("the core schema cannot be removed")
+    state.doc.pop(schema, None)
 
 
 def _drop_empty_extensions(doc: JsonDict, resource: ResourceType) -> None:

@@ -390,3 +390,20 @@ def test_multiple_ops_compose_in_order():
     assert result.document["title"] == "CTO"
     assert result.document["name"]["givenName"] == "Al"
     assert result.document[ENT] == {"manager": {"value": "mgr-1"}}
+
+
+def test_path_naming_the_whole_extension():
+    result = apply_patch(
+        USER,
+        [{"op": "add", "path": ENT.lower(), "value": {"department": "Ops", "employeeNumber": ""}}],
+        USER_RESOURCE,
+    )
+    assert result.document[ENT] == {"department": "Ops", "manager": {"value": "mgr-1"}}
+    result = apply_patch(USER, [{"op": "remove", "path": ENT}], USER_RESOURCE)
+    assert ENT not in result.document
+
+
+def test_path_naming_the_core_schema_cannot_be_removed():
+    with pytest.raises(ScimError) as info:
+        apply_patch(USER, [{"op": "remove", "path": USER_RESOURCE.schema.id}], USER_RESOURCE)
+    assert info.value.scim_type == "mutability"
