@@ -221,6 +221,11 @@ def _evaluate_root(groups: frozenset[str], config: OrgConfig, root: Workspace) -
         if model == "v2":
             v2 = [(b, r) for b, r in valid if isinstance(r, V2Role)]
             grants = _v2_group_grants(v2, root.approvals_required)
+            names = {(sc, n) for _, r in v2 for sc, _rid, n, _l in v2_raw_grants(r)}
+            if root.approvals_required and names & APPROVAL_SPLIT.keys():
+                rules.add("approvals.split")
+            if not root.approvals_required and names & SPLIT_HALVES.keys():
+                rules.add("approvals.off_merge_per_group")
         is_admin = is_admin or group_admin
         bindings = tuple(sorted({b for b, _ in valid}, key=lambda b: (b.role_id, b.source)))
         group_access.append(GroupAccess(gid, bindings, grants, spaces, group_admin))

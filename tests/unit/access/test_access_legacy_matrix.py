@@ -130,7 +130,5 @@ def test_legacy_sync_needs_read_on_what_it_uses():
     am2 = one_role("c1", model="legacy", roles=(role,))
     assert am2.check(user("g1"), "w1", "create", ResourceRef("sync", "y")) is True
     assert am2.check_sync(user("g1"), "w1", "s", "d", "create") is False
-    ex = am2.explain_sync(
-        user("g1"), "w1", am2.sync_ref("w1", "s", "d"), "create"
-    )
+    ex = am2.explain_sync(user("g1"), "w1", am2.sync_ref("w1", "s", "d"), "create")
     assert "legacy.use_needs_read" in ex.rules and ex.missing
