@@ -88,13 +88,17 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         ),
     )
     app.include_router(scim.router(), prefix=SCIM_PREFIX, include_in_schema=False)
+    from idsync.admin_api import install_admin_api
+
+    install_admin_api(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if request.url.path.startswith("/scim/"):
             return http_exception_response(exc)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                            headers=dict(exc.headers or {}))
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=dict(exc.headers or {})
+        )
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -110,4 +114,3 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     app.add_middleware(RequestIdMiddleware)
     return app
-

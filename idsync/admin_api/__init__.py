@@ -1,0 +1,30 @@
+"""The admin REST API under /api/v1 (organization admin API keys)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from idsync.admin_api import access_routes, config_routes
+from idsync.admin_api.errors import (
+    API_PREFIX,
+    access_error_handler,
+    config_error_handler,
+    validation_error_handler,
+)
+from models.access.errors import ValidationError as AccessValidationError
+from models.db.config_errors import ConfigError
+
+
+def install_admin_api(app: FastAPI) -> None:
+    """Mount the admin routers and their JSON error handlers on ``app``."""
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(config_routes.router)
+    api.include_router(access_routes.router)
+    app.include_router(api)
+    app.add_exception_handler(ConfigError, config_error_handler)
+    app.add_exception_handler(AccessValidationError, access_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+
+
+__all__ = ["install_admin_api"]

@@ -1,0 +1,309 @@
+"""Request and response bodies of the admin API (also the declarative file's items).
+
+Requests forbid unknown fields, so a typo is a 422 naming the field rather than a
+silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PermissionsModel = Literal["v2", "legacy"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    field: str | None = None
+
+
+# --- workspaces and Spaces ---------------------------------------------------------
+
+
+class WorkspaceIn(Strict):
+    id: str | None = Field(default=None, description="Slug or UUID; generated when omitted")
+    name: str = Field(default="", max_length=200)
+    permissions_model: PermissionsModel = "v2"
+    spaces_enabled: bool = False
+    approvals_required: bool = False
+    parent_workspace_id: str | None = Field(
+        default=None, description="Set for an environment: the workspace it is a copy of"
+    )
+
+
+class WorkspacePatch(Strict):
+    name: str | None = Field(default=None, max_length=200)
+    permissions_model: PermissionsModel | None = None
+    spaces_enabled: bool | None = None
+    approvals_required: bool | None = None
+    parent_workspace_id: str | None = None
+
+
+class WorkspaceOut(BaseModel):
+    id: str
+    name: str
+    permissions_model: str
+    spaces_enabled: bool
+    approvals_required: bool
+    parent_workspace_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SpaceIn(Strict):
+    id: str | None = None
+    workspace_id: str
+    name: str = Field(default="", max_length=200)
+
+
+class SpacePatch(Strict):
+    name: str = Field(max_length=200)
+
+
+class SpaceOut(BaseModel):
+    id: str
+    workspace_id: str
+    name: str
+    created_at: datetime
+
+
+# --- roles ------------------------------------------------------------------------------
+
+
+class RoleIn(Strict):
+    """A custom role. v2: ``workspace_grants`` + ``resource_grants``; legacy: ``statements``."""
+
+    id: str
+    name: str = Field(min_length=1, max_length=200)
+    model: PermissionsModel = "v2"
+    workspace_grants: list[str] | None = None
+    resource_grants: list[dict[str, Any]] | None = Field(
+        default=None,
+        description='[{"scope": "source", "resource_id": "*", "grants": [...], '
+        '"subset_limit": {"region": ["EU"]}}]',
+    )
+    statements: list[dict[str, Any]] | None = Field(
+        default=None,
+        description='legacy policy: [{"effect": "allow", "actions": [...], "resource": "sync", '
+        '"conditions": {"labels": {"environment": "production"}}}]',
+    )
+
+
+class RoleOut(BaseModel):
+    id: str
+    name: str
+    model: str
+    builtin: bool
+    workspace_grants: list[str] = []
+    resource_grants: list[dict[str, Any]] = []
+    statements: list[dict[str, Any]] = []
+    levels: dict[str, str] = Field(default={}, description="built-in legacy roles: type -> level")
+
+
+# --- bindings -------------------------------------------------------------------------
+
+
+class OrgAdminBindingIn(Strict):
+    group_id: str
+
+
+class RoleBindingIn(Strict):
+    group_id: str
+    workspace_id: str
+    role_id: str
+
+
+class SpaceAssignmentIn(Strict):
+    group_id: str
+    space_id: str
+
+
+class BindingOut(BaseModel):
+    id: str
+    kind: Literal["org_admin_binding", "role_binding", "space_assignment"]
+    group_id: str
+    workspace_id: str | None = None
+    role_id: str | None = None
+    space_id: str | None = None
+    source: str = Field(description="'manual' or the id of the mapping rule that made it")
+    created_at: datetime
+
+
+# --- subset categories and registered resources -------------------------------------
+
+
+class SubsetCategoryIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    required: bool = False
+
+
+class SubsetCategoriesIn(Strict):
+    categories: list[SubsetCategoryIn]
+
+
+class ParentModelSubsetsOut(BaseModel):
+    workspace_id: str
+    parent_model_id: str
+    categories: list[SubsetCategoryIn]
+
+
+class ResourceIn(Strict):
+    labels: dict[str, str] = {}
+
+
+class ResourceOut(BaseModel):
+    workspace_id: str
+    type: str
+    id: str
+    labels: dict[str, str]
+
+
+# --- mapping rules -------------------------------------------------------------------------
+
+
+class RuleIn(Strict):
+    id: str | None = None
+    description: str = Field(default="", max_length=500)
+    attribute: Literal["externalId", "displayName"]
+    match: Literal["exact", "prefix", "regex"]
+    pattern: str = Field(min_length=1, max_length=1000)
+    ignore_case: bool = False
+    kind: Literal["workspace_role", "space", "org_admin"] = "workspace_role"
+    workspace: str | None = Field(default=None, description="Fixed target (id or name)")
+    role: str | None = Field(default=None, description="Fixed target (id or name)")
+    space: str | None = Field(default=None, description="Fixed target (id or name)")
+    enabled: bool = True
+    position: int = 0
+
+
+class RuleOut(BaseModel):
+    id: str
+    description: str
+    attribute: str
+    match: str
+    pattern: str
+    ignore_case: bool
+    kind: str
+    workspace: str | None
+    role: str | None
+    space: str | None
+    enabled: bool
+    position: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RuleProblemOut(BaseModel):
+    rule_id: str
+    group_id: str | None
+    field: str
+    message: str
+
+
+class RuleBindingOut(BaseModel):
+    kind: str
+    group_id: str
+    target: str = Field(description="'' (org admin), 'workspace/role' or a Space id")
+    source: str
+
+
+class RuleApplicationOut(BaseModel):
+    created: list[RuleBindingOut]
+    removed: list[RuleBindingOut]
+    problems: list[RuleProblemOut]
+    affected_group_ids: list[str]
+
+
+class RuleWriteOut(BaseModel):
+    rule: RuleOut | None
+    application: RuleApplicationOut
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+
+class GroupOut(BaseModel):
+    id: str
+    display_name: str
+    external_id: str | None
+
+
+# --- access reads ------------------------------------------------------------------------
+
+
+class ResourceRefIn(Strict):
+    type: str
+    id: str | None = None
+    space_id: str | None = None
+    labels: dict[str, str] | None = None
+    subsets: dict[str, list[str]] | None = Field(
+        default=None, description="audience: subset values used, by category"
+    )
+    space_scoped: bool = False
+
+
+class SyncRefIn(Strict):
+    source: ResourceRefIn
+    destination: ResourceRefIn
+    space_id: str | None = None
+    id: str | None = None
+    labels: dict[str, str] | None = None
+    model: ResourceRefIn | None = None
+
+
+class ExplainIn(Strict):
+    user_id: str
+    workspace_id: str
+    grant: str | None = Field(default=None, description="check form: the grant or action")
+    resource: ResourceRefIn | None = None
+    sync: SyncRefIn | None = Field(default=None, description="check_sync form (with action)")
+    action: str | None = None
+
+
+class WhoCanIn(Strict):
+    workspace_id: str
+    grant: str
+    resource: ResourceRefIn | None = None
+
+
+class WhoCanOut(BaseModel):
+    workspace_id: str
+    grant: str
+    user_ids: list[str]
+
+
+class WorkspacePermissionsOut(BaseModel):
+    workspace_id: str
+    roles: list[str]
+    is_admin: bool
+    grants: list[str]
+    legacy_role: str | None
+    legacy_actions: list[str]
+    visible_spaces: str | list[str]
+
+
+class UserPermissionsOut(BaseModel):
+    user_id: str
+    active: bool
+    group_ids: list[str]
+    workspaces: list[WorkspacePermissionsOut]
+
+
+class LegacyConflictOut(BaseModel):
+    user_id: str
+    workspace_id: str
+    chosen: str
+    shadowed: list[str]
+    groups_by_role: dict[str, list[str]]
+
+
+class OrganizationOut(BaseModel):
+    id: str
+    name: str
+    revision: int

@@ -1,0 +1,168 @@
+"""Rows and ``models.access`` results -> response bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from idsync.admin_api.schemas import (
+    BindingOut,
+    LegacyConflictOut,
+    RoleOut,
+    RuleApplicationOut,
+    RuleBindingOut,
+    RuleOut,
+    RuleProblemOut,
+    SpaceOut,
+    WorkspaceOut,
+    WorkspacePermissionsOut,
+)
+from models.access.access_model import LegacyConflict, WhatCan
+from models.access.roles import LegacyRole, Role, V2Role
+from models.db.config_tables import (
+    ConfigSpace,
+    ConfigWorkspace,
+    CustomRole,
+    MappingRuleRow,
+    OrgAdminBindingRow,
+    RoleBindingRow,
+    SpaceAssignmentRow,
+)
+from models.db.rule_application import BindingKey, RuleApplication
+
+
+def workspace_out(ws: ConfigWorkspace) -> WorkspaceOut:
+    return WorkspaceOut(
+        id=ws.id,
+        name=ws.name,
+        permissions_model=ws.permissions_model,
+        spaces_enabled=ws.spaces_enabled,
+        approvals_required=ws.approvals_required,
+        parent_workspace_id=ws.parent_workspace_id,
+        created_at=ws.created_at,
+        updated_at=ws.updated_at,
+    )
+
+
+def space_out(sp: ConfigSpace) -> SpaceOut:
+    return SpaceOut(id=sp.id, workspace_id=sp.workspace_id, name=sp.name, created_at=sp.created_at)
+
+
+def custom_role_out(row: CustomRole) -> RoleOut:
+    d = row.definition or {}
+    return RoleOut(
+        id=row.id,
+        name=row.name,
+        model=row.model,
+        builtin=False,
+        workspace_grants=sorted(d.get("workspace_grants", [])),
+        resource_grants=list(d.get("resource_grants", [])),
+        statements=list(d.get("statements", [])),
+    )
+
+
+def builtin_role_out(role: Role) -> RoleOut:
+    if isinstance(role, V2Role):
+        grants: list[dict[str, Any]] = [
+            {"scope": rg.scope, "resource_id": rg.resource_id, "grants": sorted(rg.grants)}
+            for rg in role.resource_grants
+        ]
+        return RoleOut(
+            id=role.id,
+            name=role.name,
+            model="v2",
+            builtin=True,
+            workspace_grants=sorted(role.workspace_grants),
+            resource_grants=grants,
+        )
+    assert isinstance(role, LegacyRole)
+    return RoleOut(
+        id=role.id, name=role.name, model="legacy", builtin=True, levels=dict(role.levels)
+    )
+
+
+def binding_out(row: OrgAdminBindingRow | RoleBindingRow | SpaceAssignmentRow) -> BindingOut:
+    if isinstance(row, OrgAdminBindingRow):
+        return BindingOut(
+            id=row.id,
+            kind="org_admin_binding",
+            group_id=row.group_id,
+            source=row.source,
+            created_at=row.created_at,
+        )
+    if isinstance(row, RoleBindingRow):
+        return BindingOut(
+            id=row.id,
+            kind="role_binding",
+            group_id=row.group_id,
+            workspace_id=row.workspace_id,
+            role_id=row.role_id,
+            source=row.source,
+            created_at=row.created_at,
+        )
+    return BindingOut(
+        id=row.id,
+        kind="space_assignment",
+        group_id=row.group_id,
+        space_id=row.space_id,
+        source=row.source,
+        created_at=row.created_at,
+    )
+
+
+def rule_out(row: MappingRuleRow) -> RuleOut:
+    return RuleOut(
+        id=row.id,
+        description=row.description,
+        attribute=row.attribute,
+        match=row.match,
+        pattern=row.pattern,
+        ignore_case=row.ignore_case,
+        kind=row.kind,
+        workspace=row.workspace,
+        role=row.role,
+        space=row.space,
+        enabled=row.enabled,
+        position=row.position,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _binding_key_out(key: BindingKey) -> RuleBindingOut:
+    kind, group_id, target, source = key
+    return RuleBindingOut(kind=kind, group_id=group_id, target=target, source=source)
+
+
+def application_out(app: RuleApplication) -> RuleApplicationOut:
+    return RuleApplicationOut(
+        created=[_binding_key_out(k) for k in app.created],
+        removed=[_binding_key_out(k) for k in app.removed],
+        problems=[
+            RuleProblemOut(rule_id=p.rule_id, group_id=p.group_id, field=p.field, message=p.message)
+            for p in app.problems
+        ],
+        affected_group_ids=sorted(app.affected_group_ids),
+    )
+
+
+def what_can_out(w: WhatCan) -> WorkspacePermissionsOut:
+    vis = w.visible_spaces
+    return WorkspacePermissionsOut(
+        workspace_id=w.workspace_id,
+        roles=list(w.roles),
+        is_admin=w.is_admin,
+        grants=list(w.grants),
+        legacy_role=w.legacy_role,
+        legacy_actions=list(w.legacy_actions),
+        visible_spaces=vis if isinstance(vis, str) else sorted(vis),
+    )
+
+
+def conflict_out(c: LegacyConflict) -> LegacyConflictOut:
+    return LegacyConflictOut(
+        user_id=c.user_id,
+        workspace_id=c.workspace_id,
+        chosen=c.chosen,
+        shadowed=list(c.shadowed),
+        groups_by_role={role: list(groups) for role, groups in c.groups_by_role},
+    )
