@@ -127,8 +127,10 @@ def run_bulk(
         for index, op in pending:
             refs = _refs(op)
             waiting = {r for r in refs if r not in created}
-            if waiting and waiting <= declared and any(
-                str(o.get("bulkId")) in waiting for _, o in pending if o is not op
+            if (
+                waiting
+                and waiting <= declared
+                and any(str(o.get("bulkId")) in waiting for _, o in pending if o is not op)
             ):
                 deferred.append((index, op))
                 continue
@@ -141,7 +143,7 @@ def run_bulk(
                 if op.get("method", "").upper() == "POST" and op.get("bulkId") and new_id:
                     created[str(op["bulkId"])] = new_id
                 results.append((index, outcome))
-            except Exception as exc:  # noqa: BLE001 - each failure is reported in-band
+            except Exception as exc:
                 errors += 1
                 response = exception_response(exc)
                 entry: dict[str, Any] = {

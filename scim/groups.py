@@ -129,8 +129,12 @@ def _insert_members(session: Session, group: Group, user_ids: Sequence[str]) -> 
             insert(GroupMember)
             .values(
                 [
-                    {"group_id": group.id, "user_id": uid, "org_id": group.org_id,
-                     "created_at": utcnow()}
+                    {
+                        "group_id": group.id,
+                        "user_id": uid,
+                        "org_id": group.org_id,
+                        "created_at": utcnow(),
+                    }
                     for uid in chunk
                 ]
             )

@@ -40,9 +40,7 @@ class PayloadTooLarge(ScimError):
 
 class UnsupportedMediaType(ScimError):
     def __init__(self, got: str) -> None:
-        super().__init__(
-            415, f"Content-Type {got!r} is not supported; use application/scim+json"
-        )
+        super().__init__(415, f"Content-Type {got!r} is not supported; use application/scim+json")
 
 
 class ServiceUnavailable(ScimError):

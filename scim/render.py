@@ -18,7 +18,9 @@ def scim_time(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _meta(resource_type: str, location: str, created: datetime, modified: datetime, version: int) -> dict[str, str]:
+def _meta(
+    resource_type: str, location: str, created: datetime, modified: datetime, version: int
+) -> dict[str, str]:
     return {
         "resourceType": resource_type,
         "created": scim_time(created),

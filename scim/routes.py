@@ -63,7 +63,9 @@ def _render_users(
     session: Session, rows: Sequence[User], base: str, with_groups: bool
 ) -> list[dict[str, Any]]:
     groups = user_store.groups_of(session, [u.id for u in rows]) if with_groups else None
-    return [render_user(u, base, groups.get(u.id, []) if groups is not None else None) for u in rows]
+    return [
+        render_user(u, base, groups.get(u.id, []) if groups is not None else None) for u in rows
+    ]
 
 
 def _render_groups(
@@ -76,7 +78,7 @@ def _render_groups(
 USERS = ResourceOps(
     resource=USER_RESOURCE,
     multi_attr="groups",
-    load=lambda s, org, rid: user_store.load_user(s, org, rid),
+    load=user_store.load_user,
     create=user_store.create_user,
     replace=user_store.replace_user,
     patch=user_store.patch_user,
@@ -86,7 +88,7 @@ USERS = ResourceOps(
 GROUPS = ResourceOps(
     resource=GROUP_RESOURCE,
     multi_attr="members",
-    load=lambda s, org, rid: group_store.load_group(s, org, rid),
+    load=group_store.load_group,
     create=group_store.create_group,
     replace=group_store.replace_group,
     patch=group_store.patch_group,
@@ -141,8 +143,13 @@ class ScimApi:
     # -- resources --------------------------------------------------------------------
 
     def _get_sync(
-        self, ops: ResourceOps, ctx: ScimContext, rid: str, attrs: list[str] | None,
-        excluded: list[str] | None, if_none_match: str | None,
+        self,
+        ops: ResourceOps,
+        ctx: ScimContext,
+        rid: str,
+        attrs: list[str] | None,
+        excluded: list[str] | None,
+        if_none_match: str | None,
     ) -> Response:
         with self.db.read() as session:
             row = ops.load(session, ctx.org_id, rid)
@@ -157,8 +164,13 @@ class ScimApi:
         )
 
     def _write_sync(
-        self, ops: ResourceOps, action: Callable[[Session], Row], ctx: ScimContext,
-        attrs: list[str] | None, excluded: list[str] | None, status: int,
+        self,
+        ops: ResourceOps,
+        action: Callable[[Session], Row],
+        ctx: ScimContext,
+        attrs: list[str] | None,
+        excluded: list[str] | None,
+        status: int,
     ) -> Response:
         with self.db.write() as session:
             row = action(session)
@@ -180,7 +192,10 @@ class ScimApi:
         )
         with self.db.read() as session:
             total, rows, _ = search(
-                session, ops.resource, ctx.org_id, params,
+                session,
+                ops.resource,
+                ctx.org_id,
+                params,
                 default_count=self.config.default_count,
                 max_results=self.config.limits.max_results,
             )
@@ -227,9 +242,12 @@ class ScimApi:
         with self.db.read() as session:
             for ops in applicable:
                 sub_total, _, _ = search(
-                    session, ops.resource, ctx.org_id,
+                    session,
+                    ops.resource,
+                    ctx.org_id,
                     SearchParams(filter=params.filter, count=0),
-                    default_count=0, max_results=0,
+                    default_count=0,
+                    max_results=0,
                 )
                 total += sub_total
                 if skip >= sub_total:
@@ -239,12 +257,19 @@ class ScimApi:
                 if room <= 0:
                     continue
                 page = SearchParams(
-                    filter=params.filter, start_index=skip + 1, count=room,
-                    sort_by=params.sort_by, sort_order=params.sort_order,
+                    filter=params.filter,
+                    start_index=skip + 1,
+                    count=room,
+                    sort_by=params.sort_by,
+                    sort_order=params.sort_order,
                 )
                 _, rows, _ = search(
-                    session, ops.resource, ctx.org_id, page,
-                    default_count=room, max_results=room,
+                    session,
+                    ops.resource,
+                    ctx.org_id,
+                    page,
+                    default_count=room,
+                    max_results=room,
                 )
                 skip = 0
                 full = wants(ops.multi_attr, attrs, excluded, ops.resource)
@@ -271,7 +296,7 @@ class ScimApi:
 
     # -- router -------------------------------------------------------------------
 
-    def router(self) -> APIRouter:  # noqa: C901 - one closure per route keeps them readable
+    def router(self) -> APIRouter:
         router = APIRouter()
         max_bytes = self.config.limits.max_payload_bytes
 
@@ -279,7 +304,7 @@ class ScimApi:
             try:
                 ctx = await self.context(request)
                 result: Response = await handler(ctx)
-            except Exception as exc:  # noqa: BLE001 - every failure gets a SCIM body
+            except Exception as exc:
                 return exception_response(exc)
             return result
 
@@ -341,7 +366,11 @@ class ScimApi:
             async def run(ctx: ScimContext) -> Response:
                 body = await read_json_object(request, max_bytes)
                 result = await run_in_threadpool(
-                    run_bulk, self.db, ctx, body, self.config.limits.max_bulk_operations,
+                    run_bulk,
+                    self.db,
+                    ctx,
+                    body,
+                    self.config.limits.max_bulk_operations,
                     {"Users": USERS, "Groups": GROUPS},
                 )
                 return ScimResponse(result)
@@ -387,8 +416,13 @@ class ScimApi:
                 body = await read_json_object(request, max_bytes)
                 attrs, excluded = _projection_args(request)
                 return await run_in_threadpool(
-                    self._write_sync, ops, lambda s: ops.create(s, ctx, body), ctx,
-                    attrs, excluded, 201,
+                    self._write_sync,
+                    ops,
+                    lambda s: ops.create(s, ctx, body),
+                    ctx,
+                    attrs,
+                    excluded,
+                    201,
                 )
 
             result: Response = await guarded(request, run)
@@ -398,7 +432,12 @@ class ScimApi:
             async def run(ctx: ScimContext) -> Response:
                 attrs, excluded = _projection_args(request)
                 return await run_in_threadpool(
-                    self._get_sync, ops, ctx, rid, attrs, excluded,
+                    self._get_sync,
+                    ops,
+                    ctx,
+                    rid,
+                    attrs,
+                    excluded,
                     request.headers.get("if-none-match"),
                 )
 
@@ -411,8 +450,13 @@ class ScimApi:
                 attrs, excluded = _projection_args(request)
                 if_match = request.headers.get("if-match")
                 return await run_in_threadpool(
-                    self._write_sync, ops, lambda s: ops.replace(s, ctx, rid, body, if_match),
-                    ctx, attrs, excluded, 200,
+                    self._write_sync,
+                    ops,
+                    lambda s: ops.replace(s, ctx, rid, body, if_match),
+                    ctx,
+                    attrs,
+                    excluded,
+                    200,
                 )
 
             result: Response = await guarded(request, run)
@@ -430,8 +474,13 @@ class ScimApi:
                         self._patch_no_content, ops, ctx, rid, body, if_match
                     )
                 return await run_in_threadpool(
-                    self._write_sync, ops, lambda s: ops.patch(s, ctx, rid, body, if_match),
-                    ctx, attrs, excluded, 200,
+                    self._write_sync,
+                    ops,
+                    lambda s: ops.patch(s, ctx, rid, body, if_match),
+                    ctx,
+                    attrs,
+                    excluded,
+                    200,
                 )
 
             result: Response = await guarded(request, run)
@@ -455,7 +504,11 @@ class ScimApi:
         router.add_api_route(f"{path}/{{rid}}", delete, methods=["DELETE"])
 
     def _patch_no_content(
-        self, ops: ResourceOps, ctx: ScimContext, rid: str, body: dict[str, Any],
+        self,
+        ops: ResourceOps,
+        ctx: ScimContext,
+        rid: str,
+        body: dict[str, Any],
         if_match: str | None,
     ) -> Response:
         with self.db.write() as session:

@@ -193,7 +193,11 @@ META_ATTR = Attribute(
         Attribute("created", "dateTime", mutability="readOnly"),
         Attribute("lastModified", "dateTime", mutability="readOnly"),
         Attribute(
-            "location", "reference", case_exact=True, mutability="readOnly", reference_types=("uri",)
+            "location",
+            "reference",
+            case_exact=True,
+            mutability="readOnly",
+            reference_types=("uri",),
         ),
         Attribute("version", "string", case_exact=True, mutability="readOnly"),
     ),
@@ -277,13 +281,9 @@ USER_SCHEMA = Schema(
             description="Groups the user belongs to; computed from Group.members, read-only.",
             sub_attributes=(
                 Attribute("value", "string", mutability="readOnly"),
-                Attribute(
-                    "$ref", "reference", mutability="readOnly", reference_types=("Group",)
-                ),
+                Attribute("$ref", "reference", mutability="readOnly", reference_types=("Group",)),
                 Attribute("display", "string", mutability="readOnly"),
-                Attribute(
-                    "type", "string", mutability="readOnly", canonical_values=("direct",)
-                ),
+                Attribute("type", "string", mutability="readOnly", canonical_values=("direct",)),
             ),
         ),
         _multi("entitlements"),
@@ -333,13 +333,9 @@ GROUP_SCHEMA = Schema(
             description="Members of the group (users only: nested groups are not supported).",
             sub_attributes=(
                 Attribute("value", "string", mutability="immutable"),
-                Attribute(
-                    "$ref", "reference", mutability="immutable", reference_types=("User",)
-                ),
+                Attribute("$ref", "reference", mutability="immutable", reference_types=("User",)),
                 Attribute("display", "string", mutability="readOnly"),
-                Attribute(
-                    "type", "string", mutability="immutable", canonical_values=("User",)
-                ),
+                Attribute("type", "string", mutability="immutable", canonical_values=("User",)),
             ),
         ),
     ),
@@ -390,9 +386,7 @@ def resolve(
     Common attributes (id, externalId, meta) resolve under the core schema.
     """
     candidates: list[Schema]
-    if schema_urn is None:
-        candidates = [resource.schema]
-    elif schema_urn.lower() == resource.schema.id.lower():
+    if schema_urn is None or schema_urn.lower() == resource.schema.id.lower():
         candidates = [resource.schema]
     else:
         ext = resource.extension(schema_urn)

@@ -67,9 +67,7 @@ def _flush_unique(session: Session, user_name: str) -> None:
         with session.begin_nested():
             session.flush()
     except IntegrityError as exc:
-        raise Uniqueness(
-            f"userName {user_name!r} is already taken in this organization"
-        ) from exc
+        raise Uniqueness(f"userName {user_name!r} is already taken in this organization") from exc
 
 
 def load_user(session: Session, org_id: str, user_id: str, *, for_update: bool = False) -> User:

@@ -20,9 +20,7 @@ from models.db.database import Database
 from models.db.metadata import metadata
 from models.db.session import normalize_url
 
-PG_ADMIN_URL = os.environ.get(
-    "IDSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+PG_ADMIN_URL = os.environ.get("IDSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("IDSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 

@@ -68,7 +68,7 @@ class Database:
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except Exception:  # noqa: BLE001 - readiness probe: any failure means not ready
+        except Exception:
             return False
         return True
 

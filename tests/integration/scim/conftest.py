@@ -29,4 +29,3 @@ def orgs(database: Database) -> Iterator[Orgs]:
 @pytest.fixture
 def scim(orgs: Orgs) -> Scim:
     return orgs.a
-

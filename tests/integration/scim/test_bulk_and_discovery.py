@@ -23,7 +23,9 @@ def test_bulk_with_bulk_id_references(scim: Scim) -> None:
                 {
                     "method": "PATCH",
                     "path": "/Users/bulkId:u1",
-                    "data": {"Operations": [{"op": "replace", "path": "displayName", "value": "B1"}]},
+                    "data": {
+                        "Operations": [{"op": "replace", "path": "displayName", "value": "B1"}]
+                    },
                 },
             ],
         },
@@ -72,10 +74,18 @@ def test_bulk_circular_references_are_409(scim: Scim) -> None:
         {
             "schemas": [BULK],
             "Operations": [
-                {"method": "POST", "path": "/Groups", "bulkId": "x",
-                 "data": {"displayName": "x", "members": [{"value": "bulkId:y"}]}},
-                {"method": "POST", "path": "/Groups", "bulkId": "y",
-                 "data": {"displayName": "y", "members": [{"value": "bulkId:x"}]}},
+                {
+                    "method": "POST",
+                    "path": "/Groups",
+                    "bulkId": "x",
+                    "data": {"displayName": "x", "members": [{"value": "bulkId:y"}]},
+                },
+                {
+                    "method": "POST",
+                    "path": "/Groups",
+                    "bulkId": "y",
+                    "data": {"displayName": "y", "members": [{"value": "bulkId:x"}]},
+                },
             ],
         },
     )

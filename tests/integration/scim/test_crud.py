@@ -138,7 +138,7 @@ def test_filter_lookup(scim: Scim) -> None:
     assert [r["userName"] for r in res["Resources"]] == ["find.me@x.io"]
     res = scim.get("/Users", params={"filter": 'externalId eq "okta-123"'}).json()
     assert res["totalResults"] == 1
-    bad = scim.get("/Users", params={"filter": 'userName eq'})
+    bad = scim.get("/Users", params={"filter": "userName eq"})
     assert bad.status_code == 400
     assert bad.json()["scimType"] == "invalidFilter"
 
@@ -177,9 +177,10 @@ def test_organizations_are_isolated(orgs: Orgs) -> None:
     hits = orgs.b.get("/Users", params={"filter": 'userName eq "secret@acme.io"'}).json()
     assert hits["totalResults"] == 0
     assert orgs.b.put(f"/Users/{uid}", user_body("stolen@globex.io")).status_code == 404
-    assert orgs.b.patch(
-        f"/Groups/{gid}", orgs.b.ops({"op": "remove", "path": "members"})
-    ).status_code == 404
+    assert (
+        orgs.b.patch(f"/Groups/{gid}", orgs.b.ops({"op": "remove", "path": "members"})).status_code
+        == 404
+    )
     assert orgs.b.delete(f"/Users/{uid}").status_code == 404
     # org B may not add org A's user to its own group, nor reuse a name across orgs wrongly
     other = orgs.b.post("/Groups", group_body("globex-admins", [uid]))

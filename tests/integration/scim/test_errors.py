@@ -30,7 +30,9 @@ def test_missing_and_bad_tokens_are_401_with_scim_body(scim: Scim) -> None:
 def test_unknown_path_and_wrong_method(scim: Scim) -> None:
     _is_scim_error(scim.get("/Nope"), 404)
     _is_scim_error(scim.get("/Users/00000000-0000-0000-0000-000000000000"), 404)
-    _is_scim_error(scim.client.put("/scim/v2/Users", headers={"Authorization": f"Bearer {scim.token}"}), 405)
+    _is_scim_error(
+        scim.client.put("/scim/v2/Users", headers={"Authorization": f"Bearer {scim.token}"}), 405
+    )
 
 
 def test_malformed_json_is_invalid_syntax(orgs: Orgs) -> None:
@@ -68,9 +70,17 @@ def test_oversized_body_is_413(scim: Scim) -> None:
 def test_missing_required_and_bad_types(orgs: Orgs) -> None:
     scim = orgs.a
     before = orgs.change_count()
-    _is_scim_error(scim.post("/Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}), 400, "invalidValue")
+    _is_scim_error(
+        scim.post("/Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}),
+        400,
+        "invalidValue",
+    )
     _is_scim_error(scim.post("/Users", user_body("t@x.io", active="maybe")), 400, "invalidValue")
-    _is_scim_error(scim.post("/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]}), 400, "invalidValue")
+    _is_scim_error(
+        scim.post("/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]}),
+        400,
+        "invalidValue",
+    )
     assert orgs.change_count() == before
 
 
@@ -82,7 +92,9 @@ def test_readonly_patch_is_mutability_error(scim: Scim) -> None:
 
 def test_bad_patch_path(scim: Scim) -> None:
     uid = scim.post("/Users", user_body("bp@x.io")).json()["id"]
-    r = scim.patch(f"/Users/{uid}", scim.ops({"op": "replace", "path": "emails[type eq", "value": "x"}))
+    r = scim.patch(
+        f"/Users/{uid}", scim.ops({"op": "replace", "path": "emails[type eq", "value": "x"})
+    )
     assert r.status_code == 400
     assert r.json()["scimType"] in ("invalidPath", "invalidFilter")
 

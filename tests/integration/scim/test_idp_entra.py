@@ -80,7 +80,11 @@ def test_entra_replace_missing_work_email_creates_it(scim: Scim) -> None:
         {
             "schemas": [PATCH],
             "Operations": [
-                {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "new@contoso.com"}
+                {
+                    "op": "Replace",
+                    "path": 'emails[type eq "work"].value',
+                    "value": "new@contoso.com",
+                }
             ],
         },
     )
@@ -124,8 +128,12 @@ def test_entra_group_membership(scim: Scim) -> None:
     ]
     created = scim.post(
         "/Groups",
-        {"schemas": [GROUP], "externalId": "8aa1a0c0", "displayName": "Group1DisplayName",
-         "meta": {"resourceType": "Group"}},
+        {
+            "schemas": [GROUP],
+            "externalId": "8aa1a0c0",
+            "displayName": "Group1DisplayName",
+            "meta": {"resourceType": "Group"},
+        },
     )
     assert created.status_code == 201, created.text
     gid = created.json()["id"]
@@ -137,17 +145,27 @@ def test_entra_group_membership(scim: Scim) -> None:
 
     add = scim.patch(
         f"/Groups/{gid}",
-        {"schemas": [PATCH], "Operations": [
-            {"op": "Add", "path": "members", "value": [{"value": u} for u in users]}
-        ]},
+        {
+            "schemas": [PATCH],
+            "Operations": [
+                {"op": "Add", "path": "members", "value": [{"value": u} for u in users]}
+            ],
+        },
     )
     assert add.status_code in (200, 204), add.text
     # Remove with path "members" and a value list removes exactly those members.
     remove = scim.patch(
         f"/Groups/{gid}",
-        {"schemas": [PATCH], "Operations": [
-            {"op": "Remove", "path": "members", "value": [{"value": users[0]}, {"value": users[2]}]}
-        ]},
+        {
+            "schemas": [PATCH],
+            "Operations": [
+                {
+                    "op": "Remove",
+                    "path": "members",
+                    "value": [{"value": users[0]}, {"value": users[2]}],
+                }
+            ],
+        },
     )
     assert remove.status_code in (200, 204), remove.text
     left = sorted(m["value"] for m in scim.get(f"/Groups/{gid}").json()["members"])
@@ -155,14 +173,16 @@ def test_entra_group_membership(scim: Scim) -> None:
 
     rename = scim.patch(
         f"/Groups/{gid}",
-        {"schemas": [PATCH], "Operations": [
-            {"op": "Replace", "path": "displayName", "value": "Group1 renamed"}
-        ]},
+        {
+            "schemas": [PATCH],
+            "Operations": [{"op": "Replace", "path": "displayName", "value": "Group1 renamed"}],
+        },
     )
     assert rename.status_code in (200, 204)
-    assert scim.get(f"/Groups/{gid}", params={"excludedAttributes": "members"}).json()[
-        "displayName"
-    ] == "Group1 renamed"
+    assert (
+        scim.get(f"/Groups/{gid}", params={"excludedAttributes": "members"}).json()["displayName"]
+        == "Group1 renamed"
+    )
 
 
 def test_entra_inactive_users_are_still_returned(scim: Scim) -> None:

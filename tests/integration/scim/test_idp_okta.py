@@ -81,7 +81,9 @@ def test_okta_group_push(scim: Scim) -> None:
     u1 = scim.post("/Users", okta_user("a@example.com")).json()["id"]
     u2 = scim.post("/Users", okta_user("b@example.com")).json()["id"]
     u3 = scim.post("/Users", okta_user("c@example.com")).json()["id"]
-    created = scim.post("/Groups", {"schemas": [GROUP], "displayName": "Test SCIMv2", "members": []})
+    created = scim.post(
+        "/Groups", {"schemas": [GROUP], "displayName": "Test SCIMv2", "members": []}
+    )
     assert created.status_code == 201, created.text
     gid = created.json()["id"]
 
@@ -130,14 +132,18 @@ def test_okta_group_push(scim: Scim) -> None:
         f"/Groups/{gid}",
         {
             "schemas": [PATCH],
-            "Operations": [{"op": "replace", "path": "members", "value": [{"value": u3}, {"value": u1}]}],
+            "Operations": [
+                {"op": "replace", "path": "members", "value": [{"value": u3}, {"value": u1}]}
+            ],
         },
     )
     assert replace.status_code in (200, 204), replace.text
     members = sorted(m["value"] for m in scim.get(f"/Groups/{gid}").json()["members"])
     assert members == sorted([u1, u3])
 
-    dup = scim.post("/Groups", {"schemas": [GROUP], "displayName": "test scimv2 RENAMED", "members": []})
+    dup = scim.post(
+        "/Groups", {"schemas": [GROUP], "displayName": "test scimv2 RENAMED", "members": []}
+    )
     assert dup.status_code == 409
 
 

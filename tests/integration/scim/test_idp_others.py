@@ -25,9 +25,10 @@ def test_onelogin_membership_patches(scim: Scim) -> None:
     for op, uid in (("add", u1), ("add", u2), ("remove", u1)):
         r = scim.patch(
             f"/Groups/{gid}",
-            {"schemas": [PATCH], "Operations": [
-                {"op": op, "path": "members", "value": [{"value": uid}]}
-            ]},
+            {
+                "schemas": [PATCH],
+                "Operations": [{"op": op, "path": "members", "value": [{"value": uid}]}],
+            },
         )
         assert r.status_code in (200, 204), r.text
     assert [m["value"] for m in scim.get(f"/Groups/{gid}").json()["members"]] == [u2]

@@ -63,7 +63,10 @@ def test_rejected_writes_record_nothing(orgs: Orgs) -> None:
     a.post("/Users", user_body("dup@x.io"))
     before = orgs.change_count()
     assert a.post("/Users", user_body("dup@x.io")).status_code == 409
-    assert a.patch("/Users/missing", a.ops({"op": "replace", "value": {"active": False}})).status_code == 404
+    assert (
+        a.patch("/Users/missing", a.ops({"op": "replace", "value": {"active": False}})).status_code
+        == 404
+    )
     assert orgs.change_count() == before
 
 
