@@ -1,0 +1,149 @@
+"""The Redis key layout of the permission cache (documented in docs/redis-layout.md).
+
+Every key of an organization starts with ``idsync:{<org_id>}:`` — the braces are a
+Redis Cluster hash tag, so all keys of one organization live in one slot and the
+multi-key Lua scripts below work unchanged on Redis Cluster.
+
+Per organization::
+
+    idsync:{org}:meta            HASH   gen, building, wm, cursor, cfgrev, built_at
+    idsync:{org}:g<gen>:u        HASH   user id   -> "<set key>|<rev>"   ("-" = no access)
+    idsync:{org}:g<gen>:s        HASH   set key   -> "<rev>\\n<ws>\\t<cid>\\n<ws>\\t<cid>…"
+    idsync:{org}:g<gen>:c        HASH   cid       -> encoded ``Compiled`` (content-addressed)
+    idsync:{org}:changes         STREAM u, ws, rev  (capped, for local-cache invalidation)
+    idsync:{org}:dirty:<lane>    ZSET   user/group id -> earliest unapplied revision
+    idsync:{org}:dirty:<lane>:hi ZSET   user/group id -> latest marked revision
+    idsync:{org}:drain:<lane>    STRING wake-up flag / drain lease (PX)
+    idsync:{org}:rebuild         HASH   progress of the running / last full rebuild
+    idsync:{org}:rebuild:done    SET    finished chunk numbers of the running rebuild
+    idsync:{org}:reconcile       HASH   counts of the last reconcile
+
+The meta hash doubles as the "cache built" marker: no ``gen`` field means the cache
+was never built, was flushed or is being rebuilt from nothing, and every check then
+answers ``unknown``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+PREFIX: Final = "idsync"
+NO_ACCESS: Final = "-"
+"""Set key of a deactivated or deleted user (a revision-carrying tombstone)."""
+
+STREAM_MAXLEN: Final = 100_000
+STREAM_USER_EVENTS_MAX: Final = 1000
+"""A profile change touching more users than this emits one ``u=*`` event per workspace."""
+
+LANE_REVOKE: Final = "r"
+"""Users whose permissions may shrink: removals from groups, deactivation, deletion."""
+LANE_GRANT: Final = "g"
+"""Users whose permissions may grow: creations, additions, reactivation, edits."""
+LANE_CONFIG: Final = "c"
+"""Groups whose bindings / roles / workspace settings changed (recompile their sets)."""
+ALL_GROUPS: Final = "*"
+"""Member of the config lane meaning "every group set of the organization"."""
+
+_ORG_ID = re.compile(r"^[^{}\s]{1,64}$")
+
+
+def check_org_id(org_id: str) -> str:
+    if not _ORG_ID.match(org_id):
+        raise ValueError(f"organization id {org_id!r} cannot be used in a Redis key")
+    return org_id
+
+
+@dataclass(frozen=True, slots=True)
+class OrgKeys:
+    """All key names of one organization (pure string building, no I/O)."""
+
+    org_id: str
+
+    @classmethod
+    def of(cls, org_id: str) -> OrgKeys:
+        return cls(check_org_id(org_id))
+
+    @property
+    def base(self) -> str:
+        return f"{PREFIX}:{{{self.org_id}}}"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.base}:meta"
+
+    def users(self, gen: int | str) -> str:
+        return f"{self.base}:g{gen}:u"
+
+    def sets(self, gen: int | str) -> str:
+        return f"{self.base}:g{gen}:s"
+
+    def compiled(self, gen: int | str) -> str:
+        return f"{self.base}:g{gen}:c"
+
+    def generation(self, gen: int | str) -> tuple[str, str, str]:
+        return self.users(gen), self.sets(gen), self.compiled(gen)
+
+    @property
+    def stream(self) -> str:
+        return f"{self.base}:changes"
+
+    def dirty(self, lane: str) -> str:
+        return f"{self.base}:dirty:{lane}"
+
+    def dirty_hi(self, lane: str) -> str:
+        return f"{self.base}:dirty:{lane}:hi"
+
+    def wake(self, lane: str) -> str:
+        return f"{self.base}:drain:{lane}:wake"
+
+    def lease(self, lane: str) -> str:
+        return f"{self.base}:drain:{lane}:lease"
+
+    @property
+    def ingest_lease(self) -> str:
+        return f"{self.base}:ingest:lease"
+
+    @property
+    def rebuild(self) -> str:
+        return f"{self.base}:rebuild"
+
+    @property
+    def rebuild_done(self) -> str:
+        return f"{self.base}:rebuild:done"
+
+    @property
+    def reconcile(self) -> str:
+        return f"{self.base}:reconcile"
+
+
+def beat_lock_key(name: str) -> str:
+    """The beat leader lock (one key, not per organization)."""
+    return f"{PREFIX}:beat:{name}"
+
+
+def encode_user(set_key: str, revision: int) -> str:
+    return f"{set_key}|{revision}"
+
+
+def decode_user(value: str) -> tuple[str, int]:
+    set_key, _, rev = value.rpartition("|")
+    return set_key, int(rev)
+
+
+def encode_set(revision: int, entries: dict[str, str]) -> str:
+    """``{workspace id: cid}`` of one group set, with the revision it was compiled at."""
+    parts = [str(revision)]
+    parts.extend(f"{ws}\t{cid}" for ws, cid in sorted(entries.items()))
+    return "\n".join(parts) + "\n"
+
+
+def decode_set(value: str) -> tuple[int, dict[str, str]]:
+    head, *rest = value.split("\n")
+    entries: dict[str, str] = {}
+    for line in rest:
+        if line:
+            ws, _, cid = line.partition("\t")
+            entries[ws] = cid
+    return int(head), entries

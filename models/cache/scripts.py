@@ -1,0 +1,269 @@
+"""The Lua scripts of the permission cache (one place; writer and reader both use them).
+
+Every script declares all keys it touches in KEYS (no key names built inside Lua),
+and they all carry the organization's hash tag, so the scripts run on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# KEYS: meta, users, sets, compiled (generation the client believes current)
+# ARGV: gen, n, user_1, ws_1, ..., user_n, ws_n
+# -> {0} cache not built | {1, gen} generation moved (retry) |
+#    {2, wm, (status, rev, cid, blob) * n}
+#    status: c compiled entry, n no access in that workspace, x deactivated/deleted,
+#            u unknown user, m missing profile (cache inconsistent: answer unknown)
+CHECK: Final = r"""
+local m = redis.call('HMGET', KEYS[1], 'gen', 'wm')
+if not m[1] then return {0} end
+if m[1] ~= ARGV[1] then return {1, m[1]} end
+local out = {2, m[2] or '0'}
+local n = tonumber(ARGV[2])
+local lastu, uv, skey, urev, sv = nil, nil, nil, nil, nil
+local k = 3
+for i = 0, n - 1 do
+  local user = ARGV[3 + 2 * i]
+  local ws = ARGV[4 + 2 * i]
+  if user ~= lastu then
+    lastu = user
+    uv = redis.call('HGET', KEYS[2], user)
+    sv = nil
+    if uv then
+      local p = string.find(uv, '|', 1, true)
+      skey = string.sub(uv, 1, p - 1)
+      urev = string.sub(uv, p + 1)
+      if skey ~= '-' then sv = redis.call('HGET', KEYS[3], skey) end
+    end
+  end
+  if not uv then
+    out[k], out[k + 1], out[k + 2], out[k + 3] = 'u', '0', '', ''
+  elseif skey == '-' then
+    out[k], out[k + 1], out[k + 2], out[k + 3] = 'x', urev, '', ''
+  elseif not sv then
+    out[k], out[k + 1], out[k + 2], out[k + 3] = 'm', urev, '', ''
+  else
+    local nl = string.find(sv, '\n', 1, true)
+    local srev = string.sub(sv, 1, nl - 1)
+    local rev = urev
+    if tonumber(srev) < tonumber(urev) then rev = srev end
+    local at = string.find(sv, '\n' .. ws .. '\t', 1, true)
+    if not at then
+      out[k], out[k + 1], out[k + 2], out[k + 3] = 'n', rev, '', ''
+    else
+      local from = at + string.len(ws) + 2
+      local to = string.find(sv, '\n', from, true)
+      local cid = string.sub(sv, from, to - 1)
+      local blob = redis.call('HGET', KEYS[4], cid)
+      if blob then
+        out[k], out[k + 1], out[k + 2], out[k + 3] = 'c', rev, cid, blob
+      else
+        out[k], out[k + 1], out[k + 2], out[k + 3] = 'm', rev, '', ''
+      end
+    end
+  end
+  k = k + 4
+end
+return out
+"""
+
+# KEYS: meta, users_a, sets_a, compiled_a, users_b, sets_b, compiled_b, stream
+#   (a = current generation, b = generation being built; pass a's keys twice if none)
+# ARGV: gen, building, rev, stream_maxlen, mode ('all' | 'building': rebuild chunks write
+#       only the generation being built and emit no per-user events),
+#       nsets, (set key, value, ncids, (cid, blob) * ncids) * nsets,
+#       nusers, (user, set key) * nusers
+# Sets are written when their revision (first line of value) is >= the stored one;
+# a user when rev >= its stored revision and its set exists in that generation.
+# -> {-1} meta moved (re-read and retry) | {-2} cache not built (nothing written) |
+#    {written users, stale users, changed sets, need set key...}
+PUT: Final = r"""
+local m = redis.call('HMGET', KEYS[1], 'gen', 'building')
+local gen, bld = m[1] or '', m[2] or ''
+if gen ~= ARGV[1] or bld ~= ARGV[2] then return {-1} end
+if gen == '' and bld == '' then return {-2} end
+local targets = {}
+if gen ~= '' then targets[#targets + 1] = {KEYS[2], KEYS[3], KEYS[4], true} end
+if bld ~= '' then targets[#targets + 1] = {KEYS[5], KEYS[6], KEYS[7], gen == ''} end
+local rev = tonumber(ARGV[3])
+local maxlen = ARGV[4]
+if ARGV[5] == 'building' then
+  if bld == '' then return {-1} end
+  targets = {{KEYS[5], KEYS[6], KEYS[7], false}}
+end
+local i = 6
+local nsets = tonumber(ARGV[i]); i = i + 1
+local changed_sets = 0
+for _ = 1, nsets do
+  local skey, value, ncids = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local cids_at = i + 3
+  i = cids_at + 2 * ncids
+  local nl = string.find(value, '\n', 1, true)
+  local vrev = tonumber(string.sub(value, 1, nl - 1))
+  for _, t in ipairs(targets) do
+    local cur = redis.call('HGET', t[2], skey)
+    local ok = true
+    if cur then
+      local cnl = string.find(cur, '\n', 1, true)
+      ok = tonumber(string.sub(cur, 1, cnl - 1)) <= vrev and cur ~= value
+    end
+    if ok then
+      for j = 0, ncids - 1 do
+        redis.call('HSETNX', t[3], ARGV[cids_at + 2 * j], ARGV[cids_at + 2 * j + 1])
+      end
+      redis.call('HSET', t[2], skey, value)
+      if t[4] then changed_sets = changed_sets + 1 end
+    end
+  end
+end
+local nusers = tonumber(ARGV[i]); i = i + 1
+local written, stale = 0, 0
+local need = {}
+for _ = 1, nusers do
+  local user, skey = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  local newv = skey .. '|' .. ARGV[3]
+  for _, t in ipairs(targets) do
+    local cur = redis.call('HGET', t[1], user)
+    local oldkey = nil
+    local ok = true
+    if cur then
+      local p = string.find(cur, '|', 1, true)
+      oldkey = string.sub(cur, 1, p - 1)
+      ok = tonumber(string.sub(cur, p + 1)) <= rev
+    end
+    if not ok then
+      if t[4] then stale = stale + 1 end
+    elseif skey ~= '-' and redis.call('HEXISTS', t[2], skey) == 0 then
+      need[skey] = true
+    elseif cur ~= newv then
+      redis.call('HSET', t[1], user, newv)
+      if t[4] then
+        written = written + 1
+        if oldkey ~= skey then
+          redis.call('XADD', KEYS[8], 'MAXLEN', '~', maxlen, '*',
+                     'u', user, 'ws', '*', 'rev', ARGV[3])
+        end
+      end
+    end
+  end
+end
+local out = {written, stale, changed_sets}
+for skey, _ in pairs(need) do out[#out + 1] = skey end
+return out
+"""
+
+# KEYS: dirty, dirty_hi, wake, meta
+# ARGV: rev, wake_px, is_config (0/1), member...
+# -> 1 when the caller should enqueue a drain (the wake flag was not set yet), else 0
+MARK: Final = r"""
+local rev = ARGV[1]
+for i = 4, #ARGV do
+  redis.call('ZADD', KEYS[1], 'LT', rev, ARGV[i])
+  redis.call('ZADD', KEYS[2], 'GT', rev, ARGV[i])
+end
+local built = redis.call('HEXISTS', KEYS[4], 'gen') + redis.call('HEXISTS', KEYS[4], 'building')
+if ARGV[3] == '1' and built > 0 then
+  local cur = tonumber(redis.call('HGET', KEYS[4], 'cfgrev') or '0')
+  if tonumber(rev) > cur then redis.call('HSET', KEYS[4], 'cfgrev', rev) end
+end
+if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
+# KEYS: dirty, dirty_hi ; ARGV: revision the members were recomputed at, member...
+# Removes a member unless it was marked again at a later revision meanwhile.
+DONE: Final = r"""
+local r = tonumber(ARGV[1])
+local removed = 0
+for i = 2, #ARGV do
+  local hi = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  if (not hi) or tonumber(hi) <= r then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    removed = removed + 1
+  else
+    redis.call('ZADD', KEYS[1], 'XX', 'GT', r + 1, ARGV[i])
+  end
+end
+return removed
+"""
+
+# KEYS: meta, dirty lanes... ; ARGV: none
+# wm = min(cursor, earliest unapplied revision - 1); only moves forward; only on a built cache.
+WATERMARK: Final = r"""
+if redis.call('HEXISTS', KEYS[1], 'gen') + redis.call('HEXISTS', KEYS[1], 'building') == 0 then
+  return -1
+end
+local lo = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '0')
+for i = 2, #KEYS do
+  local first = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  if first[2] then
+    local s = tonumber(first[2]) - 1
+    if s < lo then lo = s end
+  end
+end
+local wm = tonumber(redis.call('HGET', KEYS[1], 'wm') or '0')
+if lo > wm then redis.call('HSET', KEYS[1], 'wm', lo); return lo end
+return wm
+"""
+
+# KEYS: meta ; ARGV: field, value — raise a numeric meta field (only on a built cache)
+RAISE: Final = r"""
+if redis.call('HEXISTS', KEYS[1], 'gen') + redis.call('HEXISTS', KEYS[1], 'building') == 0 then
+  return -1
+end
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); return 1 end
+return 0
+"""
+
+# KEYS: meta, users, sets, compiled (of the new generation)
+# ARGV: current gen ('' if none), new gen
+# Marks a generation as being built (the old one keeps serving); clears leftovers.
+# -> {1, gen} started | {0, gen} another rebuild is running | {-1} meta moved
+BEGIN_REBUILD: Final = r"""
+local m = redis.call('HMGET', KEYS[1], 'gen', 'building')
+if m[2] then return {0, m[2]} end
+if (m[1] or '') ~= ARGV[1] then return {-1} end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('HSET', KEYS[1], 'building', ARGV[2])
+return {1, ARGV[2]}
+"""
+
+# KEYS: meta ; ARGV: gen being built — abandon it (the keys are dropped by the caller)
+ABORT_REBUILD: Final = r"""
+if redis.call('HGET', KEYS[1], 'building') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'building')
+  return 1
+end
+return 0
+"""
+
+# KEYS: meta ; ARGV: gen being finished, snapshot revision, now
+# Atomically flips readers to the new generation. -> old gen ('' if none) or false
+FLIP: Final = r"""
+local m = redis.call('HMGET', KEYS[1], 'gen', 'building', 'wm', 'cursor')
+if m[2] ~= ARGV[1] then return false end
+redis.call('HDEL', KEYS[1], 'building')
+redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'built_at', ARGV[3])
+local r = tonumber(ARGV[2])
+if tonumber(m[3] or '0') < r then redis.call('HSET', KEYS[1], 'wm', r) end
+if tonumber(m[4] or '0') < r then redis.call('HSET', KEYS[1], 'cursor', r) end
+return m[1] or ''
+"""
+
+# KEYS: lease ; ARGV: token, px  -> 1 when held by token (renewed)
+RENEW: Final = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: lease ; ARGV: token
+RELEASE: Final = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
