@@ -1,0 +1,233 @@
+"""Admin API CRUD: auth, validation (4xx naming the field), atomicity, change rows."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from models.db.config_tables import ConfigWorkspace, RoleBindingRow
+from tests.integration.admin.conftest import Api, Two
+
+V2_ROLE = {
+    "id": "eu-analyst",
+    "name": "EU analyst",
+    "model": "v2",
+    "workspace_grants": ["access_agents"],
+    "resource_grants": [
+        {"scope": "source", "resource_id": "*", "grants": ["view_data"]},
+        {
+            "scope": "parent_model",
+            "resource_id": "customers",
+            "grants": ["view_parent_model_data"],
+            "subset_limit": {"region": ["EU"]},
+        },
+    ],
+}
+
+
+def test_auth_required_and_scoped(two: Two) -> None:
+    client = two.a.client
+    assert client.get("/api/v1/workspaces").status_code == 401
+    bad = client.get("/api/v1/workspaces", headers={"Authorization": "Bearer idsync_admin_x"})
+    assert bad.status_code == 401
+    assert bad.json()["field"] == "Authorization"
+    scim_token = client.get(
+        "/api/v1/workspaces", headers={"Authorization": f"Bearer {two.a.scim.token}"}
+    )
+    assert scim_token.status_code == 401
+    assert two.a.ok("get", "/organization")["name"] == "acme"
+    assert two.b.ok("get", "/organization")["name"] == "globex"
+
+
+def test_workspace_crud_and_change_rows(api: Api) -> None:
+    ws = api.ok("post", "/workspaces", {"id": "prod", "name": "Prod", "spaces_enabled": True})
+    assert ws["permissions_model"] == "v2"
+    env = api.ok("post", "/workspaces", {"id": "dev", "parent_workspace_id": "prod"})
+    assert env["parent_workspace_id"] == "prod"
+    assert [w["id"] for w in api.ok("get", "/workspaces")] == ["dev", "prod"]
+    updated = api.ok("patch", "/workspaces/prod", {"approvals_required": True})
+    assert updated["approvals_required"] and updated["spaces_enabled"]
+    before = len(api.changes())
+    api.ok("patch", "/workspaces/prod", {"approvals_required": True})  # no-op
+    assert len(api.changes()) == before
+    refused = api.delete("/workspaces/prod")
+    assert refused.status_code == 409 and refused.json()["field"] == "id"
+    api.ok("delete", "/workspaces/dev")
+    api.ok("delete", "/workspaces/prod")
+    assert api.get("/workspaces/prod").status_code == 404
+    kinds = [c.kind for c in api.changes()]
+    assert kinds == [
+        "config.workspace.created",
+        "config.workspace.created",
+        "config.workspace.updated",
+        "config.workspace.deleted",
+        "config.workspace.deleted",
+    ]
+    revisions = [c.revision for c in api.changes()]
+    assert revisions == sorted(revisions) and len(set(revisions)) == len(revisions)
+
+
+def test_workspace_validation_names_fields(api: Api) -> None:
+    api.ok("post", "/workspaces", {"id": "prod"})
+    cases = [
+        ({"id": "bad id!"}, 422, "id"),
+        ({"id": "x", "permissions_model": "v3"}, 422, "permissions_model"),
+        ({"id": "x", "parent_workspace_id": "nope"}, 422, "parent_workspace_id"),
+        ({"id": "x", "colour": "red"}, 422, "colour"),
+        ({"id": "prod"}, 409, "id"),
+    ]
+    for body, status, field in cases:
+        resp = api.post("/workspaces", body)
+        assert resp.status_code == status, (body, resp.text)
+        assert resp.json()["field"] == field, resp.json()
+    cycle = api.patch("/workspaces/prod", {"parent_workspace_id": "prod"})
+    assert cycle.status_code == 422 and cycle.json()["field"] == "parent_workspace_id"
+
+
+def test_custom_roles_validated_by_access_model(api: Api) -> None:
+    created = api.ok("post", "/roles", V2_ROLE)
+    assert created["builtin"] is False
+    ids = [r["id"] for r in api.ok("get", "/roles")]
+    assert {"admin", "editor", "legacy_admin", "eu-analyst"} <= set(ids)
+    bad_grant = {**V2_ROLE, "id": "r2", "workspace_grants": ["fly"]}
+    resp = api.post("/roles", bad_grant)
+    assert resp.status_code == 422
+    assert resp.json()["field"] == "workspace_grants[0]"
+    assert "fly" in resp.json()["detail"]
+    nested = {
+        **V2_ROLE,
+        "id": "r3",
+        "resource_grants": [{"scope": "source", "resource_id": "*", "grants": ["nope"]}],
+    }
+    assert api.post("/roles", nested).json()["field"] == "resource_grants[0].grants[0]"
+    reserved = api.post("/roles", {**V2_ROLE, "id": "admin"})
+    assert reserved.status_code == 422 and reserved.json()["field"] == "id"
+    legacy = {
+        "id": "prod-syncs",
+        "name": "Production syncs",
+        "model": "legacy",
+        "statements": [
+            {
+                "effect": "allow",
+                "actions": ["read", "start"],
+                "resource": "sync",
+                "conditions": {"labels": {"environment": "production"}},
+            }
+        ],
+    }
+    api.ok("post", "/roles", legacy)
+    bad_legacy = {
+        **legacy,
+        "id": "l2",
+        "statements": [{"actions": ["start"], "resource": "source"}],
+    }
+    resp = api.post("/roles", bad_legacy)
+    assert resp.status_code == 422 and resp.json()["field"] == "statements[0].actions[0]"
+    api.ok("put", "/roles/eu-analyst", {**V2_ROLE, "name": "EU analysts"})
+    assert api.ok("get", "/roles/eu-analyst")["name"] == "EU analysts"
+    assert api.put("/roles/admin", {**V2_ROLE, "id": "admin"}).status_code == 422
+
+
+def test_bindings_validation_and_role_change_impact(two: Two) -> None:
+    api = two.a
+    api.ok("post", "/workspaces", {"id": "prod"})
+    api.ok("post", "/workspaces", {"id": "old", "permissions_model": "legacy"})
+    api.ok("post", "/roles", V2_ROLE)
+    g1 = api.group("Analysts")
+    g2 = api.group("Admins")
+    foreign = two.b.group("Theirs")
+    rb = api.ok(
+        "post", "/bindings/roles", {"group_id": g1, "workspace_id": "prod", "role_id": "eu-analyst"}
+    )
+    assert rb["source"] == "manual"
+    api.ok("post", "/bindings/org-admins", {"group_id": g2})
+    bad = [
+        ({"group_id": foreign, "workspace_id": "prod", "role_id": "editor"}, "group_id"),
+        ({"group_id": "nope", "workspace_id": "prod", "role_id": "editor"}, "group_id"),
+        ({"group_id": g1, "workspace_id": "nope", "role_id": "editor"}, "workspace_id"),
+        ({"group_id": g1, "workspace_id": "prod", "role_id": "nope"}, "role_id"),
+        ({"group_id": g1, "workspace_id": "old", "role_id": "editor"}, "role_id"),
+        ({"group_id": g1, "workspace_id": "prod", "role_id": "legacy_admin"}, "role_id"),
+    ]
+    for body, field in bad:
+        resp = api.post("/bindings/roles", body)
+        assert resp.status_code == 422, (body, resp.text)
+        assert resp.json()["field"] == field
+    dup = api.post(
+        "/bindings/roles", {"group_id": g1, "workspace_id": "prod", "role_id": "eu-analyst"}
+    )
+    assert dup.status_code == 409
+    # changing the role: change row names the bound group
+    api.ok("put", "/roles/eu-analyst", {**V2_ROLE, "workspace_grants": []})
+    last = api.changes()[-1]
+    assert last.kind == "config.role.updated" and last.group_ids == [g1]
+    # changing workspace settings: groups bound there plus org admins
+    api.ok("patch", "/workspaces/prod", {"approvals_required": True})
+    last = api.changes()[-1]
+    assert last.kind == "config.workspace.updated" and set(last.group_ids) == {g1, g2}
+    # org b sees none of it
+    assert two.b.ok("get", "/bindings") == []
+    assert two.b.get("/workspaces/prod").status_code == 404
+    assert two.b.delete(f"/bindings/roles/{rb['id']}").status_code == 404
+    assert two.b.get("/roles/eu-analyst").status_code == 404
+    api.ok("delete", f"/bindings/roles/{rb['id']}")
+    assert api.changes()[-1].group_ids == [g1]
+
+
+def test_cross_org_space_assignment_and_spaces(two: Two) -> None:
+    two.a.ok("post", "/workspaces", {"id": "prod", "spaces_enabled": True})
+    two.b.ok("post", "/workspaces", {"id": "prod"})
+    two.a.ok("post", "/spaces", {"id": "emea", "workspace_id": "prod", "name": "EMEA"})
+    g_b = two.b.group("B")
+    resp = two.b.post("/bindings/spaces", {"group_id": g_b, "space_id": "emea"})
+    assert resp.status_code == 422 and resp.json()["field"] == "space_id"
+    g_a = two.a.group("A")
+    two.a.ok("post", "/bindings/spaces", {"group_id": g_a, "space_id": "emea"})
+    assert [s["id"] for s in two.a.ok("get", "/spaces")] == ["emea"]
+    assert two.b.ok("get", "/spaces") == []
+    two.a.ok("patch", "/spaces/emea", {"name": "Europe"})
+    two.a.ok("delete", "/spaces/emea")
+    assert two.a.changes()[-1].group_ids == [g_a]
+
+
+def test_failed_write_leaves_nothing(two: Two) -> None:
+    api = two.a
+    api.ok("post", "/workspaces", {"id": "prod"})
+    count = two.change_count()
+    with api.db.read() as s:
+        ws_before = s.scalar(select(func.count()).select_from(ConfigWorkspace))
+        rb_before = s.scalar(select(func.count()).select_from(RoleBindingRow))
+    bad_rule = {"attribute": "displayName", "match": "regex", "pattern": "(a", "role": "viewer"}
+    assert api.post("/mapping-rules", bad_rule).json()["field"] == "pattern"
+    assert api.post("/workspaces", {"id": "x", "parent_workspace_id": "nope"}).status_code == 422
+    assert api.post("/roles", {**V2_ROLE, "workspace_grants": ["fly"]}).status_code == 422
+    assert two.change_count() == count
+    with api.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(ConfigWorkspace)) == ws_before
+        assert s.scalar(select(func.count()).select_from(RoleBindingRow)) == rb_before
+
+
+def test_subsets_and_resources(api: Api) -> None:
+    api.ok("post", "/workspaces", {"id": "prod"})
+    g = api.group("G")
+    api.ok("post", "/bindings/roles", {"group_id": g, "workspace_id": "prod", "role_id": "viewer"})
+    body = {"categories": [{"name": "region", "required": True}, {"name": "consent"}]}
+    api.ok("put", "/workspaces/prod/parent-models/customers/subset-categories", body)
+    assert api.changes()[-1].kind == "config.subsets.updated"
+    assert api.changes()[-1].group_ids == [g]
+    n = len(api.changes())
+    api.ok("put", "/workspaces/prod/parent-models/customers/subset-categories", body)
+    assert len(api.changes()) == n
+    listed = api.ok("get", "/workspaces/prod/subset-categories")
+    assert listed[0]["parent_model_id"] == "customers"
+    assert {c["name"] for c in listed[0]["categories"]} == {"region", "consent"}
+    api.ok("put", "/workspaces/prod/resources/sync/s1", {"labels": {"environment": "production"}})
+    assert api.ok("get", "/workspaces/prod/resources")[0]["labels"] == {"environment": "production"}
+    bad = api.put("/workspaces/prod/resources/rocket/s1", {"labels": {}})
+    assert bad.status_code == 422 and bad.json()["field"] == "type"
+    api.ok("delete", "/workspaces/prod/resources/sync/s1")
+
+
+def test_openapi_lists_admin_api(api: Api) -> None:
+    doc = api.client.get("/openapi.json").json()
+    assert "/api/v1/workspaces" in doc["paths"]
+    assert "/api/v1/explain" in doc["paths"]
