@@ -280,7 +280,7 @@ USER_SCHEMA = Schema(
             mutability="readOnly",
             description="Groups the user belongs to; computed from Group.members, read-only.",
             sub_attributes=(
-                Attribute("value", "string", mutability="readOnly"),
+                Attribute("value", "string", case_exact=True, mutability="readOnly"),
                 Attribute("$ref", "reference", mutability="readOnly", reference_types=("Group",)),
                 Attribute("display", "string", mutability="readOnly"),
                 Attribute("type", "string", mutability="readOnly", canonical_values=("direct",)),
@@ -332,7 +332,7 @@ GROUP_SCHEMA = Schema(
             multi_valued=True,
             description="Members of the group (users only: nested groups are not supported).",
             sub_attributes=(
-                Attribute("value", "string", mutability="immutable"),
+                Attribute("value", "string", case_exact=True, mutability="immutable"),
                 Attribute("$ref", "reference", mutability="immutable", reference_types=("User",)),
                 Attribute("display", "string", mutability="readOnly"),
                 Attribute("type", "string", mutability="immutable", canonical_values=("User",)),

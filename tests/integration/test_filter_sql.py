@@ -151,6 +151,15 @@ GROUPS: dict[str, tuple[str, str | None, list[str]]] = {
 
 @pytest.fixture
 def db(database: Database) -> Database:
+    return _seed(database)
+
+
+@pytest.fixture
+def pg_db(pg_database: Database) -> Database:
+    return _seed(pg_database)
+
+
+def _seed(database: Database) -> Database:
     with database.write() as session:
         org_a = Organization(id="org-a", name="acme")
         org_b = Organization(id="org-b", name="globex")
@@ -469,9 +478,8 @@ def test_invalid_sort_raises_invalid_value(db: Database, sort_by: str, order: st
         compile_sort(sort_by, order, USER_RESOURCE, dialect_name=db.dialect)
 
 
-def test_user_name_eq_uses_the_org_user_name_norm_index(db: Database) -> None:
-    if db.dialect != "postgresql":
-        pytest.skip("EXPLAIN plan check is PostgreSQL-specific")
+def test_user_name_eq_uses_the_org_user_name_norm_index(pg_db: Database) -> None:
+    db = pg_db
     condition = compile_filter(
         parse_filter('userName eq "BJensen"'), USER_RESOURCE, dialect_name="postgresql"
     )
