@@ -119,12 +119,14 @@ class ScimApi:
         return str(request.base_url).rstrip("/") + "/scim/v2"
 
     def _authenticate_sync(self, presented: str) -> tuple[str, str]:
-        with self.db.write() as session:
+        with self.db.read() as session:
             ident = verify_scim_token(session, presented)
-            if ident is None:
-                raise Unauthorized("the bearer token is unknown or revoked")
-            touch_token(session, ident.token_id)
-            return ident.org_id, ident.token_id
+        if ident is None:
+            raise Unauthorized("the bearer token is unknown or revoked")
+        if ident.use_is_stale():  # at most one write per token per minute
+            with self.db.write() as session:
+                touch_token(session, ident.token_id)
+        return ident.org_id, ident.token_id
 
     async def context(self, request: Request) -> ScimContext:
         header = request.headers.get("authorization", "")

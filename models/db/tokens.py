@@ -28,6 +28,12 @@ class TokenIdentity:
     token_id: str
     org_id: str
     org_name: str
+    last_used_at: datetime | None = None
+
+    def use_is_stale(self, now: datetime | None = None) -> bool:
+        """Whether `last_used_at` is older than LAST_USED_RESOLUTION (worth a write)."""
+        now = now or utcnow()
+        return self.last_used_at is None or now - self.last_used_at >= LAST_USED_RESOLUTION
 
 
 def get_or_create_org(session: Session, name: str) -> Organization:
@@ -67,7 +73,7 @@ def verify_scim_token(session: Session, presented: str) -> TokenIdentity | None:
     token, org_name = row
     if token.revoked_at is not None or not same_hash(token.token_hash, presented):
         return None
-    return TokenIdentity(token.id, token.org_id, org_name)
+    return TokenIdentity(token.id, token.org_id, org_name, token.last_used_at)
 
 
 def touch_token(session: Session, token_id: str, now: datetime | None = None) -> None:
