@@ -175,5 +175,11 @@ def up(host: str, port: int) -> None:
     serve.callback(host=host, port=port, workers=1)  # type: ignore[misc]
 
 
+from idsync.admin_cli import admin_key, apply  # noqa: E402 - registered on main
+
+main.add_command(admin_key)
+main.add_command(apply)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

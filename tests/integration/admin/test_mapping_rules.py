@@ -71,7 +71,7 @@ def test_regex_rule_binds_scim_groups_and_follows_renames(api: Api) -> None:
     assert len(api.changes()) == n
 
     # a rule-made binding cannot be deleted by hand
-    rule_made = [b for b in api.ok("get", f"/bindings?source=ds")]
+    rule_made = [b for b in api.ok("get", "/bindings?source=ds")]
     resp = api.delete(f"/bindings/roles/{rule_made[0]['id']}")
     assert resp.status_code == 409
     # deleting the rule removes what it made, never the manual binding

@@ -1,0 +1,152 @@
+"""`idsync apply FILE`: idempotent, dry-run writes nothing, atomic on errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from idsync.declarative import apply_file, load_config_file, parse_config
+from models.db.config_errors import ConfigError
+from models.db.config_tables import ConfigWorkspace, RoleBindingRow
+from models.db.tables import Change
+from tests.integration.admin.conftest import Api, Two
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "acme.yaml"
+GROUPS = [
+    ("Platform admins", "okta-platform-admins"),
+    ("Marketing Editors", None),
+    ("EU Analysts", None),
+    ("Finance Drafters", None),
+    ("Finance Approvers", None),
+    ("Ops Oncall", None),
+    ("ds-ops-viewer", None),
+]
+
+
+def _groups(api: Api) -> dict[str, str]:
+    return {name: api.group(name, external_id=ext) for name, ext in GROUPS}
+
+
+def _counts(api: Api) -> tuple[int, int, int]:
+    with api.db.read() as s:
+        return (
+            int(s.scalar(select(func.count()).select_from(Change)) or 0),
+            int(s.scalar(select(func.count()).select_from(ConfigWorkspace)) or 0),
+            int(s.scalar(select(func.count()).select_from(RoleBindingRow)) or 0),
+        )
+
+
+def test_apply_example_twice_second_is_noop(api: Api) -> None:
+    groups = _groups(api)
+    config = load_config_file(EXAMPLE)
+    dry = apply_file(api.db, None, config, dry_run=True, actor="test")
+    assert "+ workspace marketing (v2)" in dry.diff
+    assert _counts(api) == (0, 0, 0)  # dry run wrote nothing
+
+    first = apply_file(api.db, None, config, dry_run=False, actor="test")
+    assert first.diff == dry.diff
+    assert first.change_rows > 0
+    assert any(line.startswith("+ rule-made workspace_role") for line in first.diff)
+    bindings = api.ok("get", f"/bindings?group_id={groups['ds-ops-viewer']}")
+    assert [(b["workspace_id"], b["role_id"], b["source"]) for b in bindings] == [
+        ("ops", "legacy_workspace_viewer", "ds-groups")
+    ]
+    envs = {w["id"]: w["parent_workspace_id"] for w in api.ok("get", "/workspaces")}
+    assert envs["marketing-dev"] == "marketing"
+
+    before = _counts(api)
+    second = apply_file(api.db, None, config, dry_run=False, actor="test")
+    assert second.diff == [] and second.change_rows == 0
+    assert _counts(api) == before
+
+
+def test_apply_updates_and_prunes_authoritative_sections(api: Api) -> None:
+    _groups(api)
+    apply_file(api.db, None, load_config_file(EXAMPLE), dry_run=False, actor="test")
+    smaller = parse_config(
+        """
+organization: acme
+workspaces:
+  - {id: marketing, name: Marketing, spaces_enabled: true, approvals_required: true}
+bindings:
+  roles:
+    - {group: Marketing Editors, workspace: marketing, role: viewer}
+"""
+    )
+    result = apply_file(api.db, "acme", smaller, dry_run=False, actor="test")
+    assert "~ workspace marketing: approvals_required: False -> True" in result.diff
+    assert "- workspace marketing-dev" in result.diff
+    assert "- workspace ops" in result.diff
+    assert any(
+        line.startswith("+ binding Marketing Editors -> marketing/viewer") for line in result.diff
+    )
+    assert [w["id"] for w in api.ok("get", "/workspaces")] == ["marketing"]
+    # spaces were not listed for marketing: left alone; roles section absent: left alone
+    assert {s["id"] for s in api.ok("get", "/spaces")} == {"emea", "americas"}
+    assert "eu-analyst" in {r["id"] for r in api.ok("get", "/roles?builtin=false")}
+
+
+def test_apply_error_writes_nothing_and_names_the_field(two: Two) -> None:
+    api = two.a
+    _groups(api)
+    two.b.group("Only in globex")
+    before = _counts(api)
+    bad = parse_config(
+        """
+workspaces: [{id: prod}]
+bindings:
+  roles:
+    - {group: Marketing Editors, workspace: prod, role: editor}
+    - {group: Only in globex, workspace: prod, role: editor}
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        apply_file(api.db, "acme", bad, dry_run=False, actor="test")
+    assert info.value.field == "bindings.roles[1].group"
+    assert _counts(api) == before
+    bad_role = parse_config("roles: [{id: r, name: R, workspace_grants: [fly]}]")
+    with pytest.raises(ConfigError) as info:
+        apply_file(api.db, "acme", bad_role, dry_run=False, actor="test")
+    assert info.value.field == "roles[0].workspace_grants[0]"
+    wrong_org = parse_config("organization: globex\nworkspaces: []")
+    with pytest.raises(ConfigError):
+        apply_file(api.db, "acme", wrong_org, dry_run=False, actor="test")
+    assert _counts(api) == before
+
+
+def test_cli_apply_and_admin_key(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from idsync import cli
+    from idsync.settings import get_settings
+
+    _groups(api)
+    monkeypatch.setenv("DATABASE_URL", api.db.url)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        dry = runner.invoke(cli.main, ["apply", str(EXAMPLE), "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert "+ workspace marketing (v2)" in dry.output
+        assert "nothing written" in dry.output
+        assert _counts(api)[1] == 0
+        real = runner.invoke(cli.main, ["apply", str(EXAMPLE)])
+        assert real.exit_code == 0, real.output
+        again = runner.invoke(cli.main, ["apply", str(EXAMPLE)])
+        assert again.exit_code == 0 and "no changes" in again.output
+        created = runner.invoke(cli.main, ["admin-key", "create", "--org", "acme"])
+        assert created.exit_code == 0, created.output
+        key = created.output.strip().splitlines()[-1]
+        assert key.startswith("idsync_admin_")
+        resp = api.client.get("/api/v1/organization", headers={"Authorization": f"Bearer {key}"})
+        assert resp.json()["name"] == "acme"
+        listed = runner.invoke(cli.main, ["admin-key", "list", "--org", "acme"])
+        assert key[:20] in listed.output
+        key_id = listed.output.strip().splitlines()[-1].split("\t")[0]
+        revoked = runner.invoke(cli.main, ["admin-key", "revoke", key_id])
+        assert revoked.exit_code == 0, revoked.output
+        gone = api.client.get("/api/v1/organization", headers={"Authorization": f"Bearer {key}"})
+        assert gone.status_code == 401
+    finally:
+        get_settings.cache_clear()
