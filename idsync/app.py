@@ -92,6 +92,12 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     install_admin_api(app)
 
+    from idsync.check_api import check_router
+    from worker.hooks import install_change_hook
+
+    app.state.change_hook = install_change_hook(database, settings)
+    app.include_router(check_router(settings, database))
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if request.url.path.startswith("/scim/"):

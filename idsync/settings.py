@@ -49,6 +49,50 @@ class Settings(BaseSettings):
         default=1_048_576, validation_alias="IDSYNC_SCIM_MAX_PAYLOAD_BYTES"
     )
 
+    # --- worker / permission cache (docs/worker.md) ---
+    broker_visibility_timeout_s: int = Field(
+        default=30,
+        validation_alias="IDSYNC_BROKER_VISIBILITY_TIMEOUT",
+        description="Seconds before a killed worker's unacknowledged task is redelivered",
+    )
+    worker_concurrency: int = Field(default=4, validation_alias="IDSYNC_WORKER_CONCURRENCY")
+    reconcile_interval_s: float = Field(
+        default=300.0, validation_alias="IDSYNC_RECONCILE_INTERVAL_S"
+    )
+    sweep_interval_s: float = Field(
+        default=2.0,
+        validation_alias="IDSYNC_SWEEP_INTERVAL_S",
+        description="Outbox catch-up sweep (changes whose after-commit hook was lost)",
+    )
+    idp_scim_url: str | None = Field(
+        default=None,
+        validation_alias="IDSYNC_IDP_SCIM_URL",
+        description="Upstream SCIM 2.0 base URL for the scheduled IdP pull (unset: no pull)",
+    )
+    idp_token: str | None = Field(default=None, validation_alias="IDSYNC_IDP_TOKEN")
+    idp_org: str | None = Field(
+        default=None, validation_alias="IDSYNC_IDP_ORG", description="Organization id to pull into"
+    )
+    idp_pull_interval_s: float = Field(default=900.0, validation_alias="IDSYNC_IDP_PULL_INTERVAL_S")
+    idp_deactivate_missing: bool = Field(
+        default=False,
+        validation_alias="IDSYNC_IDP_DEACTIVATE_MISSING",
+        description="Deactivate local users missing upstream (only after a complete read)",
+    )
+    check_api_token: str | None = Field(
+        default=None,
+        validation_alias="IDSYNC_CHECK_API_TOKEN",
+        description="Bearer token required by /api/v1/check (unset: no auth, loopback use)",
+    )
+    fault_drain_pause_s: float = Field(
+        default=0.0,
+        validation_alias="IDSYNC_FAULT_DRAIN_PAUSE_S",
+        description="Testing only: pause between compute and write in drain batches",
+    )
+
+    def resolved_cache_redis_url(self) -> str | None:
+        return self.cache_redis_url or self.redis_url
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

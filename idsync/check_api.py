@@ -1,0 +1,241 @@
+"""HTTP check API (for services not written in Python): ``/api/v1/check…``.
+
+Every answer comes from the Redis permission cache through ``CheckClient`` (one Redis
+round trip per request, batches included) and carries ``status`` (allow / deny /
+unknown), ``allowed`` and the cache ``revision``. ``explain`` is computed from SQL.
+
+Auth: ``Authorization: Bearer <IDSYNC_CHECK_API_TOKEN>`` when that setting is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import redis
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from idsync.settings import Settings
+from models.access.errors import ValidationError
+from models.access.inputs import ResourceRef
+from models.access.refs import SyncRef
+from models.cache.client import (
+    Answer,
+    Check,
+    CheckClient,
+    Query,
+    Result,
+    SpacesAnswer,
+    SpacesQuery,
+    SyncCheck,
+)
+from models.db.database import Database
+
+
+class Resource(BaseModel):
+    type: str
+    id: str | None = None
+    space_id: str | None = None
+    subsets: dict[str, list[str]] | None = None
+    labels: dict[str, str] | None = None
+
+    def ref(self) -> ResourceRef:
+        subsets = None
+        if self.subsets is not None:
+            subsets = frozenset((k, v) for k, vs in self.subsets.items() for v in vs)
+        labels = None if self.labels is None else frozenset(self.labels.items())
+        return ResourceRef(self.type, self.id, self.space_id, labels, subsets)
+
+
+class CheckBody(BaseModel):
+    type: Literal["check"] = "check"
+    user: str
+    workspace: str
+    grant: str
+    resource: Resource | None = None
+
+
+class SyncBody(BaseModel):
+    type: Literal["sync"] = "sync"
+    user: str
+    workspace: str
+    source: Resource | str
+    destination: Resource | str
+    action: str
+    space_id: str | None = None
+
+    def sync(self) -> SyncRef:
+        src = self.source.ref() if isinstance(self.source, Resource) else self.source
+        dst = self.destination.ref() if isinstance(self.destination, Resource) else self.destination
+        return SyncRef.of(src, dst, self.space_id)
+
+
+class SpacesBody(BaseModel):
+    type: Literal["spaces"] = "spaces"
+    user: str
+    workspace: str
+
+
+Item = Annotated[CheckBody | SyncBody | SpacesBody, Field(discriminator="type")]
+
+
+class SingleRequest(BaseModel):
+    org: str
+    min_revision: int | None = None
+
+
+class CheckRequest(SingleRequest, CheckBody):
+    pass
+
+
+class SyncRequest(SingleRequest, SyncBody):
+    pass
+
+
+class SpacesRequest(SingleRequest, SpacesBody):
+    pass
+
+
+class BatchRequest(BaseModel):
+    org: str
+    min_revision: int | None = None
+    checks: list[Item] = Field(max_length=1000)
+
+
+def _query(item: CheckBody | SyncBody | SpacesBody) -> Query:
+    if isinstance(item, SyncBody):
+        return SyncCheck(item.user, item.workspace, item.sync(), item.action)
+    if isinstance(item, SpacesBody):
+        return SpacesQuery(item.user, item.workspace)
+    return Check(
+        item.user,
+        item.workspace,
+        item.grant,
+        None if item.resource is None else item.resource.ref(),
+    )
+
+
+def render(result: Result) -> dict[str, Any]:
+    if isinstance(result, SpacesAnswer):
+        spaces: Any = result.spaces
+        if isinstance(spaces, frozenset):
+            spaces = sorted(spaces)
+        return {
+            "status": "unknown" if result.spaces is None else "ok",
+            "spaces": spaces,
+            "revision": result.revision,
+            "reason": result.reason,
+            "source": result.source,
+        }
+    assert isinstance(result, Answer)
+    return {
+        "status": result.status,
+        "allowed": result.allowed,
+        "revision": result.revision,
+        "reason": result.reason,
+        "source": result.source,
+    }
+
+
+class Checker:
+    """Check clients per organization over one Redis connection pool."""
+
+    def __init__(self, client: redis.Redis, database: Database) -> None:
+        self.redis = client
+        self.database = database
+        self._clients: dict[str, CheckClient] = {}
+
+    def client(self, org_id: str) -> CheckClient:
+        c = self._clients.get(org_id)
+        if c is None:
+            try:
+                c = CheckClient(self.redis, org_id, database=self.database)
+            except ValueError as exc:
+                raise HTTPException(400, f"org: {exc}") from exc
+            if len(self._clients) > 10_000:
+                self._clients.clear()
+            self._clients[org_id] = c
+        return c
+
+    def run(self, org_id: str, queries: list[Query], min_revision: int | None) -> list[Result]:
+        try:
+            return self.client(org_id).batch(queries, min_revision=min_revision)
+        except ValidationError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+
+def check_router(settings: Settings, database: Database) -> APIRouter:
+    url = settings.resolved_cache_redis_url()
+    router = APIRouter(prefix="/api/v1/check", tags=["check"])
+    state: dict[str, Checker] = {}
+
+    def checker() -> Checker:
+        if "c" not in state:
+            if not url:
+                raise HTTPException(503, "no permission cache configured (REDIS_URL)")
+            state["c"] = Checker(redis.Redis.from_url(url), database)
+        return state["c"]
+
+    def authorize(request: Request) -> None:
+        token = settings.check_api_token
+        if not token:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+            raise HTTPException(
+                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+            )
+
+    auth = [Depends(authorize)]
+
+    @router.post("", dependencies=auth)
+    def check(body: CheckRequest) -> dict[str, Any]:
+        """``check(user, workspace, grant, resource?)``: allow / deny / unknown + revision."""
+        return render(checker().run(body.org, [_query(body)], body.min_revision)[0])
+
+    @router.post("/sync", dependencies=auth)
+    def check_sync(body: SyncRequest) -> dict[str, Any]:
+        """``check_sync``: both sides from the same group."""
+        return render(checker().run(body.org, [_query(body)], body.min_revision)[0])
+
+    @router.post("/spaces", dependencies=auth)
+    def visible_spaces(body: SpacesRequest) -> dict[str, Any]:
+        """Visible Spaces of a user in a workspace (a list, or "all")."""
+        return render(checker().run(body.org, [_query(body)], body.min_revision)[0])
+
+    @router.post("/batch", dependencies=auth)
+    def batch(body: BatchRequest) -> dict[str, Any]:
+        """Up to 1000 mixed questions, answered from one Redis round trip."""
+        results = checker().run(body.org, [_query(i) for i in body.checks], body.min_revision)
+        return {"results": [render(r) for r in results]}
+
+    @router.post("/explain", dependencies=auth)
+    def explain(body: CheckRequest) -> dict[str, Any]:
+        """Why: groups, roles, bindings and rules (from SQL), next to the cache's answer."""
+        from models.access.access_model import AccessModel
+        from models.db.config_loader import load_org_config, load_user_inputs
+
+        cached = checker().run(body.org, [_query(body)], None)[0]
+        with database.read() as session:
+            config = load_org_config(session, body.org)
+            user = load_user_inputs(session, body.org, [body.user]).get(body.user)
+        ref = None if body.resource is None else body.resource.ref()
+        try:
+            explanation = AccessModel(config).explain(user, body.workspace, body.grant, ref)
+        except ValidationError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return {"cache": render(cached), "explanation": _jsonable(explanation.to_dict())}
+
+    return router
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    return value

@@ -1,0 +1,164 @@
+"""Cache-vs-SQL reconcile: detect and repair drift, report counts.
+
+Compares, chunk by chunk from one SQL snapshot each, what every user should point at
+(and what every group set should contain) with what the serving generation holds.
+Members still waiting in a dirty lane, and entries written at a newer revision than
+the snapshot, are not drift (the pipeline owns them). Repairs go through the same
+revision-guarded writer, so a repair can never undo a newer write. A cache without
+a serving generation (never built, flushed) is reported and handed to a rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from models.cache.fallback import org_revision, snapshot
+from models.cache.layout import (
+    LANE_CONFIG,
+    LANE_GRANT,
+    LANE_REVOKE,
+    NO_ACCESS,
+    decode_set,
+    decode_user,
+)
+from models.cache.profiles import ProfileBuilder, SetPayload
+from models.cache.writer import CacheWriter
+from models.db.database import Database
+from models.db.tables import User as UserRow
+from worker.rebuild import CHUNK, plan
+
+
+@dataclass
+class ReconcileReport:
+    org_id: str
+    cache_missing: bool = False
+    rebuilding: bool = False
+    revision: int = 0
+    users_checked: int = 0
+    users_missing: int = 0
+    users_wrong: int = 0
+    users_extra: int = 0
+    users_pending: int = 0
+    sets_checked: int = 0
+    sets_missing: int = 0
+    sets_wrong: int = 0
+    repaired: int = 0
+    seconds: float = 0.0
+
+    @property
+    def drift(self) -> int:
+        return (
+            self.users_missing
+            + self.users_wrong
+            + self.users_extra
+            + self.sets_missing
+            + self.sets_wrong
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "drift": self.drift}
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def reconcile(  # noqa: PLR0915 - one pass, kept linear
+    database: Database, writer: CacheWriter, org_id: str, *, repair: bool = True, chunk: int = CHUNK
+) -> ReconcileReport:
+    from models.db.config_loader import load_org_config, load_user_inputs
+
+    started = time.monotonic()
+    report = ReconcileReport(org_id)
+    meta = writer.meta()
+    if meta.gen is None:
+        report.cache_missing = True
+        report.rebuilding = meta.building is not None
+        _store(writer, report, started)
+        return report
+    r = writer.redis
+    ukey, skey, ckey = writer.keys.generation(meta.gen)
+    pending: set[str] = set()
+    for lane in (LANE_REVOKE, LANE_GRANT):
+        pending.update(_s(m) for m in r.zrange(writer.keys.dirty(lane), 0, -1))
+    config_pending = bool(r.zcard(writer.keys.dirty(LANE_CONFIG)))
+    _rev, _total, ranges = plan(database, org_id, chunk)
+    sql_ids: set[str] = set()
+    for lo, hi in ranges:
+        with snapshot(database) as session:
+            revision = org_revision(session, org_id)
+            config = load_org_config(session, org_id)
+            query = select(UserRow.id).where(UserRow.org_id == org_id)
+            if lo is not None:
+                query = query.where(UserRow.id >= lo)
+            if hi is not None:
+                query = query.where(UserRow.id < hi)
+            ids = list(session.scalars(query))
+            inputs = load_user_inputs(session, org_id, ids)
+        report.revision = revision
+        sql_ids.update(ids)
+        pointers, sets = ProfileBuilder(config).for_users(ids, inputs, revision)
+        fix_users: dict[str, str] = {}
+        fix_sets: dict[str, SetPayload] = {}
+        if ids:
+            for uid, cur in zip(ids, r.hmget(ukey, ids), strict=True):
+                report.users_checked += 1
+                if uid in pending:
+                    report.users_pending += 1
+                    continue
+                if cur is None:
+                    report.users_missing += 1
+                    fix_users[uid] = pointers[uid]
+                    continue
+                key, rev = decode_user(_s(cur))
+                if rev <= revision and key != pointers[uid]:
+                    report.users_wrong += 1
+                    fix_users[uid] = pointers[uid]
+        set_keys = sorted(sets)
+        if set_keys:
+            stored = r.hmget(skey, set_keys)
+            cids = sorted({c for p in sets.values() for c in p.blobs})
+            present = {c: x is not None for c, x in zip(cids, r.hmget(ckey, cids), strict=True)}
+            for key, cur in zip(set_keys, stored, strict=True):
+                report.sets_checked += 1
+                payload = sets[key]
+                if cur is None:
+                    report.sets_missing += 1
+                    fix_sets[key] = payload
+                    continue
+                rev, entries = decode_set(_s(cur))
+                blobs_ok = all(present[c] for c in entries.values() if c in present)
+                if rev <= revision and (entries != payload.entries or not blobs_ok):
+                    if not config_pending or not blobs_ok:
+                        report.sets_wrong += 1
+                    fix_sets[key] = payload
+        if repair and (fix_users or fix_sets):
+            result = writer.put(revision, fix_users, fix_sets)
+            report.repaired += result.written + result.changed_sets
+    # users in the cache that SQL does not know (deleted while a hook was lost)
+    extra: dict[str, str] = {}
+    for uid_raw, cur in r.hscan_iter(ukey, count=1000):
+        uid = _s(uid_raw)
+        if uid in sql_ids or uid in pending:
+            continue
+        key, rev = decode_user(_s(cur))
+        if key != NO_ACCESS and rev <= report.revision:
+            extra[uid] = NO_ACCESS
+    report.users_extra = len(extra)
+    if repair and extra:
+        report.repaired += writer.put(report.revision, extra).written
+    _store(writer, report, started)
+    return report
+
+
+def _store(writer: CacheWriter, report: ReconcileReport, started: float) -> None:
+    report.seconds = round(time.monotonic() - started, 3)
+    writer.redis.hset(
+        writer.keys.reconcile,
+        mapping={"at": str(time.time()), "report": json.dumps(report.as_dict())},
+    )

@@ -1,0 +1,54 @@
+"""Per-process resources of a worker (made lazily, after the prefork fork)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import redis
+from celery import Celery
+
+from idsync.settings import Settings
+from models.cache.writer import CacheWriter
+from models.db.database import Database
+from worker.factory import enqueue_drain, resolve_broker_url
+
+
+@dataclass
+class Runtime:
+    app: Celery
+    settings: Settings
+    database: Database
+    cache: redis.Redis
+    pid: int
+    writers: dict[str, CacheWriter] = field(default_factory=dict)
+
+    def writer(self, org_id: str) -> CacheWriter:
+        w = self.writers.get(org_id)
+        if w is None:
+            w = self.writers[org_id] = CacheWriter(self.cache, org_id)
+        return w
+
+    def enqueue(self, org_id: str, wake: str) -> None:
+        enqueue_drain(self.app, org_id, wake)
+
+
+_RUNTIME: Runtime | None = None
+
+
+def cache_redis_url(settings: Settings) -> str:
+    return settings.cache_redis_url or resolve_broker_url(settings)
+
+
+def runtime(app: Celery) -> Runtime:
+    global _RUNTIME  # noqa: PLW0603 - one runtime per process
+    if _RUNTIME is None or _RUNTIME.pid != os.getpid():
+        settings: Settings = app.conf.idsync_settings
+        _RUNTIME = Runtime(
+            app=app,
+            settings=settings,
+            database=Database(settings.resolved_database_url(), pool_size=2),
+            cache=redis.Redis.from_url(cache_redis_url(settings)),
+            pid=os.getpid(),
+        )
+    return _RUNTIME

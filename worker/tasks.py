@@ -1,0 +1,213 @@
+"""Thin Celery tasks (ids in) over the plain functions of ``worker.pipeline``,
+``worker.rebuild``, ``worker.reconcile`` and ``worker.idp``."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import redis
+from celery import Celery, Task
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from models.cache.layout import OrgKeys
+from models.db.tables import Organization
+from worker import rebuild as rb
+from worker.factory import (
+    MAX_COUNTDOWN_S,
+    RETRY_BACKOFF_MAX_S,
+    ROUTES,
+    TASK_DRAIN_BULK,
+    TASK_DRAIN_PRIORITY,
+    TASK_IDP_PULL,
+    TASK_REBUILD,
+    TASK_REBUILD_CHUNK,
+    TASK_RECONCILE,
+    TASK_RECONCILE_ALL,
+    TASK_SWEEP,
+)
+from worker.lanes import ALL_LANES, BULK, BULK_LANES, PRIORITY, PRIORITY_LANES
+from worker.pipeline import DrainReport, drain, ingest_outbox, summary
+from worker.reconcile import reconcile
+from worker.runtime import Runtime, runtime
+
+log = logging.getLogger("idsync.worker")
+
+TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
+REBUILD_KICK_MS = 30_000
+
+COMMON: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 1,
+    "retry_backoff_max": RETRY_BACKOFF_MAX_S,
+    "retry_jitter": True,
+    "max_retries": None,
+    "ignore_result": True,
+}
+
+
+def _send(rt: Runtime, name: str, *args: Any, countdown: float | None = None) -> None:
+    rt.app.send_task(name, args=list(args), queue=ROUTES[name]["queue"], countdown=countdown)
+
+
+def kick_rebuild(rt: Runtime, org_id: str) -> bool:
+    """Enqueue a rebuild unless one was kicked in the last 30 s."""
+    key = f"{OrgKeys.of(org_id).rebuild}:kick"
+    if rt.cache.set(key, "1", nx=True, px=REBUILD_KICK_MS):
+        _send(rt, TASK_REBUILD, org_id)
+        return True
+    return False
+
+
+def _after_drain(rt: Runtime, org_id: str, wake: str, report: DrainReport) -> None:
+    name = TASK_DRAIN_PRIORITY if wake == PRIORITY else TASK_DRAIN_BULK
+    if report.not_built:
+        kick_rebuild(rt, org_id)
+    elif report.busy:
+        if report.backlog:  # the lease holder may be dead: look again when it expires
+            pttl = int(rt.cache.pttl(OrgKeys.of(org_id).lease(wake)))
+            countdown = min(max(pttl, 50) / 1000 + random.uniform(0, 0.2), MAX_COUNTDOWN_S)  # noqa: S311
+            _send(rt, name, org_id, countdown=countdown)
+    elif report.backlog:
+        _send(rt, name, org_id)  # continuation: the budget ran out
+
+
+def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
+    @app.task(name=TASK_DRAIN_PRIORITY, **COMMON)
+    def drain_priority(self: Task[Any, Any], org_id: str) -> dict[str, Any]:
+        """Config and revoke lanes of one organization (queue idsync.revoke)."""
+        rt = runtime(app)
+        report = drain(
+            rt.database,
+            rt.writer(org_id),
+            org_id,
+            PRIORITY,
+            enqueue=rt.enqueue,
+            pause_s=rt.settings.fault_drain_pause_s,
+        )
+        _after_drain(rt, org_id, PRIORITY, report)
+        return summary(report)
+
+    @app.task(name=TASK_DRAIN_BULK, **COMMON)
+    def drain_bulk(self: Task[Any, Any], org_id: str) -> dict[str, Any]:
+        """Grant lane of one organization (queue idsync.recompute)."""
+        rt = runtime(app)
+        report = drain(
+            rt.database,
+            rt.writer(org_id),
+            org_id,
+            BULK,
+            enqueue=rt.enqueue,
+            pause_s=rt.settings.fault_drain_pause_s,
+        )
+        _after_drain(rt, org_id, BULK, report)
+        return summary(report)
+
+    @app.task(name=TASK_SWEEP, **COMMON)
+    def sweep(self: Task[Any, Any]) -> dict[str, int]:
+        """Every organization: catch up from the outbox, wake stuck lanes, bootstrap caches."""
+        rt = runtime(app)
+        with rt.database.read() as session:
+            orgs = session.execute(select(Organization.id, Organization.revision)).all()
+        counts = {"orgs": len(orgs), "ingested": 0, "woken": 0, "rebuilds": 0}
+        for org_id, revision in orgs:
+            writer = rt.writer(org_id)
+            meta = writer.meta()
+            if not meta.writable:
+                counts["rebuilds"] += int(kick_rebuild(rt, org_id))
+                continue
+            if meta.cursor < int(revision):
+                ingest = ingest_outbox(rt.database, writer, org_id)
+                counts["ingested"] += ingest.rows
+            for wake, lanes in ((PRIORITY, PRIORITY_LANES), (BULK, BULK_LANES)):
+                if writer.backlog(lanes) and not rt.cache.exists(writer.keys.lease(wake)):
+                    rt.enqueue(org_id, wake)
+                    counts["woken"] += 1
+            writer.watermark(ALL_LANES)
+        return counts
+
+    @app.task(name=TASK_REBUILD, **COMMON)
+    def rebuild(self: Task[Any, Any], org_id: str) -> dict[str, Any]:
+        """Start a new generation and fan out its chunks (queue idsync.reconcile)."""
+        rt = runtime(app)
+        writer = rt.writer(org_id)
+        try:
+            gen = rb.start(writer)
+        except rb.RebuildBusy as exc:
+            return {"busy": str(exc)}
+        try:
+            revision, total, ranges = rb.plan(rt.database, org_id)
+        except BaseException:
+            writer.abort_rebuild(gen)
+            raise
+        rt.cache.delete(writer.keys.rebuild_done)
+        rb.set_progress(
+            writer,
+            state="running",
+            gen=gen,
+            revision=revision,
+            total=total,
+            done=0,
+            chunks=len(ranges),
+            started_at=time.time(),
+        )
+        for i, (lo, hi) in enumerate(ranges):
+            _send(rt, TASK_REBUILD_CHUNK, org_id, gen, i, lo, hi)
+        return {"gen": gen, "chunks": len(ranges), "users": total}
+
+    @app.task(name=TASK_REBUILD_CHUNK, **COMMON)
+    def rebuild_chunk(
+        self: Task[Any, Any], org_id: str, gen: int, index: int, lo: str | None, hi: str | None
+    ) -> dict[str, Any]:
+        rt = runtime(app)
+        writer = rt.writer(org_id)
+        if writer.meta().building != gen:
+            return {"abandoned": gen}
+        try:
+            users, sets = rb.build_chunk(rt.database, writer, org_id, lo, hi)
+        except rb.RebuildBusy:
+            return {"abandoned": gen}
+        flipped = rb.finish_chunk(writer, gen, index, users)
+        return {"users": users, "sets": sets, "flipped": flipped}
+
+    @app.task(name=TASK_RECONCILE, **COMMON)
+    def reconcile_org(self: Task[Any, Any], org_id: str) -> dict[str, Any]:
+        rt = runtime(app)
+        report = reconcile(rt.database, rt.writer(org_id), org_id)
+        if report.cache_missing and not report.rebuilding:
+            kick_rebuild(rt, org_id)
+        log.info("reconcile", extra=report.as_dict())
+        return report.as_dict()
+
+    @app.task(name=TASK_RECONCILE_ALL, **COMMON)
+    def reconcile_all(self: Task[Any, Any]) -> int:
+        rt = runtime(app)
+        with rt.database.read() as session:
+            orgs = list(session.scalars(select(Organization.id)))
+        for org_id in orgs:
+            _send(rt, TASK_RECONCILE, org_id)
+        return len(orgs)
+
+    @app.task(name=TASK_IDP_PULL, **COMMON)
+    def idp_pull(self: Task[Any, Any]) -> dict[str, Any]:
+        from worker.idp.pull import pull_from_settings
+
+        rt = runtime(app)
+        return pull_from_settings(rt.settings, rt.database)
+
+    _ = (
+        drain_priority,
+        drain_bulk,
+        sweep,
+        rebuild,
+        rebuild_chunk,
+        reconcile_org,
+        reconcile_all,
+        idp_pull,
+    )
