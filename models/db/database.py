@@ -36,6 +36,16 @@ class Database:
         self.url = url
         self.engine: Engine = make_engine(url, pool_size=pool_size, echo=echo)
         self.sessions = make_session_factory(self.engine)
+        # SQLite file databases get a second engine for reads (deferred BEGIN, WAL
+        # readers never wait for the writer); elsewhere reads share the one engine.
+        self.read_engine: Engine = self.engine
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
+            None,
+            "",
+            ":memory:",
+        ):
+            self.read_engine = make_engine(url, echo=echo, sqlite_writer=False)
+        self.read_sessions = make_session_factory(self.read_engine)
         self._listeners: list[ChangeListener] = []
 
     @property
@@ -50,7 +60,8 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self.sessions() as session:
+        """A session for reading (it must not write: on SQLite it holds no write lock)."""
+        with self.read_sessions() as session:
             yield session
 
     @contextmanager
@@ -74,6 +85,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
 
 def record_change(

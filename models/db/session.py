@@ -29,8 +29,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
-    """Create an engine for `url` (PostgreSQL via psycopg 3, or SQLite in WAL mode)."""
+def make_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, sqlite_writer: bool = True
+) -> Engine:
+    """Create an engine for `url` (PostgreSQL via psycopg 3, or SQLite in WAL mode).
+
+    SQLite: a writer engine begins every transaction with BEGIN IMMEDIATE (writers queue
+    on busy_timeout instead of failing on lock upgrade); a reader engine
+    (`sqlite_writer=False`) keeps deferred BEGIN, so reads run beside a writer (WAL).
+    """
     real = normalize_url(url)
     parsed = make_url(real)
     if parsed.get_backend_name() == "sqlite":
@@ -44,7 +51,8 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # SQLite: take the write lock at BEGIN so that concurrent writers queue on
         # busy_timeout instead of failing with "database is locked" on lock upgrade.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        begin = "BEGIN IMMEDIATE" if sqlite_writer else "BEGIN"
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
 
         @event.listens_for(engine, "connect")
         def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:
