@@ -18,7 +18,8 @@ Tolerated input (each a real IdP habit):
 - readOnly attributes (`id`, `meta`, `groups`, `manager.displayName`, …) are ignored, as
   RFC 7644 §3.5.1 requires for PUT (Okta sends them back);
 - `password` (writeOnly) is discarded; `password_present` reports that it was sent;
-- a missing `schemas` attribute is accepted (the endpoint already says what it is).
+- a missing `schemas` attribute is accepted (the endpoint already says what it is);
+  a `schemas` list inside an extension object (scim2-models sends one) is ignored.
 
 Rejected:
 
@@ -266,6 +267,19 @@ def _member_ref(item: object, label: str) -> MemberRef:
     return MemberRef(member_id, "User")
 
 
+def is_extension_schemas_key(key: str, value: object) -> bool:
+    """A `schemas` list inside an extension object (`{"urn:…:enterprise:2.0:User":
+    {"schemas": [...], …}}`): libraries that model extensions as objects of their own
+    (scim2-models) serialize it there. It is no attribute of the extension schema and
+    carries nothing the enclosing URN key does not, so it is ignored like the top-level
+    `schemas` of a PATCH value; anything but a list of strings is still an error."""
+    return (
+        key.lower() == "schemas"
+        and isinstance(value, list)
+        and all(isinstance(s, str) for s in value)
+    )
+
+
 # --- POST / PUT -----------------------------------------------------------------------
 
 
@@ -311,6 +325,8 @@ class _Builder:
         for inner, inner_value in value.items():
             if not isinstance(inner, str):
                 raise InvalidSyntax(f"unknown attribute '{inner}' in '{key}'")
+            if is_extension_schemas_key(inner, inner_value):
+                continue
             self.put(f"{schema}:{inner}", inner_value)
 
     def put_resolved(self, resolved: ResolvedAttribute, value: object, key: str) -> None:

@@ -12,7 +12,8 @@ Semantics (RFC section in brackets; deviations are marked as such):
 - remove without `path` → 400 noTarget [§3.5.2.2].
 - add/replace without `path`: `value` is an object whose keys are attribute names in
   any case, dotted (`name.givenName`), URN-qualified (`urn:…:User:employeeNumber`) or a
-  schema URN holding a nested object; each key is applied as if it were the path.
+  schema URN holding a nested object; each key is applied as if it were the path
+  (`schemas`, at top level or inside such an extension object, is ignored).
   ReadOnly attributes inside such a value are ignored, as for PUT [§3.5.1] — except
   `id` when it differs from the resource id (`resource_id=`), which is 400 mutability
   (Okta's group rename sends `{"id": …, "displayName": …}`).
@@ -97,6 +98,7 @@ from scim.normalize import (
     coerce_single,
     coerce_value,
     is_empty,
+    is_extension_schemas_key,
     resolve_name,
     split_name,
 )
@@ -405,6 +407,8 @@ def _apply_no_path(state: _State, op: OpName, value: object) -> None:
         for inner, inner_value in item.items():
             if not isinstance(inner, str):
                 raise InvalidPath(f"invalid attribute name {inner!r}")
+            if is_extension_schemas_key(inner, inner_value):
+                continue
             _apply_no_path_key(state, op, f"{schema}:{inner}", inner_value)
 
 

@@ -45,8 +45,10 @@ def render_user(
         if isinstance(manager, dict) and manager.get("value"):
             ext = {**ext, "manager": {**manager, "$ref": f"{base_url}/Users/{manager['value']}"}}
             doc[ENTERPRISE_USER] = ext
+    # `active` is in the document from POST/PUT (default true); only a PATCH that removes
+    # it leaves it unassigned, and an unassigned attribute is not rendered (RFC 7644
+    # §3.5.2.2, RFC 7643 §2.5) — the user still counts as active (`User.active`).
     out: dict[str, Any] = {"schemas": schemas, "id": user.id, **doc}
-    out["active"] = user.active
     if groups is not None and groups:
         out["groups"] = [
             {"value": gid, "$ref": f"{base_url}/Groups/{gid}", "display": name, "type": "direct"}

@@ -96,9 +96,17 @@ def groups_of(session: Session, user_ids: Sequence[str]) -> dict[str, list[tuple
     return out
 
 
+def with_default_active(doc: dict[str, Any]) -> dict[str, Any]:
+    """POST/PUT without `active` (or with null) create an active user, and say so in the
+    stored document (RFC 7644 §3.3: the service provider MAY assign default values).
+    Only a PATCH `remove` can leave `active` unassigned; the user then still counts as
+    active, but the representation omits the attribute, as RFC 7644 §3.5.2.2 asks."""
+    return doc if "active" in doc else {**doc, "active": True}
+
+
 def create_user(session: Session, ctx: ScimContext, body: dict[str, Any]) -> User:
     normalized = normalize_resource(body, USER_RESOURCE, mode="create")
-    doc = normalized.document
+    doc = with_default_active(normalized.document)
     _ensure_unique_user_name(session, ctx.org_id, str(doc["userName"]))
     now = utcnow()
     user = User(org_id=ctx.org_id, version=1, created_at=now, updated_at=now)
@@ -156,7 +164,7 @@ def replace_user(
     user = load_user(session, ctx.org_id, user_id, for_update=True)
     check_etag(if_match, user.version)
     normalized = normalize_resource(body, USER_RESOURCE, mode="replace")
-    _save_changed(session, ctx, user, normalized.document, "user.replaced")
+    _save_changed(session, ctx, user, with_default_active(normalized.document), "user.replaced")
     return user
 
 
