@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -172,13 +173,35 @@ def up(host: str, port: int) -> None:
     click.echo(f"Bearer token (organization '{DEFAULT_ORG}'): {secret}")
     click.echo(f"Redis: {redis_url}   Database: {settings.resolved_database_url()}")
     sys.stdout.flush()
-    serve.callback(host=host, port=port, workers=1)  # type: ignore[misc]
+    worker = _start_worker_process()
+    try:
+        serve.callback(host=host, port=port, workers=1)  # type: ignore[misc]
+    finally:
+        _stop_worker_process(worker)
+
+
+def _start_worker_process() -> subprocess.Popen[bytes]:
+    """`idsync up` runs a worker (with the scheduler) next to the API."""
+    cmd = [sys.executable, "-m", "idsync.cli", "worker", "--beat", "-c", "2"]
+    return subprocess.Popen(cmd, env=dict(os.environ))  # noqa: S603 - our own CLI
+
+
+def _stop_worker_process(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 from idsync.admin_cli import admin_key, apply  # noqa: E402 - registered on main
+from worker.commands import beat_cmd, cache_group, worker_cmd  # noqa: E402
 
 main.add_command(admin_key)
 main.add_command(apply)
+main.add_command(worker_cmd)
+main.add_command(beat_cmd)
+main.add_command(cache_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,202 @@
+"""``idsync worker``, ``idsync beat`` and ``idsync cache rebuild|status|reconcile``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    import redis
+
+    from idsync.settings import Settings
+    from models.db.database import Database
+
+
+def _settings() -> Settings:
+    from idsync.settings import get_settings
+
+    settings = get_settings()
+    if not settings.redis_url:  # embedded default: one redis-server shared by every command
+        from idsync.embedded_redis import ensure_redis_url
+
+        os.environ["REDIS_URL"] = ensure_redis_url(settings)
+        get_settings.cache_clear()
+        settings = get_settings()
+    return settings
+
+
+@click.command("worker")
+@click.option("-c", "--concurrency", type=int, default=None, help="Processes (default setting).")
+@click.option("-Q", "--queues", default=None, help="Comma-separated queues (default: all four).")
+@click.option("--beat/--no-beat", default=False, help="Run the scheduler in this worker too.")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker_cmd(concurrency: int | None, queues: str | None, beat: bool, loglevel: str) -> None:
+    """Run a Celery worker: recompute, revoke, ingest and reconcile queues."""
+    settings = _settings()
+    from worker.factory import ALL_QUEUES, create_celery
+
+    app = create_celery(settings)
+    argv = [
+        "worker",
+        "-Q",
+        queues or ",".join(ALL_QUEUES),
+        "-c",
+        str(concurrency or settings.worker_concurrency),
+        "--loglevel",
+        loglevel,
+        "-n",
+        f"idsync-{os.getpid()}@%h",
+    ]
+    if beat:
+        argv += ["-B", "--scheduler", "worker.beat:LeaderScheduler"]
+    app.worker_main(argv)
+
+
+@click.command("beat")
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat_cmd(loglevel: str) -> None:
+    """Run the scheduler (outbox sweep, reconcile, IdP pull); a Redis leader lock makes
+    a second instance a hot standby."""
+    settings = _settings()
+    from worker.factory import create_celery
+
+    app = create_celery(settings)
+    app.start(["beat", "--scheduler", "worker.beat:LeaderScheduler", "--loglevel", loglevel])
+
+
+@click.group("cache")
+def cache_group() -> None:
+    """The Redis permission cache."""
+
+
+def _resolve_orgs(database: Database, org: str | None) -> list[tuple[str, str]]:
+    from sqlalchemy import or_, select
+
+    from models.db.tables import Organization
+
+    with database.read() as session:
+        query = select(Organization.id, Organization.name).order_by(Organization.name)
+        if org is not None:
+            query = query.where(or_(Organization.id == org, Organization.name == org))
+        rows = [(str(i), str(n)) for i, n in session.execute(query)]
+    if org is not None and not rows:
+        raise click.ClickException(f"no organization {org!r}")
+    return rows
+
+
+def _clients(settings: Settings) -> tuple[Database, redis.Redis]:
+    import redis as redis_mod
+
+    from models.db.database import Database
+    from worker.runtime import cache_redis_url
+
+    database = Database(settings.resolved_database_url(), pool_size=2)
+    return database, redis_mod.Redis.from_url(cache_redis_url(settings))
+
+
+@cache_group.command("rebuild")
+@click.option("--org", default=None, help="Organization name or id (default: all).")
+@click.option("--via-worker", is_flag=True, help="Run as worker tasks; show their progress.")
+@click.option("--chunk", default=5000, show_default=True, type=int)
+def cache_rebuild(org: str | None, via_worker: bool, chunk: int) -> None:
+    """Write a new generation from SQL and flip to it atomically (checks keep answering)."""
+    from models.cache.writer import CacheWriter
+    from worker import rebuild as rb
+
+    settings = _settings()
+    database, client = _clients(settings)
+    for org_id, name in _resolve_orgs(database, org):
+        writer = CacheWriter(client, org_id)
+        if via_worker:
+            from worker.factory import ROUTES, TASK_REBUILD, create_celery
+
+            app = create_celery(settings, with_tasks=False)
+            client.delete(writer.keys.rebuild)
+            app.send_task(TASK_REBUILD, args=[org_id], queue=ROUTES[TASK_REBUILD]["queue"])
+            _follow(writer, name)
+            continue
+        with click.progressbar(length=1, label=f"{name}", show_pos=True) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+
+            try:
+                report = rb.rebuild(database, writer, org_id, chunk=chunk, progress=progress)
+            except rb.RebuildBusy as exc:
+                raise click.ClickException(str(exc)) from exc
+        click.echo(
+            f"{name}: generation {report.gen} at revision {report.revision}: "
+            f"{report.users} users, {report.sets} group-set profiles, {report.seconds:.2f}s"
+        )
+
+
+def _follow(writer: Any, name: str) -> None:
+    def read() -> dict[str, str]:
+        raw = writer.redis.hgetall(writer.keys.rebuild)
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    deadline = time.monotonic() + 30
+    state = read()
+    while not state and time.monotonic() < deadline:
+        time.sleep(0.2)
+        state = read()
+    if not state:
+        raise click.ClickException("no worker picked up the rebuild (is `idsync worker` running?)")
+    with click.progressbar(length=max(int(state.get("total", 1)), 1), label=name) as bar:
+        while state.get("state") == "running":
+            bar.update(int(state.get("done", 0)) - bar.pos)
+            time.sleep(0.2)
+            state = read()
+        bar.update(int(state.get("done", 0)) - bar.pos)
+    click.echo(f"{name}: {state.get('state')} (generation {state.get('gen')})")
+
+
+@cache_group.command("status")
+@click.option("--org", default=None, help="Organization name or id (default: all).")
+def cache_status(org: str | None) -> None:
+    """Generation, watermark, cursor, dirty backlog, rebuild progress, last reconcile."""
+    from models.cache.writer import CacheWriter
+    from worker.lanes import ALL_LANES
+
+    settings = _settings()
+    database, client = _clients(settings)
+    for org_id, name in _resolve_orgs(database, org):
+        writer = CacheWriter(client, org_id)
+        meta = writer.meta()
+        backlog = {lane: int(client.zcard(writer.keys.dirty(lane))) for lane in ALL_LANES}
+        raw: dict[bytes, bytes] = client.hgetall(writer.keys.rebuild)  # type: ignore[assignment]
+        rebuild = {k.decode(): v.decode() for k, v in raw.items()}
+        rec = client.hget(writer.keys.reconcile, "report")
+        out = {
+            "org": name,
+            "org_id": org_id,
+            "built": meta.built,
+            "generation": meta.gen,
+            "building": meta.building,
+            "watermark": meta.wm,
+            "cursor": meta.cursor,
+            "backlog": backlog,
+            "rebuild": rebuild or None,
+            "last_reconcile": json.loads(rec) if rec else None,
+        }
+        click.echo(json.dumps(out, indent=2))
+
+
+@cache_group.command("reconcile")
+@click.option("--org", default=None, help="Organization name or id (default: all).")
+@click.option("--dry-run", is_flag=True, help="Report drift, repair nothing.")
+def cache_reconcile(org: str | None, dry_run: bool) -> None:
+    """Compare the cache with SQL; repair drift; print the counts."""
+    from models.cache.writer import CacheWriter
+    from worker.reconcile import reconcile
+
+    settings = _settings()
+    database, client = _clients(settings)
+    for org_id, _name in _resolve_orgs(database, org):
+        report = reconcile(database, CacheWriter(client, org_id), org_id, repair=not dry_run)
+        click.echo(json.dumps(report.as_dict()))
