@@ -64,4 +64,4 @@ def spaces_config(**kw: object) -> OrgConfig:
     )
 
 
-__all__ = ["SpaceAssignment", "one_role", "pm", "spaces_config", "src", "dst", "user"]
+__all__ = ["SpaceAssignment", "dst", "one_role", "pm", "spaces_config", "src", "user"]

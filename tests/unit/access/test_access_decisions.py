@@ -25,7 +25,6 @@ from models.access import (
     Workspace,
     parse_legacy_role,
 )
-
 from tests.unit.access.builders import dst, one_role, pm, spaces_config, src, user
 
 # --- users -----------------------------------------------------------------------------
@@ -256,14 +255,22 @@ def test_no_mix_and_match(approvals: bool, action: str):
 
 
 def test_approval_variants_split_over_groups():
-    drafter = V2Role("drafter", "drafter", resource_grants=(
-        ResourceGrant("source", "*", frozenset({"draft_models_syncs"})),
-        ResourceGrant("destination", "*", frozenset({"draft_syncs"})),
-    ))  # fmt: skip
-    approver = V2Role("approver", "approver", resource_grants=(
-        ResourceGrant("source", "*", frozenset({"approve_models_syncs"})),
-        ResourceGrant("destination", "*", frozenset({"approve_syncs"})),
-    ))  # fmt: skip
+    drafter = V2Role(
+        "drafter",
+        "drafter",
+        resource_grants=(
+            ResourceGrant("source", "*", frozenset({"draft_models_syncs"})),
+            ResourceGrant("destination", "*", frozenset({"draft_syncs"})),
+        ),
+    )
+    approver = V2Role(
+        "approver",
+        "approver",
+        resource_grants=(
+            ResourceGrant("source", "*", frozenset({"approve_models_syncs"})),
+            ResourceGrant("destination", "*", frozenset({"approve_syncs"})),
+        ),
+    )
     cfg = OrgConfig(
         workspaces=(Workspace("w1", approvals_required=True), Workspace("w2")),
         roles=(drafter, approver),
@@ -293,10 +300,14 @@ def test_approval_variants_split_over_groups():
 
 
 def test_halves_in_one_group_merge_without_approvals():
-    both = V2Role("both", "both", resource_grants=(
-        ResourceGrant("destination", "*", frozenset({"draft_syncs"})),
-        ResourceGrant("destination", "D1", frozenset({"approve_syncs"})),
-    ))  # fmt: skip
+    both = V2Role(
+        "both",
+        "both",
+        resource_grants=(
+            ResourceGrant("destination", "*", frozenset({"draft_syncs"})),
+            ResourceGrant("destination", "D1", frozenset({"approve_syncs"})),
+        ),
+    )
     am = one_role("both", roles=(both,))
     assert am.check(user("g1"), "w1", "configure_syncs", dst("D1"))
     assert not am.check(user("g1"), "w1", "configure_syncs", dst("D2"))
@@ -322,12 +333,24 @@ def test_trigger_needs_destination_grant_only():
 
 
 def test_audience_syncs_same_group_and_trigger_both_sides():
-    aud = V2Role("aud", "aud", resource_grants=(
-        ResourceGrant("parent_model", "P", frozenset({"configure_audiences_syncs", "trigger_audience_syncs"})),
-    ))  # fmt: skip
-    dest = V2Role("dest", "dest", resource_grants=(
-        ResourceGrant("destination", "D", frozenset({"configure_syncs", "trigger_syncs"})),
-    ))  # fmt: skip
+    aud = V2Role(
+        "aud",
+        "aud",
+        resource_grants=(
+            ResourceGrant(
+                "parent_model",
+                "P",
+                frozenset({"configure_audiences_syncs", "trigger_audience_syncs"}),
+            ),
+        ),
+    )
+    dest = V2Role(
+        "dest",
+        "dest",
+        resource_grants=(
+            ResourceGrant("destination", "D", frozenset({"configure_syncs", "trigger_syncs"})),
+        ),
+    )
     cfg = OrgConfig(
         workspaces=(Workspace("w1"),),
         roles=(aud, dest),
@@ -337,8 +360,11 @@ def test_audience_syncs_same_group_and_trigger_both_sides():
     audience = ResourceRef.audience("P", None)
     assert not am.check_sync(user("g1", "g2"), "w1", audience, "D", "configure")
     assert not am.check_sync(user("g1", "g2"), "w1", audience, "D", "trigger")
-    cfg2 = OrgConfig(workspaces=cfg.workspaces, roles=cfg.roles, role_bindings=(
-        RoleBinding("g1", "w1", "aud"), RoleBinding("g1", "w1", "dest")))  # fmt: skip
+    cfg2 = OrgConfig(
+        workspaces=cfg.workspaces,
+        roles=cfg.roles,
+        role_bindings=(RoleBinding("g1", "w1", "aud"), RoleBinding("g1", "w1", "dest")),
+    )
     am2 = AccessModel(cfg2)
     assert am2.check_sync(user("g1"), "w1", audience, "D", "configure")
     assert am2.check_sync(user("g1"), "w1", audience, "D", "trigger")
@@ -360,10 +386,18 @@ def test_model_edit_needs_every_sync():
 
 
 def _subset_model(limit: dict[str, list[str]]) -> AccessModel:
-    role = V2Role("lim", "limited", resource_grants=(
-        ResourceGrant("parent_model", "P", frozenset({"view_parent_model_data", "configure_audiences_syncs"}),
-                      SubsetLimit.of(limit)),
-    ))  # fmt: skip
+    role = V2Role(
+        "lim",
+        "limited",
+        resource_grants=(
+            ResourceGrant(
+                "parent_model",
+                "P",
+                frozenset({"view_parent_model_data", "configure_audiences_syncs"}),
+                SubsetLimit.of(limit),
+            ),
+        ),
+    )
     return AccessModel(
         OrgConfig(
             workspaces=(Workspace("w1"),),
@@ -433,13 +467,21 @@ def test_unlimited_group_wins_union():
 
 
 def _label_model() -> AccessModel:
-    role = parse_legacy_role("prod-syncs", "Prod sync operator", {
-        "statements": [
-            {"effect": "allow", "actions": ["read"], "resource": "*"},
-            {"effect": "allow", "actions": ["start", "update"], "resource": "sync",
-             "conditions": {"labels": {"environment": "production"}}},
-        ]
-    })  # fmt: skip
+    role = parse_legacy_role(
+        "prod-syncs",
+        "Prod sync operator",
+        {
+            "statements": [
+                {"effect": "allow", "actions": ["read"], "resource": "*"},
+                {
+                    "effect": "allow",
+                    "actions": ["start", "update"],
+                    "resource": "sync",
+                    "conditions": {"labels": {"environment": "production"}},
+                },
+            ]
+        },
+    )
     return AccessModel(
         OrgConfig(
             workspaces=(Workspace("w1", permissions_model="legacy"),),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from models.access import AccessModel, OrgConfig, ResourceRef, RoleBinding, Workspace
-
 from tests.unit.access.builders import one_role, user
 
 MATRIX = """

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from models.access import ResourceRef
-
 from tests.unit.access.builders import one_role, user
 
 # The contract's table, verbatim: grant | admin | editor | draft editor | viewer

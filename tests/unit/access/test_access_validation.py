@@ -24,12 +24,16 @@ def test_parse_v2_role_ok():
             "name": "Marketing",
             "workspace_grants": ["access_agents"],
             "resource_grants": [
-                {"scope": "parent_model", "resource_id": "*", "grants": ["configure_audiences_syncs"],
-                 "subset_limit": {"region": ["EU"]}},
+                {
+                    "scope": "parent_model",
+                    "resource_id": "*",
+                    "grants": ["configure_audiences_syncs"],
+                    "subset_limit": {"region": ["EU"]},
+                },
                 {"scope": "event_source", "resource_id": "es1", "grants": ["edit", "sync"]},
             ],
         }
-    )  # fmt: skip
+    )
     validate_custom_role(role)
     assert role.resource_grants[0].subset_limit is not None
 
@@ -39,21 +43,56 @@ def test_parse_v2_role_ok():
     [
         ({"workspace_grants": ["fly"]}, "workspace_grants[0]", UnknownGrantError),
         ({"workspace_grants": ["manage_workspace"]}, "workspace_grants[0]", ValidationError),
-        ({"resource_grants": [{"scope": "planet", "resource_id": "*", "grants": ["x"]}]},
-         "resource_grants[0].scope", UnknownGrantError),
-        ({"resource_grants": [{"scope": "source", "resource_id": "*", "grants": ["configure_syncs"]}]},
-         "resource_grants[0].grants[0]", UnknownGrantError),
-        ({"resource_grants": [{"scope": "source", "resource_id": "", "grants": ["view_data"]}]},
-         "resource_grants[0].resource_id", ValidationError),
-        ({"resource_grants": [{"scope": "source", "resource_id": "*", "grants": ["view_data"],
-                               "subset_limit": {"r": ["x"]}}]},
-         "resource_grants[0].subset_limit", ValidationError),
-        ({"resource_grants": [{"scope": "parent_model", "resource_id": "*",
-                               "grants": ["configure_journeys"], "subset_limit": {"r": ["x"]}}]},
-         "resource_grants[0].subset_limit", ValidationError),
+        (
+            {"resource_grants": [{"scope": "planet", "resource_id": "*", "grants": ["x"]}]},
+            "resource_grants[0].scope",
+            UnknownGrantError,
+        ),
+        (
+            {
+                "resource_grants": [
+                    {"scope": "source", "resource_id": "*", "grants": ["configure_syncs"]}
+                ]
+            },
+            "resource_grants[0].grants[0]",
+            UnknownGrantError,
+        ),
+        (
+            {"resource_grants": [{"scope": "source", "resource_id": "", "grants": ["view_data"]}]},
+            "resource_grants[0].resource_id",
+            ValidationError,
+        ),
+        (
+            {
+                "resource_grants": [
+                    {
+                        "scope": "source",
+                        "resource_id": "*",
+                        "grants": ["view_data"],
+                        "subset_limit": {"r": ["x"]},
+                    }
+                ]
+            },
+            "resource_grants[0].subset_limit",
+            ValidationError,
+        ),
+        (
+            {
+                "resource_grants": [
+                    {
+                        "scope": "parent_model",
+                        "resource_id": "*",
+                        "grants": ["configure_journeys"],
+                        "subset_limit": {"r": ["x"]},
+                    }
+                ]
+            },
+            "resource_grants[0].subset_limit",
+            ValidationError,
+        ),
         ({"colour": "red"}, "colour", ValidationError),
     ],
-)  # fmt: skip
+)
 def test_parse_v2_role_errors(data: dict[str, object], field: str, error: type[Exception]):
     with pytest.raises(error) as err:
         parse_v2_role({"id": "x", "name": "x", **data})
@@ -63,15 +102,23 @@ def test_parse_v2_role_errors(data: dict[str, object], field: str, error: type[E
 @pytest.mark.parametrize(
     ("policy", "field"),
     [
-        ('{"statements": [{"effect": "deny", "actions": "*", "resource": "*"}]}', "statements[0].effect"),
+        (
+            '{"statements": [{"effect": "deny", "actions": "*", "resource": "*"}]}',
+            "statements[0].effect",
+        ),
         ({"statements": [{"actions": ["fly"], "resource": "sync"}]}, "statements[0].actions[0]"),
-        ({"statements": [{"actions": ["start"], "resource": "source"}]}, "statements[0].actions[0]"),
+        (
+            {"statements": [{"actions": ["start"], "resource": "source"}]},
+            "statements[0].actions[0]",
+        ),
         ({"statements": [{"actions": "*", "resource": "planet"}]}, "statements[0].resource"),
-        ({"statements": [{"actions": "*", "resource": "sync", "conditions": {"owner": "x"}}]},
-         "statements[0].conditions.owner"),
+        (
+            {"statements": [{"actions": "*", "resource": "sync", "conditions": {"owner": "x"}}]},
+            "statements[0].conditions.owner",
+        ),
         ("{not json", "policy"),
     ],
-)  # fmt: skip
+)
 def test_parse_legacy_policy_errors(policy: object, field: str):
     with pytest.raises(ValidationError) as err:
         parse_legacy_role("c", "c", policy)  # type: ignore[arg-type]
