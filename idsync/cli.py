@@ -195,9 +195,11 @@ def _stop_worker_process(proc: subprocess.Popen[bytes]) -> None:
 
 
 from idsync.admin_cli import admin_key, apply  # noqa: E402 - registered on main
+from idsync.audit_cli import audit  # noqa: E402
 from worker.commands import beat_cmd, cache_group, worker_cmd  # noqa: E402
 
 main.add_command(admin_key)
+main.add_command(audit)
 main.add_command(apply)
 main.add_command(worker_cmd)
 main.add_command(beat_cmd)
