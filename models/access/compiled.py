@@ -17,7 +17,8 @@ Wire format (``encode_compiled``): a compact JSON array, trailing defaults trimm
     flags        bit 1 admin, bit 2 approvals_required, bit 4 tokens are the built-in
                  legacy role's (expanded on decode)
     spaces       null = every Space (admin or Spaces off), else sorted Space ids
-    tokens       sorted unlimited grant tokens (union over groups)
+    tokens       unlimited grant tokens (union over groups): "@editor" / "@draft_editor"
+                 stand for that pre-built role's whole token set, then the rest sorted
     legacy_role  the chosen legacy role id
     pairs        null = one group holds every sync-pair grant (use tokens), else per-group
                  [[tokens], [[base, k], ...]] lists for the same-group sync rule
@@ -37,11 +38,17 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Final
 
-from .catalogue import LEGACY_BUILTIN, legacy_permissions
-from .grants import legacy_token
+from .catalogue import (
+    LEGACY_BUILTIN,
+    V2_PREBUILT,
+    legacy_permissions,
+    normalize_grants,
+    v2_raw_grants,
+)
+from .grants import WORKSPACE, legacy_token, v2_code
 from .subsets import CategorySpec, SubsetLimit
 
 FORMAT_VERSION: Final = 1
@@ -72,6 +79,11 @@ class Compiled:
     builtin_legacy: bool = field(default=False, compare=False)
 
     @cached_property
+    def encoded(self) -> str:
+        """The wire form (memoized; see :func:`encode_compiled`)."""
+        return json.dumps(compiled_to_json(self), separators=(",", ":"), ensure_ascii=False)
+
+    @cached_property
     def limited_by_base(self) -> dict[str, tuple[int, ...]]:
         out: dict[str, list[int]] = {}
         for base, k in sorted(self.limited):
@@ -92,6 +104,40 @@ class Compiled:
 
 # --- wire format ----------------------------------------------------------------
 
+# Macros: the token set of a pre-built v2 role (all on "*") is written as one token.
+MACROS: Final[tuple[str, ...]] = ("editor", "draft_editor")
+
+
+@lru_cache(maxsize=8)
+def macro_tokens(role_id: str, approvals: bool) -> frozenset[str]:
+    """Tokens of a pre-built v2 role in a workspace with/without approval flows."""
+    out: set[str] = set()
+    for scope, rid, name, _ in normalize_grants(v2_raw_grants(V2_PREBUILT[role_id]), approvals):
+        code = v2_code(scope, name)
+        out.add(code if scope == WORKSPACE else f"{code}:{rid}")
+    return frozenset(out)
+
+
+def _compress(tokens: frozenset[str], approvals: bool) -> list[str]:
+    rest = set(tokens)
+    macros: list[str] = []
+    for role_id in MACROS:
+        expanded = macro_tokens(role_id, approvals)
+        if expanded <= rest:
+            rest -= expanded
+            macros.append(f"@{role_id}")
+    return macros + sorted(rest)
+
+
+def _expand(tokens: list[str], approvals: bool) -> frozenset[str]:
+    out: set[str] = set()
+    for t in tokens:
+        if t.startswith("@"):
+            out |= macro_tokens(t[1:], approvals)
+        else:
+            out.add(t)
+    return frozenset(out)
+
 
 def _limit_json(limit: SubsetLimit) -> list[Any]:
     return [[cat, list(values)] for cat, values in limit.chosen]
@@ -107,7 +153,11 @@ def compiled_to_json(c: Compiled) -> list[Any]:
         | (FLAG_APPROVALS if c.approvals else 0)
         | (FLAG_BUILTIN_LEGACY if c.builtin_legacy else 0)
     )
-    tokens: list[str] = [] if c.builtin_legacy else sorted(c.tokens)
+    tokens: list[str]
+    if c.model == "legacy":
+        tokens = [] if c.builtin_legacy else sorted(c.tokens)
+    else:
+        tokens = _compress(c.tokens, c.approvals)
     pairs = (
         None
         if c.pairs is None
@@ -139,7 +189,7 @@ def compiled_to_json(c: Compiled) -> list[Any]:
 
 def encode_compiled(c: Compiled) -> str:
     """Deterministic compact string for one compiled entry."""
-    return json.dumps(compiled_to_json(c), separators=(",", ":"), ensure_ascii=False)
+    return c.encoded
 
 
 def _builtin_legacy_parts(role_id: str) -> tuple[frozenset[str], tuple[Conditional, ...]]:
@@ -153,7 +203,11 @@ def compiled_from_json(data: list[Any]) -> Compiled:
     full: list[Any] = [*data, *([None] * (11 - len(data)))]
     _, model, flags, spaces, tokens, legacy_role, pairs, limited, limits, cats, cond = full
     builtin = bool(flags & FLAG_BUILTIN_LEGACY)
-    token_set = frozenset(tokens or ())
+    token_set = (
+        _expand(tokens or [], bool(flags & FLAG_APPROVALS))
+        if model == "2"
+        else (frozenset(tokens or ()))
+    )
     conditional: tuple[Conditional, ...] = tuple(
         (t, frozenset(a), tuple((k, frozenset(v)) for k, v in conds)) for t, a, conds in cond or ()
     )

@@ -68,6 +68,8 @@ class Compiler:
                 b.workspace_id for b in bindings if b.workspace_id in self._roots
             )
         self._pieces: dict[tuple[str, str], _Piece | None] = {}
+        self._interned: dict[_Piece, _Piece] = {}
+        self._combined: dict[tuple[str, frozenset[int]], Compiled] = {}
         self._cats_by_root: dict[str, dict[str, tuple[CategorySpec, ...]]] = {}
         for (ws_id, pm), cats in config.categories_by_model.items():
             self._cats_by_root.setdefault(ws_id, {})[pm] = cats
@@ -80,6 +82,8 @@ class Compiler:
         if key in self._pieces:
             return self._pieces[key]
         piece = self._build_piece(gid, root_id)
+        if piece is not None:  # equal pieces share one object, so combinations can be memoized
+            piece = self._interned.setdefault(piece, piece)
         self._pieces[key] = piece
         return piece
 
@@ -202,7 +206,13 @@ class Compiler:
             pieces = [p for g in gids if (p := self._piece(g, root_id)) is not None]
             if not pieces:
                 continue
-            compiled = self._combine(self._roots[root_id], pieces)
+            ckey = (root_id, frozenset(id(p) for p in pieces))
+            compiled = self._combined.get(ckey)
+            if compiled is None:
+                unique = list({id(p): p for p in pieces}.values())
+                compiled = self._combine(self._roots[root_id], unique)
+                if len(self._combined) < 200_000:
+                    self._combined[ckey] = compiled
             for ws_id in self._ws_by_root[root_id]:
                 out[ws_id] = compiled
         return out
