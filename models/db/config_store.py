@@ -79,7 +79,7 @@ def check_id(value: str, field: str) -> str:
     return value
 
 
-def _record(  # noqa: PLR0917 - private helper, always called positionally
+def _record(
     session: Session,
     ctx: WriteContext,
     kind: str,
