@@ -234,9 +234,9 @@ def drain(
         return report
     try:
         ingest = ingest_outbox(database, writer, org_id)
-        if enqueue is not None:
-            for other in ingest.wakes - {wake}:
-                enqueue(org_id, other)
+        if enqueue is not None:  # a wake flag set means "a drain is on its way": keep it true
+            for w in ingest.wakes:
+                enqueue(org_id, w)
         deadline = time.monotonic() + budget_s
         while time.monotonic() < deadline:
             item = _next_batch(writer, lanes, batch)
@@ -250,6 +250,7 @@ def drain(
             report.processed += len(members)
             report.stale += result
             report.batches += 1
+            writer.redis.hincrby(writer.keys.stats, f"recomputed:{lane}", len(members))
             if not writer.renew(lease, token, LEASE_MS):
                 log.warning("drain lease lost", extra={"org_id": org_id, "wake": wake})
                 break

@@ -23,11 +23,14 @@ from models.db.tables import Organization
 def snapshot(database: Database) -> Iterator[Session]:
     """A read-only transaction; repeatable read on PostgreSQL, so an organization
     revision read first is exactly the state every later query of it sees."""
-    with database.sessions() as session:
-        if database.dialect == "postgresql":
-            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        with session.begin():
-            yield session
+    if database.dialect == "postgresql":
+        with database.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin(), Session(bind=conn) as session:
+                yield session
+        return
+    with database.sessions() as session, session.begin():
+        yield session
 
 
 def org_revision(session: Session, org_id: str) -> int:

@@ -17,6 +17,7 @@ Per organization::
     idsync:{org}:rebuild         HASH   progress of the running / last full rebuild
     idsync:{org}:rebuild:done    SET    finished chunk numbers of the running rebuild
     idsync:{org}:reconcile       HASH   counts of the last reconcile
+    idsync:{org}:stats           HASH   counters (members recomputed per lane)
 
 The meta hash doubles as the "cache built" marker: no ``gen`` field means the cache
 was never built, was flushed or is being rebuilt from nothing, and every check then
@@ -116,6 +117,10 @@ class OrgKeys:
     @property
     def reconcile(self) -> str:
         return f"{self.base}:reconcile"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.base}:stats"
 
 
 def beat_lock_key(name: str) -> str:
