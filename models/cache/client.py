@@ -148,9 +148,7 @@ def _validate(query: Query) -> None:
     if isinstance(query, Check):
         check_compiled(None, query.grant, query.resource)
     elif isinstance(query, SyncCheck):
-        from models.access.decisions import _validate_sync_question
-
-        _validate_sync_question(query.sync, query.action)
+        check_sync_compiled(None, query.sync, query.action)
 
 
 def _unknown(query: Query, revision: int, reason: str) -> Result:

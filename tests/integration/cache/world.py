@@ -78,13 +78,17 @@ class World:
     def _patch_group(self, group: str, ops: list[dict[str, Any]]) -> None:
         with self.db.write() as s:
             patch_group(
-                s, self.scim, self.groups[group], {"schemas": [PATCH_SCHEMA], "Operations": ops},
+                s,
+                self.scim,
+                self.groups[group],
+                {"schemas": [PATCH_SCHEMA], "Operations": ops},
                 None,
             )
 
     def add_member(self, group: str, user: str) -> None:
-        self._patch_group(group, [{"op": "add", "path": "members",
-                                   "value": [{"value": self.users[user]}]}])
+        self._patch_group(
+            group, [{"op": "add", "path": "members", "value": [{"value": self.users[user]}]}]
+        )
 
     def remove_member(self, group: str, user: str) -> None:
         uid = self.users[user]
@@ -93,9 +97,13 @@ class World:
     def set_active(self, user: str, active: bool) -> None:
         with self.db.write() as s:
             patch_user(
-                s, self.scim, self.users[user],
-                {"schemas": [PATCH_SCHEMA],
-                 "Operations": [{"op": "replace", "path": "active", "value": active}]},
+                s,
+                self.scim,
+                self.users[user],
+                {
+                    "schemas": [PATCH_SCHEMA],
+                    "Operations": [{"op": "replace", "path": "active", "value": active}],
+                },
                 None,
             )
 
