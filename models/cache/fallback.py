@@ -24,8 +24,8 @@ def snapshot(database: Database) -> Iterator[Session]:
     """A read-only transaction; repeatable read on PostgreSQL, so an organization
     revision read first is exactly the state every later query of it sees."""
     if database.dialect == "postgresql":
-        with database.engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with database.engine.connect() as raw:
+            conn = raw.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin(), Session(bind=conn) as session:
                 yield session
         return
