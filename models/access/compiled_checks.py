@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from .catalogue import labels_match
 from .compiled import Compiled, PairSet
-from .decisions import ModelEditDecision, _validate_sync_question, model_edit_grant
+from .decisions import ModelEditDecision, model_edit_grant, validate_sync_question
 from .errors import UnknownGrantError
 from .evaluator import ALL, VisibleSpaces
 from .grants import (
@@ -125,7 +125,7 @@ def _pair_ok(
 
 def check_sync_compiled(c: Compiled | None, sync: SyncRef, action: str) -> bool:
     """``check_sync`` from the compiled entry (same-group rule via per-group pair sets)."""
-    models = _validate_sync_question(sync, action)
+    models = validate_sync_question(sync, action)
     if c is None or c.model not in models:
         return False
     if not _space_ok(c, sync.space_id, True):

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .catalogue import labels_match
+from .catalogue import L_AUDIENCE_EDITOR, L_DRAFT_CONTRIBUTOR, V2_PREBUILT, labels_match
 from .errors import UnknownGrantError
 from .evaluator import GroupAccess, Provenance, WorkspaceAccess
 from .grants import (
     APPROVAL_SPLIT,
-    LEGACY_APPLICABLE,
     PARENT_MODEL,
     READ,
     REF_TYPE_TO_SCOPE,
@@ -173,12 +172,12 @@ def decide_check(
             if access.is_admin:
                 rules.add("v2.admin_holds_every_grant")
             for name in needed:
+                _subset_rules(access, config, (scope, name), ref, rules)
                 m = _holds(access, config, scope, name, ref)
                 if m is None:
                     missing.append(f"{name} on {_ref_text(ref) if ref else 'workspace'}")
-                    if ref is not None and ref.subsets is not None:
-                        rules.add("subsets.required_without_value_denies")
                 else:
+                    _match_rules(m, rules)
                     matched.append(m)
     else:
         assert ref is not None and access.legacy is not None
@@ -191,11 +190,54 @@ def decide_check(
                     if labels_match(conds, ref.labels):
                         ok = True
                         break
+        _legacy_rules(access.legacy_role, grant, ref.type, rules)
         if ok:
             matched.append(_legacy_match(access, f"{grant} on {_ref_text(ref)}"))
         else:
             missing.append(f"{grant} on {ref.type} in role {access.legacy_role!r}")
     return Decision(not missing, tuple(sorted(rules)), tuple(matched), tuple(missing))
+
+
+def _match_rules(m: Match, rules: set[str]) -> None:
+    if ":* " in f"{m.grant} " or m.grant.endswith(":*"):
+        rules.add("v2.wildcard_resource")
+    if any(role in V2_PREBUILT and role != "admin" for role, _ in m.provenance):
+        rules.add("v2.prebuilt_table")
+
+
+def _subset_rules(
+    access: WorkspaceAccess,
+    config: OrgConfig,
+    grant: tuple[str, str],
+    ref: ResourceRef | None,
+    rules: set[str],
+) -> None:
+    """Name the subset rules when a subset-limited grant takes part in the decision."""
+    scope, name = grant
+    if scope != PARENT_MODEL or ref is None or access.root_id is None:
+        return
+    limited = any(e.limit is not None and e.name == name for g in access.groups for e in g.grants)
+    if not limited:
+        return
+    cats = config.categories_of(access.root_id, ref.id) if ref.id is not None else ()
+    if any(required for _, required in cats):
+        rules.add("subsets.required_without_value_denies")
+    if any(not required for _, required in cats):
+        rules.add("subsets.optional_allows_unsubsetted")
+    known = {c for c, _ in cats}
+    if ref.subsets is not None and any(c not in known for c, _ in ref.subsets):
+        rules.add("subsets.unknown_category_denied")
+
+
+def _legacy_rules(role: str | None, action: str, rtype: str, rules: set[str]) -> None:
+    if role == L_DRAFT_CONTRIBUTOR and rtype in ("model", "sync"):
+        rules.add("legacy.full_star_is_draft")
+    if role == L_AUDIENCE_EDITOR and rtype == "sync":
+        rules.add("legacy.limited_excludes_enable_start")
+    if action == "approve" and rtype in ("model", "sync"):
+        rules.add("legacy.approve_models_syncs")
+    if action in ("preview", "debugger"):
+        rules.add("legacy.read_implies_preview_debugger")
 
 
 def _legacy_match(access: WorkspaceAccess, what: str) -> Match:
@@ -206,7 +248,7 @@ def _legacy_match(access: WorkspaceAccess, what: str) -> Match:
     return Match("", what, ())  # pragma: no cover - chosen role always has a binding
 
 
-def _validate_sync_question(sync: SyncRef, action: str) -> frozenset[str]:
+def validate_sync_question(sync: SyncRef, action: str) -> frozenset[str]:
     models: set[str] = set()
     if action in V2_SYNC_ACTIONS and sync.source.type in ("source", "parent_model", "audience"):
         models.add("v2")
@@ -225,7 +267,7 @@ def decide_sync(
     access: WorkspaceAccess | None, config: OrgConfig, sync: SyncRef, action: str
 ) -> Decision:
     """Reference decision for ``check_sync`` (contract §2.3 / §3)."""
-    models = _validate_sync_question(sync, action)
+    models = validate_sync_question(sync, action)
     early = _preamble(access, models)
     if early is not None:
         return early
@@ -264,6 +306,10 @@ def decide_sync(
                     if (sg is None or ms is not None) and (dg is None or md is not None):
                         found = [m for m in (ms, md) if m is not None]
                         break
+                if sg is not None:
+                    _subset_rules(access, config, (scope, sg), src_ref, rules)
+                for m in found or ():
+                    _match_rules(m, rules)
                 if found is None:
                     parts = []
                     if sg is not None:
@@ -275,22 +321,32 @@ def decide_sync(
                 else:
                     matched.extend(found)
     else:
-        assert access.legacy is not None
-        act = legacy_sync_action(action)
-        rules.add("legacy.use_needs_read")
-        checks: list[tuple[str, ResourceRef]] = [
-            (act, ResourceRef("sync", sync.id, sync.space_id, sync.labels)),
-            ("read", sync.source),
-            ("read", sync.destination),
-        ]
-        if sync.model is not None:
-            checks.append(("read", sync.model))
-        for a, r in checks:
-            d = decide_check(access, config, a, ResourceRef(r.type, r.id, None, r.labels))
-            rules.update(d.rules)
-            matched.extend(d.matched)
-            missing.extend(d.missing)
+        _legacy_sync(access, config, sync, action, (rules, matched, missing))
     return Decision(not missing, tuple(sorted(rules)), tuple(matched), tuple(missing))
+
+
+def _legacy_sync(
+    access: WorkspaceAccess,
+    config: OrgConfig,
+    sync: SyncRef,
+    action: str,
+    out: tuple[set[str], list[Match], list[str]],
+) -> None:
+    rules, matched, missing = out
+    act = legacy_sync_action(action)
+    rules.add("legacy.use_needs_read")
+    checks: list[tuple[str, ResourceRef]] = [
+        (act, ResourceRef("sync", sync.id, sync.space_id, sync.labels)),
+        ("read", sync.source),
+        ("read", sync.destination),
+    ]
+    if sync.model is not None:
+        checks.append(("read", sync.model))
+    for a, r in checks:
+        d = decide_check(access, config, a, ResourceRef(r.type, r.id, None, r.labels))
+        rules.update(d.rules)
+        matched.extend(d.matched)
+        missing.extend(d.missing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +357,7 @@ class ModelEditDecision:
     model_allowed: bool
     denied_syncs: tuple[int, ...]
     """Indexes (into the caller's list) of the syncs that block the edit."""
+    rules: tuple[str, ...] = ("v2.model_edit_covers_syncs",)
 
 
 def model_edit_grant(access_model: str, model: ResourceRef, action: str) -> tuple[str, ResourceRef]:
@@ -331,21 +388,3 @@ def decide_model_edit(
         i for i, s in enumerate(syncs) if not decide_sync(access, config, s, action).allowed
     )
     return ModelEditDecision(model_ok and not denied, model_ok, denied)
-
-
-def legacy_actions_for(access: WorkspaceAccess) -> tuple[tuple[str, str], ...]:
-    """Unconditional legacy (type, action) pairs of the chosen role, sorted."""
-    if access.legacy is None:
-        return ()
-    return tuple(sorted(access.legacy.actions))
-
-
-__all__ = [
-    "LEGACY_APPLICABLE",
-    "Decision",
-    "Match",
-    "ModelEditDecision",
-    "decide_check",
-    "decide_model_edit",
-    "decide_sync",
-]

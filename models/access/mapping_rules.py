@@ -57,6 +57,7 @@ class MappingProblem:
     group_id: str | None
     field: str
     message: str
+    rule: str = "mapping.report_missing_targets"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,8 @@ class MappingResult:
     role_bindings: tuple[RoleBinding, ...]
     space_assignments: tuple[SpaceAssignment, ...]
     problems: tuple[MappingProblem, ...]
+    rules: tuple[str, ...] = ()
+    """Decision rules that applied (for the admin API's dry-run / explain view)."""
 
 
 def _options(ignore_case: bool) -> re2.Options:
@@ -166,10 +169,13 @@ def apply_mapping_rules(
     bindings: set[RoleBinding] = set()
     spaces: set[SpaceAssignment] = set()
     problems: list[MappingProblem] = []
+    applied: set[str] = set()
     group_list = sorted(groups, key=lambda g: g.id)
     for rule in rules:
         for group in group_list:
             captures = match_rule(rule, group)
+            if rule.match == "regex":
+                applied.add("mapping.regex_full_match")
             if captures is None:
                 continue
             if rule.kind == "org_admin":
@@ -217,12 +223,14 @@ def apply_mapping_rules(
                     )
                     continue
                 targets["role"] = role_id
+                applied.add("mapping.prebuilt_alias_in_legacy")
             bindings.add(RoleBinding(group.id, ws.id, targets["role"], rule.id))
     return MappingResult(
         tuple(sorted(admins, key=lambda b: (b.group_id, b.source))),
         tuple(sorted(bindings, key=lambda b: (b.group_id, b.workspace_id, b.role_id, b.source))),
         tuple(sorted(spaces, key=lambda b: (b.group_id, b.space_id, b.source))),
         tuple(problems),
+        tuple(sorted(applied | ({"mapping.report_missing_targets"} if problems else set()))),
     )
 
 

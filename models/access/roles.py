@@ -8,7 +8,7 @@ optional subset limits. Legacy roles are either a built-in matrix row
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -292,9 +292,3 @@ def parse_legacy_role(
     role = LegacyRole(id=role_id, name=name, statements=parse_policy_statements(policy))
     validate_legacy_role(role)
     return role
-
-
-def normalized_resources(ids: Iterable[str]) -> tuple[str, ...]:
-    """Sorted unique resource ids with ``*`` first (deterministic order)."""
-    uniq = set(ids)
-    return tuple(sorted(uniq, key=lambda x: (x != WILDCARD, x)))
