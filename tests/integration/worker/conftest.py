@@ -138,4 +138,4 @@ def workers(
     finally:
         wp.stop_all()
         if os.environ.get("IDSYNC_TEST_SHOW_WORKER_LOGS"):
-            print(wp.logs())  # noqa: T201
+            print(wp.logs())
