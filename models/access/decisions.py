@@ -216,14 +216,20 @@ def _subset_rules(
     scope, name = grant
     if scope != PARENT_MODEL or ref is None or access.root_id is None:
         return
-    limited = any(e.limit is not None and e.name == name for g in access.groups for e in g.grants)
-    if not limited:
+    limits = [
+        e.limit for g in access.groups for e in g.grants if e.limit is not None and e.name == name
+    ]
+    if not limits:
         return
     cats = config.categories_of(access.root_id, ref.id) if ref.id is not None else ()
-    if any(required for _, required in cats):
+    if any(required and not lim.values_for(c) for c, required in cats for lim in limits):
         rules.add("subsets.required_without_value_denies")
     if any(not required for _, required in cats):
         rules.add("subsets.optional_allows_unsubsetted")
+    if ref.subsets is not None and any(
+        value not in lim.values_for(c) for c, value in ref.subsets for lim in limits
+    ):
+        rules.add("subsets.only_chosen_values")
     known = {c for c, _ in cats}
     if ref.subsets is not None and any(c not in known for c, _ in ref.subsets):
         rules.add("subsets.unknown_category_denied")

@@ -61,6 +61,9 @@ RULES: Final[dict[str, str]] = {
     "subsets.required_without_value_denies": (
         "A subset-limited grant with no value chosen for a required category allows no audience."
     ),
+    "subsets.only_chosen_values": (
+        "Under a subset limit, an audience may use only the values chosen for each category."
+    ),
     "subsets.optional_allows_unsubsetted": (
         "For a non-required category, a limited grant allows the chosen values or audiences that "
         "use no value of that category."

@@ -50,6 +50,16 @@ def test_every_rule_is_shown_somewhere():
             u, "w1", "view_parent_model_data", ResourceRef.audience("P", None, {"tier": ["x"]})
         )
     )
+    add(
+        _subset_model({"consent": ["yes"]}).explain(
+            u, "w1", "view_parent_model_data", ResourceRef.audience("P", None, {"region": ["EU"]})
+        )
+    )
+    add(
+        _subset_model({"region": ["EU"]}).explain(
+            u, "w1", "view_parent_model_data", ResourceRef.audience("P", None, {"region": ["US"]})
+        )
+    )
     add(_label_model().explain(u, "w1", "start", ResourceRef("sync", "y")))
     for role, action, rtype in (
         ("legacy_draft_contributor", "update", "sync"),
@@ -101,3 +111,18 @@ def test_every_rule_is_shown_somewhere():
     seen.update(_two_groups().check_model_edit(user("g1"), "w1", "A", []).rules)
     assert set(RULES) - seen == set()
     assert seen <= set(RULES)
+
+
+def test_subset_denies_name_the_rule_that_applies():
+    u = user("g1")
+    other_value = _subset_model({"region": ["EU"]}).explain(
+        u, "w1", "view_parent_model_data", ResourceRef.audience("P", None, {"region": ["US"]})
+    )
+    assert not other_value.allowed
+    assert "subsets.only_chosen_values" in other_value.rules
+    assert "subsets.required_without_value_denies" not in other_value.rules
+    no_value = _subset_model({"consent": ["yes"]}).explain(
+        u, "w1", "view_parent_model_data", ResourceRef.audience("P", None, {"region": ["EU"]})
+    )
+    assert not no_value.allowed
+    assert "subsets.required_without_value_denies" in no_value.rules
