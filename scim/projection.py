@@ -185,6 +185,49 @@ def _project_object(
     return out
 
 
+_HIDDEN_BY_DEFAULT: dict[str, frozenset[str] | None] = {}
+
+
+def _hidden_by_default(resource: ResourceType) -> frozenset[str] | None:
+    """Lower-cased names of the core attributes a response leaves out when neither
+    parameter is given (`returned: never|request`, e.g. `password`), or None when such
+    an attribute hides deeper (a sub-attribute, or in an extension) and only the full
+    walk is right."""
+    if resource.id in _HIDDEN_BY_DEFAULT:
+        return _HIDDEN_BY_DEFAULT[resource.id]
+
+    def hidden(attr: Attribute) -> bool:
+        return attr.returned in ("never", "request")
+
+    names: frozenset[str] | None = frozenset(
+        a.name.lower() for a in resource.schema.attributes if hidden(a)
+    )
+    deeper = any(hidden(sub) for a in resource.schema.attributes for sub in a.sub_attributes)
+    deeper = deeper or any(
+        hidden(a) or any(hidden(sub) for sub in a.sub_attributes)
+        for ext in resource.extensions
+        for a in ext.schema.attributes
+    )
+    if deeper:
+        names = None
+    _HIDDEN_BY_DEFAULT[resource.id] = names
+    return names
+
+
+def _default_projection(resource_json: JsonDict, hidden: frozenset[str]) -> JsonDict:
+    """`project` without `attributes`/`excludedAttributes`, for a resource whose only
+    hidden attributes are top-level core ones: the rendered document minus those and
+    minus empty values. A list page renders up to 1000 of these, so this skips the
+    per-attribute schema walk, which has nothing to remove here."""
+    out: JsonDict = {}
+    for name, value in resource_json.items():
+        if name == "schemas":
+            out[name] = list(value) if isinstance(value, list) else value
+        elif value is not None and value not in ([], {}) and name.lower() not in hidden:
+            out[name] = value
+    return out
+
+
 def project(
     resource_json: JsonDict,
     resource: ResourceType,
@@ -194,6 +237,10 @@ def project(
 ) -> JsonDict:
     """Apply `attributes` / `excludedAttributes` and `returned` rules to a rendered
     resource (a new dict; the input is not modified)."""
+    if not attributes and not excluded:
+        hidden = _hidden_by_default(resource)
+        if hidden is not None:
+            return _default_projection(resource_json, hidden)
     inc = _selection(resource, attributes)
     exc = _selection(resource, excluded)
     core = resource.schema.id
