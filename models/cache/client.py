@@ -127,12 +127,10 @@ Item = tuple[str, int, Compiled | None]
 def decide(query: Query, item: Item, revision: int, source: Literal["cache", "sql"]) -> Result:
     """The answer to ``query`` from one fetched item (pure; shared with the SQL path)."""
     code, _rev, compiled = item
-    if isinstance(query, SpacesQuery):
-        if code == "m":
-            return SpacesAnswer(None, revision, INCONSISTENT, source)
-        return SpacesAnswer(visible_spaces_compiled(compiled), revision, "", source)
     if code == "m":
-        return Answer("unknown", revision, INCONSISTENT, source)
+        return _unknown(query, revision, INCONSISTENT)
+    if isinstance(query, SpacesQuery):
+        return SpacesAnswer(visible_spaces_compiled(compiled), revision, "", source)
     if isinstance(query, Check):
         ok = check_compiled(compiled, query.grant, query.resource)
     else:
@@ -152,6 +150,7 @@ def _validate(query: Query) -> None:
 
 
 def _unknown(query: Query, revision: int, reason: str) -> Result:
+    _validate(query)  # a malformed question raises even when the cache cannot answer
     if isinstance(query, SpacesQuery):
         return SpacesAnswer(None, revision, reason)
     return Answer("unknown", revision, reason)
@@ -192,16 +191,22 @@ class CheckClient:
     # -- the one round trip -------------------------------------------------------------
 
     def _call(self, pairs: list[str], n: int) -> list[Any]:
+        pool = self.redis.connection_pool
         for _attempt in range(3):
             self.round_trips += 1
+            conn = pool.get_connection()
             try:
-                out: list[Any] = self.redis.execute_command(  # type: ignore[no-untyped-call]
-                    "EVALSHA", self._sha, 4, *self._gen_keys, self._gen, n, *pairs
-                )
+                conn.send_command("EVALSHA", self._sha, 4, *self._gen_keys, self._gen, n, *pairs)
+                out: list[Any] = conn.read_response()
             except NoScriptError:
                 self._sha = self.redis.script_load(scripts.CHECK)
                 continue
-            if int(out[0]) == 1:  # generation moved: follow it and retry
+            except BaseException:
+                conn.disconnect()  # type: ignore[no-untyped-call]
+                raise
+            finally:
+                pool.release(conn)
+            if out[0] == 1:  # generation moved: follow it and retry
                 gen = out[1]
                 self._gen = gen.decode() if isinstance(gen, bytes) else str(gen)
                 self._gen_keys = self._keys_for(self._gen)
@@ -225,7 +230,7 @@ class CheckClient:
             pairs.append(q.user)
             pairs.append(q.workspace)
         out = self._call(pairs, len(queries))
-        if int(out[0]) != 2:
+        if out[0] != 2:
             return None
         wm = int(out[1])
         items: list[Item] = []
@@ -243,8 +248,6 @@ class CheckClient:
 
         Malformed questions (unknown grant, wrong resource type) raise ValueError.
         """
-        for q in queries:
-            _validate(q)
         results = self._from_cache(queries)
         if min_revision is None or all(r.revision >= min_revision for r in results):
             return results
