@@ -351,6 +351,7 @@ def main() -> None:
     ap.add_argument("--trials-10k", type=int, default=200)
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--skip-freshness", action="store_true")
+    ap.add_argument("--freshness-only", action="store_true")
     args = ap.parse_args()
     db_url, drop = create_db()
     try:
@@ -364,6 +365,11 @@ def main() -> None:
         )
         cache = redis.Redis.from_url(CACHE_URL)
         redis.Redis.from_url(BROKER_URL).flushdb()
+        if args.freshness_only:
+            from bench.bench_freshness import run_freshness
+
+            run_freshness(db, db_url, BROKER_URL, CACHE_URL, args.trials, args.trials_10k)
+            return
         bench_rebuild(db, cache, org_id, args.users)
         with db.read() as s:
             user_ids = [str(u) for u in s.scalars(text("SELECT id FROM scim_users LIMIT 20000"))]
