@@ -23,7 +23,6 @@ import resource
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable

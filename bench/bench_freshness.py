@@ -133,17 +133,19 @@ def run_freshness(
             name = names[i % len(names)]
             uid = w.users[name]
             w.remove_member("eng", name)
-            removal.append(_until(lambda: not checks.check(uid, "ws1", "create_sources").allowed))
+            removal.append(
+                _until(lambda uid=uid: not checks.check(uid, "ws1", "create_sources").allowed)
+            )
             w.add_member("eng", name)
-            _until(lambda: checks.check(uid, "ws1", "create_sources").allowed)
+            _until(lambda uid=uid: checks.check(uid, "ws1", "create_sources").allowed)
         _report("removal from a group", removal)
         for i in range(trials):
             name = names[i % len(names)]
             uid = w.users[name]
             w.set_active(name, False)
-            deact.append(_until(lambda: not checks.check(uid, "ws1", "read").allowed))
+            deact.append(_until(lambda uid=uid: not checks.check(uid, "ws1", "read").allowed))
             w.set_active(name, True)
-            _until(lambda: checks.check(uid, "ws1", "read").allowed)
+            _until(lambda uid=uid: checks.check(uid, "ws1", "read").allowed)
         _report("deactivation", deact)
         queries = [Check(u, "ws1", "create_sources") for u in big_users]
 
