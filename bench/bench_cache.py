@@ -291,6 +291,9 @@ def bench_http(db_url: str, org_id: str, user_ids: list[str], seconds: float) ->
                 time.sleep(0.1)
         import multiprocessing as mp
 
+        with mp.get_context("spawn").Pool(6) as pool:
+            ref = pool.starmap(_http_healthz, [(base, seconds)] * 6)
+        print(f"reference GET /healthz on the same server: {sum(ref) / seconds:,.0f} req/s")
         for batch in (False, True):
             with mp.get_context("spawn").Pool(6) as pool:
                 counts = pool.starmap(
@@ -302,6 +305,16 @@ def bench_http(db_url: str, org_id: str, user_ids: list[str], seconds: float) ->
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
+
+
+def _http_healthz(base: str, seconds: float) -> int:
+    n = 0
+    stop = time.perf_counter() + seconds
+    with httpx.Client(base_url=base) as c:
+        while time.perf_counter() < stop:
+            c.get("/healthz").raise_for_status()
+            n += 1
+    return n
 
 
 def _http_client(
