@@ -173,3 +173,4 @@ def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> N
     # Per-request access lines come from idsync.http (with request_id); uvicorn's
     # own access log would repeat them without it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # setup chatter

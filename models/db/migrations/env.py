@@ -48,7 +48,9 @@ def run_offline() -> None:
 
 
 def _run_with(connection: Connection) -> None:
-    context.configure(connection=connection, **configure_options())
+    # SQLite DDL is transactional under our explicit BEGIN (models.db.migrate): a failed
+    # revision rolls back completely there too, as on PostgreSQL.
+    context.configure(connection=connection, transactional_ddl=True, **configure_options())
     with context.begin_transaction():
         context.run_migrations()
 
