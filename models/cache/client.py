@@ -196,7 +196,7 @@ class CheckClient:
             self.round_trips += 1
             conn = pool.get_connection()
             try:
-                conn.send_command("EVALSHA", self._sha, 4, *self._gen_keys, self._gen, n, *pairs)
+                conn.send_command("EVALSHA", self._sha, 4, *self._gen_keys, self._gen, n, *pairs)  # type: ignore[no-untyped-call]
                 out: list[Any] = conn.read_response()
             except NoScriptError:
                 self._sha = self.redis.script_load(scripts.CHECK)
