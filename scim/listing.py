@@ -94,15 +94,23 @@ def search(
     default_count: int,
     max_results: int,
 ) -> tuple[int, list[Any], int]:
-    """(totalResults, rows of this page, effective count)."""
+    """(totalResults, rows of this page, effective count).
+
+    The COUNT query is skipped when the page itself tells the total: fewer rows than
+    `count` starting at a row that exists means the result set ends on this page (the
+    common `userName eq` lookup then costs one query, not two)."""
     dialect = session.get_bind().dialect.name
     query = filtered_query(resource, org_id, params.filter, dialect)
     count = default_count if params.count is None else params.count
     count = min(count, max_results)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    assert total is not None
+
+    def counted() -> int:
+        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+        assert total is not None
+        return int(total)
+
     if count == 0:
-        return total, [], 0
+        return counted(), [], 0
     table = _table(resource)
     if params.sort_by:
         order_by = compile_sort(
@@ -110,10 +118,11 @@ def search(
         )
     else:
         order_by = [table.created_at.asc(), table.id.asc()]
-    rows = list(
-        session.scalars(query.order_by(*order_by).offset(params.start_index - 1).limit(count))
-    )
-    return total, rows, count
+    offset = params.start_index - 1
+    rows = list(session.scalars(query.order_by(*order_by).offset(offset).limit(count)))
+    if len(rows) < count and (rows or offset == 0):
+        return offset + len(rows), rows, count
+    return counted(), rows, count
 
 
 def validate_filter(resource: ResourceType, flt: str, dialect: str) -> ScimError | None:

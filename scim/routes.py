@@ -173,11 +173,25 @@ class ScimApi:
         attrs: list[str] | None,
         excluded: list[str] | None,
         status: int,
+        rid: str | None = None,
     ) -> Response:
+        """Run a create (`rid` None) or an update of `rid` and render the result.
+
+        A write records its change row last, and that `UPDATE organizations … RETURNING`
+        holds the organization's row lock until COMMIT: every other write of the
+        organization waits for it. Nothing else should run in that window, so a User's
+        `groups` (which no User write changes) are read before the write, or known to be
+        empty for a new user, instead of after it.
+        """
         with self.db.write() as session:
-            row = action(session)
             full = wants(ops.multi_attr, attrs, excluded, ops.resource)
-            body = ops.render(session, [row], ctx.base_url, full)[0]
+            if ops is USERS and full:
+                groups = user_store.groups_of(session, [rid]).get(rid, []) if rid else []
+                row = action(session)
+                body = render_user(row, ctx.base_url, groups)
+            else:
+                row = action(session)
+                body = ops.render(session, [row], ctx.base_url, full)[0]
         headers = {"ETag": body["meta"]["version"]}
         if status == 201:
             headers["Location"] = body["meta"]["location"]
@@ -459,6 +473,7 @@ class ScimApi:
                     attrs,
                     excluded,
                     200,
+                    rid,
                 )
 
             result: Response = await guarded(request, run)
@@ -483,6 +498,7 @@ class ScimApi:
                     attrs,
                     excluded,
                     200,
+                    rid,
                 )
 
             result: Response = await guarded(request, run)
