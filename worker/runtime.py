@@ -51,4 +51,8 @@ def runtime(app: Celery) -> Runtime:
             cache=redis.Redis.from_url(cache_redis_url(settings)),
             pid=os.getpid(),
         )
+        # writes made by the worker itself (mapping rules, IdP pull) take the fast path too
+        from worker.hooks import install_change_hook
+
+        install_change_hook(_RUNTIME.database, settings)
     return _RUNTIME
