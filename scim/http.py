@@ -51,8 +51,9 @@ class ServiceUnavailable(ScimError):
 _JSON_TYPES = ("application/scim+json", "application/json")
 
 
-async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, or a SCIM error (400 / 413 / 415)."""
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw request body, or a SCIM error (413 / 415); JSON is parsed separately
+    (`parse_json_object`), after authentication."""
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype and ctype not in _JSON_TYPES and not ctype.endswith("+json"):
         raise UnsupportedMediaType(ctype)
@@ -66,7 +67,11 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
         if size > max_bytes:
             raise PayloadTooLarge(max_bytes)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or 400 invalidSyntax."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -74,6 +79,11 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidSyntax("request body must be a JSON object")
     return body
+
+
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, or a SCIM error (400 / 413 / 415)."""
+    return parse_json_object(await read_body(request, max_bytes))
 
 
 def exception_response(exc: BaseException) -> ScimResponse:

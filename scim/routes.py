@@ -5,7 +5,8 @@ Handlers are thin: authenticate, parse, run one transaction in the thread pool, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,13 +30,37 @@ from scim.discovery import (
     service_provider_config,
 )
 from scim.errors import NotFound, ScimError
-from scim.http import ScimResponse, Unauthorized, exception_response, read_json_object
+from scim.http import (
+    ScimResponse,
+    Unauthorized,
+    exception_response,
+    parse_json_object,
+    read_body,
+    read_json_object,
+)
 from scim.listing import SearchParams, parse_params, search, validate_filter
 from scim.projection import project, wants
 from scim.render import etag, render_group, render_user
 from scim.schemas import GROUP_RESOURCE, LIST_RESPONSE, SCHEMAS, USER_RESOURCE, ResourceType
 
 Row = Any  # User | Group
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What a request presents: its bearer token (not yet verified) and where it came."""
+
+    token: str
+    base_url: str
+    request_id: str | None
+
+    def context(self, org_id: str, token_id: str) -> ScimContext:
+        return ScimContext(
+            org_id=org_id,
+            actor=f"scim-token:{token_id}",
+            base_url=self.base_url,
+            request_id=self.request_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -97,8 +122,8 @@ GROUPS = ResourceOps(
 )
 
 
-def _projection_args(request: Request) -> tuple[list[str] | None, list[str] | None]:
-    params = parse_params(dict(request.query_params))
+def _projection_args(query: dict[str, str]) -> tuple[list[str] | None, list[str] | None]:
+    params = parse_params(query)
     attrs = list(params.attributes) if params.attributes is not None else None
     excluded = list(params.excluded_attributes) if params.excluded_attributes is not None else None
     return attrs, excluded
@@ -128,32 +153,60 @@ class ScimApi:
                 touch_token(session, ident.token_id)
         return ident.org_id, ident.token_id
 
-    async def context(self, request: Request) -> ScimContext:
+    def caller(self, request: Request) -> Caller:
+        """The presented bearer token (401 when there is none); not yet verified."""
         header = request.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             raise Unauthorized()
-        org_id, token_id = await run_in_threadpool(self._authenticate_sync, presented.strip())
-        request.state.org_id = org_id
-        return ScimContext(
-            org_id=org_id,
-            actor=f"scim-token:{token_id}",
+        return Caller(
+            token=presented.strip(),
             base_url=self.base_url(request),
             request_id=getattr(request.state, "request_id", None),
         )
+
+    async def context(self, request: Request) -> ScimContext:
+        """A verified context in a transaction of its own (discovery, /Me, bulk)."""
+        caller = self.caller(request)
+        org_id, token_id = await run_in_threadpool(self._authenticate_sync, caller.token)
+        return caller.context(org_id, token_id)
+
+    @contextmanager
+    def _session(self, caller: Caller, *, write: bool) -> Iterator[tuple[Session, ScimContext]]:
+        """The request's one transaction, its token verified as the first statement.
+
+        Users and Groups requests authenticate here rather than in a transaction of their
+        own: that saves a pool checkout (with its ping), a BEGIN and a ROLLBACK and a
+        thread hop per request. A due `last_used_at` update joins a write transaction,
+        or follows a read one in a short write of its own (at most once a minute).
+        """
+        due: str | None = None
+        with self.db.write() if write else self.db.read() as session:
+            ident = verify_scim_token(session, caller.token)
+            if ident is None:
+                raise Unauthorized("the bearer token is unknown or revoked")
+            if ident.use_is_stale():
+                if write:
+                    touch_token(session, ident.token_id)
+                else:
+                    due = ident.token_id
+            yield session, caller.context(ident.org_id, ident.token_id)
+        if due is not None:
+            with self.db.write() as session:
+                touch_token(session, due)
 
     # -- resources --------------------------------------------------------------------
 
     def _get_sync(
         self,
         ops: ResourceOps,
-        ctx: ScimContext,
+        caller: Caller,
         rid: str,
-        attrs: list[str] | None,
-        excluded: list[str] | None,
+        query: dict[str, str],
         if_none_match: str | None,
     ) -> Response:
-        with self.db.read() as session:
+        with self._session(caller, write=False) as (session, ctx):
+            attrs, excluded = _projection_args(query)
             row = ops.load(session, ctx.org_id, rid)
             tag = etag(row.version)
             if if_none_match is not None and tag in [t.strip() for t in if_none_match.split(",")]:
@@ -168,10 +221,10 @@ class ScimApi:
     def _write_sync(
         self,
         ops: ResourceOps,
-        action: Callable[[Session], Row],
-        ctx: ScimContext,
-        attrs: list[str] | None,
-        excluded: list[str] | None,
+        action: Callable[[Session, ScimContext, dict[str, Any]], Row],
+        caller: Caller,
+        query: dict[str, str],
+        raw_body: bytes,
         status: int,
         rid: str | None = None,
     ) -> Response:
@@ -183,30 +236,61 @@ class ScimApi:
         `groups` (which no User write changes) are read before the write, or known to be
         empty for a new user, instead of after it.
         """
-        with self.db.write() as session:
+        with self._session(caller, write=True) as (session, ctx):
+            body = parse_json_object(raw_body)
+            attrs, excluded = _projection_args(query)
             full = wants(ops.multi_attr, attrs, excluded, ops.resource)
             if ops is USERS and full:
                 groups = user_store.groups_of(session, [rid]).get(rid, []) if rid else []
-                row = action(session)
-                body = render_user(row, ctx.base_url, groups)
+                row = action(session, ctx, body)
+                rendered = render_user(row, ctx.base_url, groups)
             else:
-                row = action(session)
-                body = ops.render(session, [row], ctx.base_url, full)[0]
-        headers = {"ETag": body["meta"]["version"]}
+                row = action(session, ctx, body)
+                rendered = ops.render(session, [row], ctx.base_url, full)[0]
+        headers = {"ETag": rendered["meta"]["version"]}
         if status == 201:
-            headers["Location"] = body["meta"]["location"]
+            headers["Location"] = rendered["meta"]["location"]
         return ScimResponse(
-            project(body, ops.resource, attributes=attrs, excluded=excluded),
+            project(rendered, ops.resource, attributes=attrs, excluded=excluded),
             status_code=status,
             headers=headers,
         )
 
-    def _list_sync(self, ops: ResourceOps, ctx: ScimContext, params: SearchParams) -> Response:
-        attrs = list(params.attributes) if params.attributes is not None else None
-        excluded = (
-            list(params.excluded_attributes) if params.excluded_attributes is not None else None
+    def _patch_sync(
+        self,
+        ops: ResourceOps,
+        caller: Caller,
+        rid: str,
+        query: dict[str, str],
+        raw_body: bytes,
+        if_match: str | None,
+    ) -> Response:
+        attrs, excluded = _projection_args(query) if query else (None, None)
+        if ops is GROUPS and attrs is None and excluded is None:
+            # A group's member list may be huge: answer 204 (RFC 7644 §3.5.2) unless the
+            # client asked for a projection of the result.
+            with self._session(caller, write=True) as (session, ctx):
+                row = ops.patch(session, ctx, rid, parse_json_object(raw_body), if_match)
+                tag = etag(row.version)
+            return Response(status_code=204, headers={"ETag": tag})
+        return self._write_sync(
+            ops,
+            lambda s, ctx, body: ops.patch(s, ctx, rid, body, if_match),
+            caller,
+            query,
+            raw_body,
+            200,
+            rid,
         )
-        with self.db.read() as session:
+
+    def _list_sync(self, ops: ResourceOps, caller: Caller, raw: dict[str, Any] | bytes) -> Response:
+        """GET with query parameters (`raw` a dict) or POST /.search (`raw` the body)."""
+        with self._session(caller, write=False) as (session, ctx):
+            params = parse_params(raw if isinstance(raw, dict) else parse_json_object(raw))
+            attrs = list(params.attributes) if params.attributes is not None else None
+            excluded = (
+                list(params.excluded_attributes) if params.excluded_attributes is not None else None
+            )
             total, rows, _ = search(
                 session,
                 ops.resource,
@@ -304,9 +388,9 @@ class ScimApi:
         )
 
     def _delete_sync(
-        self, ops: ResourceOps, ctx: ScimContext, rid: str, if_match: str | None
+        self, ops: ResourceOps, caller: Caller, rid: str, if_match: str | None
     ) -> Response:
-        with self.db.write() as session:
+        with self._session(caller, write=True) as (session, ctx):
             ops.delete(session, ctx, rid, if_match)
         return Response(status_code=204)
 
@@ -325,7 +409,7 @@ class ScimApi:
             return result
 
         for ops in (USERS, GROUPS):
-            self._resource_routes(router, ops, guarded, max_bytes)
+            self._resource_routes(router, ops, max_bytes)
 
         @router.get("/ServiceProviderConfig")
         async def spc(request: Request) -> Response:
@@ -402,116 +486,97 @@ class ScimApi:
 
         return router
 
-    def _resource_routes(
-        self,
-        router: APIRouter,
-        ops: ResourceOps,
-        guarded: Callable[[Request, Callable[[ScimContext], Any]], Any],
-        max_bytes: int,
-    ) -> None:
+    def _resource_routes(self, router: APIRouter, ops: ResourceOps, max_bytes: int) -> None:
+        """Users/Groups endpoints: the header is checked here, everything else (token,
+        parameters, body) in the request's one transaction (`_session`), so a request
+        with a wrong token gets 401 whatever its parameters or body."""
         path = ops.resource.endpoint
 
-        async def list_(request: Request) -> Response:
-            async def run(ctx: ScimContext) -> Response:
-                params = parse_params(dict(request.query_params))
-                return await run_in_threadpool(self._list_sync, ops, ctx, params)
-
-            result: Response = await guarded(request, run)
+        async def run(request: Request, call: Callable[[Caller], Any]) -> Response:
+            try:
+                result: Response = await call(self.caller(request))
+            except Exception as exc:
+                return exception_response(exc)
             return result
+
+        async def list_(request: Request) -> Response:
+            query = dict(request.query_params)
+            return await run(request, lambda c: run_in_threadpool(self._list_sync, ops, c, query))
 
         async def search_(request: Request) -> Response:
-            async def run(ctx: ScimContext) -> Response:
-                body = await read_json_object(request, max_bytes)
-                return await run_in_threadpool(self._list_sync, ops, ctx, parse_params(body))
+            async def call(c: Caller) -> Response:
+                raw = await read_body(request, max_bytes)
+                return await run_in_threadpool(self._list_sync, ops, c, raw)
 
-            result: Response = await guarded(request, run)
-            return result
+            return await run(request, call)
 
         async def create(request: Request) -> Response:
-            async def run(ctx: ScimContext) -> Response:
-                body = await read_json_object(request, max_bytes)
-                attrs, excluded = _projection_args(request)
+            async def call(c: Caller) -> Response:
+                raw = await read_body(request, max_bytes)
                 return await run_in_threadpool(
                     self._write_sync,
                     ops,
-                    lambda s: ops.create(s, ctx, body),
-                    ctx,
-                    attrs,
-                    excluded,
+                    ops.create,
+                    c,
+                    dict(request.query_params),
+                    raw,
                     201,
                 )
 
-            result: Response = await guarded(request, run)
-            return result
+            return await run(request, call)
 
         async def get(request: Request, rid: str) -> Response:
-            async def run(ctx: ScimContext) -> Response:
-                attrs, excluded = _projection_args(request)
-                return await run_in_threadpool(
+            return await run(
+                request,
+                lambda c: run_in_threadpool(
                     self._get_sync,
                     ops,
-                    ctx,
+                    c,
                     rid,
-                    attrs,
-                    excluded,
+                    dict(request.query_params),
                     request.headers.get("if-none-match"),
-                )
-
-            result: Response = await guarded(request, run)
-            return result
+                ),
+            )
 
         async def replace(request: Request, rid: str) -> Response:
-            async def run(ctx: ScimContext) -> Response:
-                body = await read_json_object(request, max_bytes)
-                attrs, excluded = _projection_args(request)
+            async def call(c: Caller) -> Response:
+                raw = await read_body(request, max_bytes)
                 if_match = request.headers.get("if-match")
                 return await run_in_threadpool(
                     self._write_sync,
                     ops,
-                    lambda s: ops.replace(s, ctx, rid, body, if_match),
-                    ctx,
-                    attrs,
-                    excluded,
+                    lambda s, ctx, body: ops.replace(s, ctx, rid, body, if_match),
+                    c,
+                    dict(request.query_params),
+                    raw,
                     200,
                     rid,
                 )
 
-            result: Response = await guarded(request, run)
-            return result
+            return await run(request, call)
 
         async def patch(request: Request, rid: str) -> Response:
-            async def run(ctx: ScimContext) -> Response:
-                body = await read_json_object(request, max_bytes)
-                attrs, excluded = _projection_args(request)
-                if_match = request.headers.get("if-match")
-                if ops is GROUPS and attrs is None and excluded is None:
-                    # A group's member list may be huge: answer 204 (RFC 7644 §3.5.2)
-                    # unless the client asked for a projection of the result.
-                    return await run_in_threadpool(
-                        self._patch_no_content, ops, ctx, rid, body, if_match
-                    )
+            async def call(c: Caller) -> Response:
+                raw = await read_body(request, max_bytes)
                 return await run_in_threadpool(
-                    self._write_sync,
+                    self._patch_sync,
                     ops,
-                    lambda s: ops.patch(s, ctx, rid, body, if_match),
-                    ctx,
-                    attrs,
-                    excluded,
-                    200,
+                    c,
                     rid,
+                    dict(request.query_params),
+                    raw,
+                    request.headers.get("if-match"),
                 )
 
-            result: Response = await guarded(request, run)
-            return result
+            return await run(request, call)
 
         async def delete(request: Request, rid: str) -> Response:
-            async def run(ctx: ScimContext) -> Response:
-                return await run_in_threadpool(
-                    self._delete_sync, ops, ctx, rid, request.headers.get("if-match")
-                )
-
-            result: Response = await guarded(request, run)
-            return result
+            return await run(
+                request,
+                lambda c: run_in_threadpool(
+                    self._delete_sync, ops, c, rid, request.headers.get("if-match")
+                ),
+            )
 
         router.add_api_route(path, list_, methods=["GET"])
         router.add_api_route(path, create, methods=["POST"])
@@ -520,16 +585,3 @@ class ScimApi:
         router.add_api_route(f"{path}/{{rid}}", replace, methods=["PUT"])
         router.add_api_route(f"{path}/{{rid}}", patch, methods=["PATCH"])
         router.add_api_route(f"{path}/{{rid}}", delete, methods=["DELETE"])
-
-    def _patch_no_content(
-        self,
-        ops: ResourceOps,
-        ctx: ScimContext,
-        rid: str,
-        body: dict[str, Any],
-        if_match: str | None,
-    ) -> Response:
-        with self.db.write() as session:
-            row = ops.patch(session, ctx, rid, body, if_match)
-            tag = etag(row.version)
-        return Response(status_code=204, headers={"ETag": tag})
