@@ -48,11 +48,11 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply migrations (Alembic) to DATABASE_URL."""
-    from models.db.migrate import upgrade
+    from models.db.migrate import current, upgrade
 
     url = _settings().resolved_database_url()
     upgrade(url, revision)
-    click.echo(f"database at revision {revision}")
+    click.echo(f"database at revision {current(url)}")
 
 
 @main.group()
@@ -204,6 +204,15 @@ main.add_command(apply)
 main.add_command(worker_cmd)
 main.add_command(beat_cmd)
 main.add_command(cache_group)
+
+
+@main.command()
+def down() -> None:
+    """Stop the embedded redis-server that `idsync up` started (it outlives `up`)."""
+    from idsync.embedded_redis import EmbeddedRedis
+
+    EmbeddedRedis(_settings().data_dir).stop()
+    click.echo("embedded Redis stopped")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from models.db import config_tables as config_tables
-from models.db import tables as tables
+import models.db.config_tables
+import models.db.tables  # noqa: F401 - imported for their table registrations
 from models.db.base import Base
 
 metadata = Base.metadata
