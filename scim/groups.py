@@ -23,7 +23,7 @@ from scim.errors import InvalidValue, NotFound, Uniqueness
 from scim.normalize import normalize_resource
 from scim.patch import apply_patch
 from scim.schemas import GROUP_RESOURCE
-from scim.users import check_etag
+from scim.users import check_etag, check_length
 
 
 def load_group(session: Session, org_id: str, group_id: str, *, for_update: bool = False) -> Group:
@@ -69,6 +69,8 @@ def members_of_many(
 
 
 def _apply_document(group: Group, doc: dict[str, Any]) -> None:
+    for attr in ("displayName", "externalId"):
+        check_length(attr, doc.get(attr))
     name = str(doc["displayName"])
     group.display_name = name
     group.display_name_norm = name.lower()

@@ -18,7 +18,7 @@ from models.db.base import utcnow
 from models.db.database import record_change
 from models.db.tables import Group, GroupMember, User
 from scim.context import ScimContext
-from scim.errors import NotFound, PreconditionFailed, Uniqueness
+from scim.errors import InvalidValue, NotFound, PreconditionFailed, Uniqueness
 from scim.normalize import normalize_resource
 from scim.patch import apply_patch
 from scim.render import etag
@@ -38,7 +38,20 @@ def check_etag(if_match: str | None, version: int) -> None:
         raise PreconditionFailed(f"resource version is {current}, If-Match was {if_match}")
 
 
+MAX_COLUMN_LENGTH = 512  # userName, externalId, displayName: indexed VARCHAR(512) columns
+
+
+def check_length(name: str, value: object) -> None:
+    """Values that also live in an indexed VARCHAR(512) column: longer is 400
+    invalidValue on every backend (PostgreSQL would otherwise fail the INSERT with 500,
+    and SQLite would accept what PostgreSQL refuses)."""
+    if isinstance(value, str) and len(value) > MAX_COLUMN_LENGTH:
+        raise InvalidValue(f"'{name}' is longer than {MAX_COLUMN_LENGTH} characters")
+
+
 def _apply_document(user: User, doc: dict[str, Any]) -> None:
+    for name in ("userName", "externalId", "displayName"):
+        check_length(name, doc.get(name))
     user_name = str(doc["userName"])
     user.user_name = user_name
     user.user_name_norm = user_name.lower()
