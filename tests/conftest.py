@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from models.db.database import Database
 from models.db.metadata import metadata
+from models.db.migrate import upgrade
 from models.db.session import normalize_url
 
 PG_ADMIN_URL = os.environ.get("IDSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -52,8 +53,9 @@ _SCHEMA_READY: set[str] = set()
 def _fresh(url: str) -> Database:
     db = Database(url)
     if url not in _SCHEMA_READY:
-        metadata.drop_all(db.engine)
-        metadata.create_all(db.engine)
+        # The schema comes from the real migrations, so every test runs on what
+        # `idsync db upgrade` builds in production (the databases start empty).
+        upgrade(url)
         _SCHEMA_READY.add(url)
     else:
         with db.engine.begin() as conn:
