@@ -169,6 +169,7 @@ def up(host: str, port: int) -> None:
     secret = _dev_token(settings)
     redis_url = ensure_redis_url(settings)
     os.environ["REDIS_URL"] = redis_url
+    get_settings.cache_clear()  # the API (same process) and the worker must see REDIS_URL
     click.echo(f"SCIM base URL: http://{host}:{port}/scim/v2")
     click.echo(f"Bearer token (organization '{DEFAULT_ORG}'): {secret}")
     click.echo(f"Redis: {redis_url}   Database: {settings.resolved_database_url()}")
