@@ -4,7 +4,9 @@ Every answer comes from the Redis permission cache through ``CheckClient`` (one 
 round trip per request, batches included) and carries ``status`` (allow / deny /
 unknown), ``allowed`` and the cache ``revision``. ``explain`` is computed from SQL.
 
-Auth: ``Authorization: Bearer <IDSYNC_CHECK_API_TOKEN>`` when that setting is set.
+Auth (always required): ``Authorization: Bearer <token>`` where the token is either
+the service token ``IDSYNC_CHECK_API_TOKEN`` (internal services; any organization) or an
+organization admin key (that organization only: asking about another one is 403).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from models.cache.client import (
     SpacesQuery,
     SyncCheck,
 )
+from models.db.admin_keys import verify_admin_key
 from models.db.database import Database
 
 
@@ -176,6 +179,39 @@ class Checker:
         return await run_in_threadpool(self.run, org_id, queries, min_revision)
 
 
+class CheckAuth:
+    """Service token → every organization; admin key → its own organization only."""
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self.token = settings.check_api_token
+        self.database = database
+
+    def authorize(self, request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        given = given.strip()
+        unauthorized = HTTPException(
+            401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+        )
+        if scheme.lower() != "bearer" or not given:
+            raise unauthorized
+        if self.token and hmac.compare_digest(given.encode(), self.token.encode()):
+            request.state.check_org_scope = None
+            return
+        with self.database.read() as session:
+            identity = verify_admin_key(session, given)
+        if identity is None:
+            raise unauthorized
+        request.state.check_org_scope = identity.org_id
+
+    @staticmethod
+    def scoped(request: Request, org: str) -> str:
+        scope: str | None = getattr(request.state, "check_org_scope", None)
+        if scope is not None and scope != org:
+            raise HTTPException(403, "this admin key belongs to another organization")
+        return org
+
+
 def check_router(settings: Settings, database: Database) -> APIRouter:
     url = settings.resolved_cache_redis_url()
     router = APIRouter(prefix="/api/v1/check", tags=["check"])
@@ -188,45 +224,40 @@ def check_router(settings: Settings, database: Database) -> APIRouter:
             state["c"] = Checker(redis.Redis.from_url(url), database)
         return state["c"]
 
-    def authorize(request: Request) -> None:
-        token = settings.check_api_token
-        if not token:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
-            raise HTTPException(
-                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
-            )
+    guard = CheckAuth(settings, database)
+    authorize, scoped = guard.authorize, CheckAuth.scoped
 
     auth = [Depends(authorize)]
 
     @router.post("", dependencies=auth)
-    async def check(body: CheckRequest) -> dict[str, Any]:
+    async def check(body: CheckRequest, request: Request) -> dict[str, Any]:
         """``check(user, workspace, grant, resource?)``: allow / deny / unknown + revision."""
-        return render((await checker().arun(body.org, [_query(body)], body.min_revision))[0])
+        org = scoped(request, body.org)
+        return render((await checker().arun(org, [_query(body)], body.min_revision))[0])
 
     @router.post("/sync", dependencies=auth)
-    async def check_sync(body: SyncRequest) -> dict[str, Any]:
+    async def check_sync(body: SyncRequest, request: Request) -> dict[str, Any]:
         """``check_sync``: both sides from the same group."""
-        return render((await checker().arun(body.org, [_query(body)], body.min_revision))[0])
+        org = scoped(request, body.org)
+        return render((await checker().arun(org, [_query(body)], body.min_revision))[0])
 
     @router.post("/spaces", dependencies=auth)
-    async def visible_spaces(body: SpacesRequest) -> dict[str, Any]:
+    async def visible_spaces(body: SpacesRequest, request: Request) -> dict[str, Any]:
         """Visible Spaces of a user in a workspace (a list, or "all")."""
-        return render((await checker().arun(body.org, [_query(body)], body.min_revision))[0])
+        org = scoped(request, body.org)
+        return render((await checker().arun(org, [_query(body)], body.min_revision))[0])
 
     @router.post("/batch", dependencies=auth)
-    async def batch(body: BatchRequest) -> dict[str, Any]:
+    async def batch(body: BatchRequest, request: Request) -> dict[str, Any]:
         """Up to 1000 mixed questions, answered from one Redis round trip."""
-        results = await checker().arun(
-            body.org, [_query(i) for i in body.checks], body.min_revision
-        )
+        org = scoped(request, body.org)
+        results = await checker().arun(org, [_query(i) for i in body.checks], body.min_revision)
         return {"results": [render(r) for r in results]}
 
     @router.post("/explain", dependencies=auth)
-    def explain(body: CheckRequest) -> dict[str, Any]:
+    def explain(body: CheckRequest, request: Request) -> dict[str, Any]:
         """Why: groups, roles, bindings and rules (from SQL), next to the cache's answer."""
+        scoped(request, body.org)
         from models.access.access_model import AccessModel
         from models.db.config_loader import load_org_config, load_user_inputs
 

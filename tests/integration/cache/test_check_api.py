@@ -74,3 +74,44 @@ def test_check_api(database: Database) -> None:
     assert bad.status_code == 400
     why = client.post("/api/v1/check/explain", json=body, headers=auth).json()
     assert why["cache"]["status"] == "allow" and why["explanation"]["allowed"] is True
+
+
+def test_check_api_needs_a_credential_and_admin_keys_are_scoped(database: Database) -> None:
+    import redis
+
+    from models.db.admin_keys import create_admin_key
+    from models.db.tables import Organization
+    from models.db.tokens import get_or_create_org
+
+    cache = redis.Redis.from_url(REDIS_TEST_URL)
+    w = World.create(database)
+    w.workspace("ws1")
+    w.user("alice")
+    w.group("eng", ["alice"])
+    w.bind("eng", "ws1", "editor")
+    rebuild(database, CacheWriter(cache, w.org_id), w.org_id)
+    with database.write() as session:
+        own = create_admin_key(session, session.get_one(Organization, w.org_id))
+        other = create_admin_key(session, get_or_create_org(session, "someone-else"))
+    # No service token configured: anonymous callers are still refused.
+    settings = Settings(CACHE_REDIS_URL=REDIS_TEST_URL)  # type: ignore[call-arg]
+    client = TestClient(create_app(settings, database))
+    body = {
+        "org": w.org_id,
+        "user": w.users["alice"],
+        "workspace": "ws1",
+        "grant": "create_sources",
+    }
+    assert client.post("/api/v1/check", json=body).status_code == 401
+    bogus = {"Authorization": "Bearer idsync_admin_nope"}
+    assert client.post("/api/v1/check", json=body, headers=bogus).status_code == 401
+    mine = client.post("/api/v1/check", json=body, headers={"Authorization": f"Bearer {own}"})
+    assert mine.status_code == 200 and mine.json()["status"] == "allow"
+    theirs = client.post("/api/v1/check", json=body, headers={"Authorization": f"Bearer {other}"})
+    assert theirs.status_code == 403
+    batch = client.post(
+        "/api/v1/check/batch",
+        json={"org": w.org_id, "checks": [{"type": "spaces", "user": "u", "workspace": "ws1"}]},
+        headers={"Authorization": f"Bearer {other}"},
+    )
+    assert batch.status_code == 403
