@@ -252,6 +252,9 @@ def bench_client(cache: redis.Redis, org_id: str, user_ids: list[str], seconds: 
     print(f"batch(100) p50 {ms(pct(lat, 50))}: {100 * n / sum(lat):,.0f} checks/s")
 
 
+BENCH_CHECK_TOKEN = "bench-service-token"
+
+
 def bench_http(db_url: str, org_id: str, user_ids: list[str], seconds: float) -> None:
     section("HTTP check API, one uvicorn process")
     from tests.support.live_server import free_port
@@ -264,6 +267,7 @@ def bench_http(db_url: str, org_id: str, user_ids: list[str], seconds: float) ->
         CACHE_REDIS_URL=CACHE_URL,
         PYTHONPATH=str(ROOT),
         IDSYNC_LOG_LEVEL="WARNING",
+        IDSYNC_CHECK_API_TOKEN=BENCH_CHECK_TOKEN,
     )
     proc = subprocess.Popen(
         [
@@ -334,7 +338,8 @@ def _http_client(
     }
     n = 0
     stop = time.perf_counter() + seconds
-    with httpx.Client(base_url=base) as c:
+    headers = {"Authorization": f"Bearer {BENCH_CHECK_TOKEN}"}
+    with httpx.Client(base_url=base, headers=headers) as c:
         while time.perf_counter() < stop:
             if batch:
                 c.post("/api/v1/check/batch", json=body).raise_for_status()

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     check_api_token: str | None = Field(
         default=None,
         validation_alias="IDSYNC_CHECK_API_TOKEN",
-        description="Bearer token required by /api/v1/check (unset: no auth, loopback use)",
+        description="Service token for /api/v1/check (any org); org admin keys work too",
     )
     fault_drain_pause_s: float = Field(
         default=0.0,
