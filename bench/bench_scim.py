@@ -279,7 +279,10 @@ class IdsyncTarget(Target):
         engine = create_engine(self.db_url)
         try:
             with engine.connect() as conn:
-                for label, stmt in (("page", page), ("count", count)):
+                for label, stmt in (
+                    ("page", page),
+                    ("count (only run when a page is full, so not for a lookup)", count),
+                ):
                     sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
                     plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + sql).all()
                     out.append(f"-- {label}:\n{sql}\n" + "\n".join(r[0] for r in plan))
