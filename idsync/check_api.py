@@ -69,11 +69,18 @@ class SyncBody(BaseModel):
     destination: Resource | str
     action: str
     space_id: str | None = None
+    id: str | None = None
+    """Legacy: the sync's id (its registered labels feed label conditions)."""
+    labels: dict[str, str] | None = None
+    """Legacy: the sync's labels (win over the registered ones)."""
+    model: Resource | str | None = None
 
     def sync(self) -> SyncRef:
         src = self.source.ref() if isinstance(self.source, Resource) else self.source
         dst = self.destination.ref() if isinstance(self.destination, Resource) else self.destination
-        return SyncRef.of(src, dst, self.space_id)
+        model = self.model.ref() if isinstance(self.model, Resource) else self.model
+        labels = None if self.labels is None else frozenset(self.labels.items())
+        return SyncRef.of(src, dst, self.space_id, id=self.id, labels=labels, model=model)
 
 
 class SpacesBody(BaseModel):

@@ -42,6 +42,11 @@ TOMBSTONE_KINDS: Final = frozenset({"user.deactivated", "user.deleted"})
 """Written straight to the cache by the hook (no SQL needed to know the answer)."""
 RULE_KINDS: Final = frozenset({"group.created", "group.renamed", "group.replaced"})
 """Group names / externalIds that mapping rules may match: re-apply rules to them."""
+LABEL_KINDS: Final = frozenset(
+    {"config.resource.updated", "config.resource.deleted", "config.workspace.deleted"}
+)
+"""Registered resources changed: the catch-up rewrites the cache's labels hash
+(``worker.labels``). They always wake the priority drain, even with no group affected."""
 
 
 def lanes_for(
@@ -50,7 +55,7 @@ def lanes_for(
     """``[(lane, members)]`` for one change row."""
     out: list[tuple[str, tuple[str, ...]]] = []
     if kind.startswith("config."):
-        if group_ids:
+        if group_ids or kind in LABEL_KINDS:
             out.append((LANE_CONFIG, tuple(group_ids)))
         return out
     if user_ids:

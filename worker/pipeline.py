@@ -3,7 +3,9 @@
 - ``ingest_outbox`` reads the ``changes`` table past the organization's cursor (the
   outbox is the source of truth; the after-commit hook is only the fast path), marks
   the affected users / groups dirty and re-applies mapping rules for new or renamed
-  groups, then advances the cursor — marks and cursor in one Redis transaction.
+  groups, rewrites the registered-label hash after ``config.resource.*`` changes
+  (``worker.labels``), then advances the cursor — marks and cursor in one Redis
+  transaction.
 - ``drain`` takes a lease per lane group, and recomputes dirty members in batches
   from current SQL state (never a payload), so running it twice is harmless; every
   write is revision-guarded. Priority lanes (config, revoke) and the bulk lane
@@ -34,9 +36,11 @@ from models.cache.writer import CacheWriter, PutResult
 from models.db.database import Database
 from models.db.tables import Change
 from models.db.tables import User as UserRow
+from worker.labels import sync_labels
 from worker.lanes import (
     ALL_LANES,
     BULK_LANES,
+    LABEL_KINDS,
     PRIORITY,
     PRIORITY_LANES,
     RULE_KINDS,
@@ -67,6 +71,7 @@ class IngestReport:
     rows: int = 0
     cursor: int = 0
     rule_groups: int = 0
+    labels_synced: int = 0
     not_built: bool = False
     busy: bool = False
     wakes: set[str] = field(default_factory=set)
@@ -117,6 +122,9 @@ def ingest_outbox(database: Database, writer: CacheWriter, org_id: str) -> Inges
             if rule_groups:
                 _apply_rules(database, org_id, rule_groups)
                 report.rule_groups += len(rule_groups)
+            if any(r.kind in LABEL_KINDS for r in rows):  # before the cursor passes them
+                sync_labels(database, writer, org_id)
+                report.labels_synced += 1
             pipe = writer.redis.pipeline(transaction=True)
             wakes: list[str] = []
             for r in rows:

@@ -19,6 +19,7 @@ from models.cache.profiles import ProfileBuilder
 from models.cache.writer import CacheWriter
 from models.db.database import Database
 from models.db.tables import User as UserRow
+from worker.labels import sync_labels
 
 CHUNK: Final = 5_000
 STALE_AFTER_S: Final = 120.0
@@ -82,6 +83,14 @@ def build_chunk(
     return len(ids), len(sets)
 
 
+def write_labels(database: Database, writer: CacheWriter, org_id: str) -> None:
+    """Registered resource labels into the generation being built (before any chunk, so
+    the flip never serves a generation without them)."""
+    _rev, result = sync_labels(database, writer, org_id, building_only=True)
+    if result.not_built:
+        raise RebuildBusy("the generation being built was abandoned")
+
+
 def start(writer: CacheWriter) -> int:
     """Begin a new generation (taking over a stale one); raises RebuildBusy."""
     started, gen = writer.begin_rebuild()
@@ -117,6 +126,7 @@ def rebuild(
     gen = start(writer)
     try:
         revision, total, ranges = plan(database, org_id, chunk)
+        write_labels(database, writer, org_id)
         writer.redis.delete(writer.keys.rebuild_done)
         set_progress(
             writer,

@@ -6,6 +6,7 @@ Members still waiting in a dirty lane, and entries written at a newer revision t
 the snapshot, are not drift (the pipeline owns them). Repairs go through the same
 revision-guarded writer, so a repair can never undo a newer write. A cache without
 a serving generation (never built, flushed) is reported and handed to a rebuild.
+The registered-label hash is compared with SQL as well and rewritten when it drifted.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from models.cache.profiles import ProfileBuilder, SetPayload
 from models.cache.writer import CacheWriter
 from models.db.database import Database
 from models.db.tables import User as UserRow
+from worker.labels import diff_labels, sync_labels
 from worker.rebuild import CHUNK, plan
 
 
@@ -47,6 +49,9 @@ class ReconcileReport:
     sets_checked: int = 0
     sets_missing: int = 0
     sets_wrong: int = 0
+    labels_missing: int = 0
+    labels_wrong: int = 0
+    labels_extra: int = 0
     repaired: int = 0
     seconds: float = 0.0
 
@@ -58,6 +63,9 @@ class ReconcileReport:
             + self.users_extra
             + self.sets_missing
             + self.sets_wrong
+            + self.labels_missing
+            + self.labels_wrong
+            + self.labels_extra
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -152,6 +160,11 @@ def reconcile(  # noqa: PLR0915 - one pass, kept linear
     report.users_extra = len(extra)
     if repair and extra:
         report.repaired += writer.put(report.revision, extra).written
+    labels = diff_labels(database, writer, org_id, meta.gen)
+    report.labels_missing, report.labels_wrong = labels.missing, labels.wrong
+    report.labels_extra = labels.extra
+    if repair and labels.drift:
+        report.repaired += len(sync_labels(database, writer, org_id)[1].changed)
     _store(writer, report, started)
     return report
 

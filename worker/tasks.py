@@ -143,6 +143,7 @@ def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
             return {"busy": str(exc)}
         try:
             revision, total, ranges = rb.plan(rt.database, org_id)
+            rb.write_labels(rt.database, writer, org_id)
         except BaseException:
             writer.abort_rebuild(gen)
             raise

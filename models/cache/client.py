@@ -6,6 +6,10 @@ trip). The decision itself is made here, in Python, by the pure functions of
 ``models.access.compiled_checks`` over the fetched entries, so Redis-backed and
 SQL-backed answers can never disagree.
 
+Legacy label conditions need the resource's labels: the caller's, or else the labels
+of the registered resource, which the same round trip reads from the generation's
+labels hash (contract §3; caller-passed labels win, exactly as in ``AccessModel``).
+
 Answers carry the cache revision they reflect and one of three statuses:
 ``allow``, ``deny`` or ``unknown`` (the cache is not built, was flushed, or is
 inconsistent — never a silent deny-all or allow-all). Unknown, deactivated and
@@ -14,9 +18,10 @@ deleted users are a ``deny``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -33,7 +38,7 @@ from models.access.evaluator import ALL
 from models.access.inputs import ResourceRef
 from models.access.refs import SyncRef
 from models.cache import scripts
-from models.cache.layout import OrgKeys
+from models.cache.layout import OrgKeys, decode_labels, label_field
 
 if TYPE_CHECKING:
     from models.db.database import Database
@@ -123,6 +128,59 @@ Result = Answer | SpacesAnswer
 # One fetched item: (status code, revision, compiled entry or None)
 Item = tuple[str, int, Compiled | None]
 
+Labels = frozenset[tuple[str, str]]
+LabelLookup = Callable[[str, str, str], Labels | None]
+"""``lookup(workspace, resource type, resource id)`` -> registered labels or None."""
+
+
+def _fill_ref(workspace: str, ref: ResourceRef, lookup: LabelLookup) -> ResourceRef:
+    if ref.labels is not None or ref.id is None:
+        return ref
+    labels = lookup(workspace, ref.type, ref.id)
+    return ref if labels is None else dataclasses.replace(ref, labels=labels)
+
+
+def with_registered_labels(query: Query, lookup: LabelLookup) -> Query:
+    """``query`` with registered labels filled in wherever the caller gave none (pure).
+
+    The same filling as ``OrgConfig.with_registered_labels`` /
+    ``SyncRef.with_registered_labels`` (the ``AccessModel`` path): the resource of a
+    check; the sync (by its id), its source, destination and model of a sync check.
+    """
+    ws = query.workspace
+    if isinstance(query, Check):
+        if query.resource is None:
+            return query
+        ref = _fill_ref(ws, query.resource, lookup)
+        return query if ref is query.resource else dataclasses.replace(query, resource=ref)
+    if isinstance(query, SyncCheck):
+        s = query.sync
+        labels = s.labels
+        if labels is None and s.id is not None:
+            labels = lookup(ws, "sync", s.id)
+        sync = SyncRef(
+            _fill_ref(ws, s.source, lookup),
+            _fill_ref(ws, s.destination, lookup),
+            s.space_id,
+            s.id,
+            labels,
+            None if s.model is None else _fill_ref(ws, s.model, lookup),
+        )
+        return query if sync == s else dataclasses.replace(query, sync=sync)
+    return query
+
+
+def label_fields(queries: Sequence[Query]) -> list[str]:
+    """Label-hash fields the answers to ``queries`` may need (unique, in order)."""
+    wanted: dict[str, None] = {}
+
+    def record(ws: str, rtype: str, rid: str) -> None:
+        wanted[label_field(ws, rtype, rid)] = None
+
+    for q in queries:
+        with_registered_labels(q, record)
+    return list(wanted)
+
 
 def decide(query: Query, item: Item, revision: int, source: Literal["cache", "sql"]) -> Result:
     """The answer to ``query`` from one fetched item (pure; shared with the SQL path)."""
@@ -180,23 +238,34 @@ class CheckClient:
         self.max_wait_s = max_wait_s
         self._sha = client.script_load(scripts.CHECK)
         self._gen = ""
-        self._gen_keys: tuple[str, str, str, str] = self._keys_for("")
+        self._gen_keys: tuple[str, ...] = self._keys_for("")
         self._decoded: OrderedDict[bytes | str, Compiled] = OrderedDict()
         self._decoded_max = decoded_cache_size
         self.round_trips = 0
 
-    def _keys_for(self, gen: str) -> tuple[str, str, str, str]:
-        return (self.keys.meta, *self.keys.generation(gen or "0"))
+    def _keys_for(self, gen: str) -> tuple[str, ...]:
+        g = gen or "0"
+        return (self.keys.meta, *self.keys.generation(g), self.keys.labels(g))
 
     # -- the one round trip -------------------------------------------------------------
 
-    def _call(self, pairs: list[str], n: int) -> list[Any]:
+    def _call(self, pairs: list[str], n: int, fields: Sequence[str] = ()) -> list[Any]:
         pool = self.redis.connection_pool
         for _attempt in range(3):
             self.round_trips += 1
             conn = pool.get_connection()
             try:
-                conn.send_command("EVALSHA", self._sha, 4, *self._gen_keys, self._gen, n, *pairs)  # type: ignore[no-untyped-call]
+                conn.send_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA",
+                    self._sha,
+                    len(self._gen_keys),
+                    *self._gen_keys,
+                    self._gen,
+                    n,
+                    *pairs,
+                    len(fields),
+                    *fields,
+                )
                 out: list[Any] = conn.read_response()
             except NoScriptError:
                 self._sha = self.redis.script_load(scripts.CHECK)
@@ -223,23 +292,30 @@ class CheckClient:
                 self._decoded.popitem(last=False)
         return hit
 
-    def fetch(self, queries: Sequence[Query]) -> tuple[int, list[Item]] | None:
-        """Items for ``queries`` in one round trip; None when the cache is not built."""
+    def fetch(
+        self, queries: Sequence[Query], fields: Sequence[str] = ()
+    ) -> tuple[int, list[Item], dict[str, Labels]] | None:
+        """Items for ``queries`` and the registered labels of ``fields`` (absent: not
+        registered), in one round trip; None when the cache is not built."""
         pairs: list[str] = []
         for q in queries:
             pairs.append(q.user)
             pairs.append(q.workspace)
-        out = self._call(pairs, len(queries))
+        out = self._call(pairs, len(queries), fields)
         if out[0] != 2:
             return None
         wm = int(out[1])
         items: list[Item] = []
-        for k in range(2, 2 + 4 * len(queries), 4):
+        end = 2 + 4 * len(queries)
+        for k in range(2, end, 4):
             code = out[k]
             code_s = code.decode() if isinstance(code, bytes) else str(code)
             compiled = self._compiled(out[k + 2], out[k + 3]) if code_s == "c" else None
             items.append((code_s, int(out[k + 1]), compiled))
-        return wm, items
+        labels = {
+            f: decode_labels(v) for f, v in zip(fields, out[end:], strict=False) if v is not None
+        }
+        return wm, items, labels
 
     # -- public API ---------------------------------------------------------------------
 
@@ -267,10 +343,17 @@ class CheckClient:
         ]
 
     def _from_cache(self, queries: Sequence[Query]) -> list[Result]:
-        fetched = self.fetch(queries)
+        fields = label_fields(queries)
+        fetched = self.fetch(queries, fields)
         if fetched is None:
             return [_unknown(q, 0, NOT_BUILT) for q in queries]
-        wm, items = fetched
+        wm, items, labels = fetched
+        if fields:
+
+            def lookup(ws: str, rtype: str, rid: str) -> Labels | None:
+                return labels.get(label_field(ws, rtype, rid))
+
+            queries = [with_registered_labels(q, lookup) for q in queries]
         return [
             decide(q, item, max(wm, item[1]), "cache")
             for q, item in zip(queries, items, strict=True)
@@ -334,4 +417,6 @@ __all__ = [
     "SpacesQuery",
     "SyncCheck",
     "decide",
+    "label_fields",
+    "with_registered_labels",
 ]

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.access.compiled import decode_compiled
-from models.cache.client import Item, Query, Result, decide
+from models.cache.client import Item, Query, Result, decide, with_registered_labels
 from models.cache.profiles import ProfileBuilder
 from models.db.database import Database
 from models.db.tables import Organization
@@ -46,8 +46,10 @@ def answer_from_sql(database: Database, org_id: str, queries: Sequence[Query]) -
         config = load_org_config(session, org_id)
         inputs = load_user_inputs(session, org_id, {q.user for q in queries})
     builder = ProfileBuilder(config)
+    registered = config.labels_by_resource
     out: list[Result] = []
     for q in queries:
+        q = with_registered_labels(q, lambda ws, t, i: registered.get((ws, t, i)))  # noqa: PLW2901
         user = inputs.get(q.user)
         if user is None:
             item: Item = ("u", revision, None)

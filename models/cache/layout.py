@@ -10,6 +10,8 @@ Per organization::
     idsync:{org}:g<gen>:u        HASH   user id   -> "<set key>|<rev>"   ("-" = no access)
     idsync:{org}:g<gen>:s        HASH   set key   -> "<rev>\\n<ws>\\t<cid>\\n<ws>\\t<cid>…"
     idsync:{org}:g<gen>:c        HASH   cid       -> encoded ``Compiled`` (content-addressed)
+    idsync:{org}:g<gen>:l        HASH   "<ws>|<type>|<id>" -> encoded labels of a registered
+                                        resource; "#rev" -> revision the hash reflects
     idsync:{org}:changes         STREAM u, ws, rev  (capped, for local-cache invalidation)
     idsync:{org}:dirty:<lane>    ZSET   user/group id -> earliest unapplied revision
     idsync:{org}:dirty:<lane>:hi ZSET   user/group id -> latest marked revision
@@ -26,13 +28,18 @@ answers ``unknown``.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
 PREFIX: Final = "idsync"
 NO_ACCESS: Final = "-"
 """Set key of a deactivated or deleted user (a revision-carrying tombstone)."""
+
+LABELS_REV: Final = "#rev"
+"""Field of the labels hash holding the revision of the SQL snapshot it reflects."""
 
 STREAM_MAXLEN: Final = 100_000
 STREAM_USER_EVENTS_MAX: Final = 1000
@@ -83,8 +90,16 @@ class OrgKeys:
     def compiled(self, gen: int | str) -> str:
         return f"{self.base}:g{gen}:c"
 
+    def labels(self, gen: int | str) -> str:
+        """Registered resource labels of a generation (legacy label conditions)."""
+        return f"{self.base}:g{gen}:l"
+
     def generation(self, gen: int | str) -> tuple[str, str, str]:
         return self.users(gen), self.sets(gen), self.compiled(gen)
+
+    def generation_keys(self, gen: int | str) -> tuple[str, str, str, str]:
+        """Every key of one generation (to create, drop or unlink it as a whole)."""
+        return (*self.generation(gen), self.labels(gen))
 
     @property
     def stream(self) -> str:
@@ -152,3 +167,26 @@ def decode_set(value: str) -> tuple[int, dict[str, str]]:
             ws, _, cid = line.partition("\t")
             entries[ws] = cid
     return int(head), entries
+
+
+def label_field(workspace_id: str, resource_type: str, resource_id: str) -> str:
+    """Field of a registered resource in the labels hash: ``<ws>|<type>|<id>``.
+
+    Workspace ids (``[A-Za-z0-9][A-Za-z0-9_.-]*``) and resource types never contain
+    ``|``, so the id (anything) comes last and the field is unambiguous.
+    """
+    return f"{workspace_id}|{resource_type}|{resource_id}"
+
+
+def label_field_workspace(field: str) -> str:
+    return field.partition("|")[0]
+
+
+def encode_labels(labels: Iterable[tuple[str, str]]) -> str:
+    """Labels as a JSON array of ``[key, value]`` pairs, sorted (one encoding per label set)."""
+    return json.dumps(sorted([k, v] for k, v in labels), separators=(",", ":"))
+
+
+def decode_labels(value: str | bytes) -> frozenset[tuple[str, str]]:
+    pairs = json.loads(value)
+    return frozenset((str(k), str(v)) for k, v in pairs)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Final
 
-# KEYS: meta, users, sets, compiled (generation the client believes current)
-# ARGV: gen, n, user_1, ws_1, ..., user_n, ws_n
+# KEYS: meta, users, sets, compiled[, labels] (generation the client believes current)
+# ARGV: gen, n, user_1, ws_1, ..., user_n, ws_n[, m, label field_1, ..., label field_m]
 # -> {0} cache not built | {1, gen} generation moved (retry) |
-#    {2, wm, (status, rev, cid, blob) * n}
+#    {2, wm, (status, rev, cid, blob) * n, label value * m}
 #    status: c compiled entry, n no access in that workspace, x deactivated/deleted,
 #            u unknown user, m missing profile (cache inconsistent: answer unknown)
+#    label value: encoded labels of the registered resource, or nil when not registered
+#    (m and the labels key are optional: callers that pass no resource labels omit them)
 CHECK: Final = r"""
 local m = redis.call('HMGET', KEYS[1], 'gen', 'wm')
 if not m[1] then return {0} end
@@ -63,6 +65,15 @@ for i = 0, n - 1 do
     end
   end
   k = k + 4
+end
+local m_at = 3 + 2 * n
+local nlabels = tonumber(ARGV[m_at] or '0')
+if nlabels > 0 then
+  local vals = redis.call('HMGET', KEYS[5], unpack(ARGV, m_at + 1, m_at + nlabels))
+  for j = 1, nlabels do
+    out[k] = vals[j]
+    k = k + 1
+  end
 end
 return out
 """
@@ -153,6 +164,60 @@ for skey, _ in pairs(need) do out[#out + 1] = skey end
 return out
 """
 
+# KEYS: meta, labels_a, labels_b (a = current generation, b = generation being built;
+#   pass a's key twice if none)
+# ARGV: gen, building, rev, mode ('all' | 'building'), n, (field, value) * n
+# Replaces the whole registered-label hash with the n entries given (the complete set
+# at SQL revision rev) when rev >= its stored "#rev"; an older snapshot never
+# overwrites a newer one. Atomic: a reader sees the old set or the new one.
+# -> {-1} meta moved | {-2} cache not built | {stale (1 when the serving hash is newer),
+#    changed field...} (changed fields of the serving generation)
+LABELS: Final = r"""
+local m = redis.call('HMGET', KEYS[1], 'gen', 'building')
+local gen, bld = m[1] or '', m[2] or ''
+if gen ~= ARGV[1] or bld ~= ARGV[2] then return {-1} end
+if gen == '' and bld == '' then return {-2} end
+local targets = {}
+if gen ~= '' then targets[#targets + 1] = {KEYS[2], true} end
+if bld ~= '' then targets[#targets + 1] = {KEYS[3], gen == ''} end
+if ARGV[4] == 'building' then
+  if bld == '' then return {-1} end
+  targets = {{KEYS[3], false}}
+end
+local rev = tonumber(ARGV[3])
+local n = tonumber(ARGV[5])
+local want = {}
+for i = 0, n - 1 do want[ARGV[6 + 2 * i]] = ARGV[7 + 2 * i] end
+local out = {0}
+for _, t in ipairs(targets) do
+  local cur = tonumber(redis.call('HGET', t[1], '#rev') or '-1')
+  if cur > rev then
+    if t[2] then out[1] = 1 end
+  else
+    local have = {}
+    local flat = redis.call('HGETALL', t[1])
+    for i = 1, #flat, 2 do
+      local f = flat[i]
+      if f ~= '#rev' then
+        have[f] = flat[i + 1]
+        if want[f] == nil then
+          redis.call('HDEL', t[1], f)
+          if t[2] then out[#out + 1] = f end
+        end
+      end
+    end
+    for f, v in pairs(want) do
+      if have[f] ~= v then
+        redis.call('HSET', t[1], f, v)
+        if t[2] then out[#out + 1] = f end
+      end
+    end
+    redis.call('HSET', t[1], '#rev', ARGV[3])
+  end
+end
+return out
+"""
+
 # KEYS: dirty, dirty_hi, wake, meta
 # ARGV: rev, wake_px, is_config (0/1), member...
 # -> 1 when the caller should enqueue a drain (the wake flag was not set yet), else 0
@@ -218,7 +283,7 @@ if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); r
 return 0
 """
 
-# KEYS: meta, users, sets, compiled (of the new generation)
+# KEYS: meta, every key of the new generation (users, sets, compiled, labels)
 # ARGV: current gen ('' if none), new gen
 # Marks a generation as being built (the old one keeps serving); clears leftovers.
 # -> {1, gen} started | {0, gen} another rebuild is running | {-1} meta moved
@@ -226,7 +291,7 @@ BEGIN_REBUILD: Final = r"""
 local m = redis.call('HMGET', KEYS[1], 'gen', 'building')
 if m[2] then return {0, m[2]} end
 if (m[1] or '') ~= ARGV[1] then return {-1} end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', unpack(KEYS, 2))
 redis.call('HSET', KEYS[1], 'building', ARGV[2])
 return {1, ARGV[2]}
 """

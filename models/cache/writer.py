@@ -21,6 +21,7 @@ from models.cache.layout import (
     LANE_CONFIG,
     STREAM_MAXLEN,
     OrgKeys,
+    label_field_workspace,
 )
 from models.cache.profiles import SetPayload
 
@@ -63,12 +64,22 @@ class PutResult:
     not_built: bool = False
 
 
+@dataclass(slots=True)
+class LabelsResult:
+    """Outcome of a registered-label sync: changed fields of the serving generation."""
+
+    changed: list[str] = field(default_factory=list)
+    stale: bool = False
+    not_built: bool = False
+
+
 class Scripts:
     """The registered scripts of one Redis client (EVALSHA with transparent reload)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.check = client.register_script(scripts.CHECK)
         self.put = client.register_script(scripts.PUT)
+        self.labels = client.register_script(scripts.LABELS)
         self.mark = client.register_script(scripts.MARK)
         self.done = client.register_script(scripts.DONE)
         self.watermark = client.register_script(scripts.WATERMARK)
@@ -179,6 +190,47 @@ class CacheWriter:
             result.need.update(_s(x) for x in out[3:])
         return result
 
+    def put_labels(
+        self, revision: int, entries: Mapping[str, str], *, building_only: bool = False
+    ) -> LabelsResult:
+        """Replace the registered-label hash with ``entries`` (the complete set of the
+        organization at SQL ``revision``: ``label_field(...)`` -> ``encode_labels(...)``).
+
+        One atomic, revision-guarded script call (an older snapshot never overwrites a
+        newer one); while a rebuild runs it writes both generations. Changed fields of
+        the serving generation append one ``u=*`` event per affected workspace.
+        """
+        mode = "building" if building_only else "all"
+        flat: list[Any] = []
+        for name, value in sorted(entries.items()):
+            flat.extend([name, value])
+        result = LabelsResult()
+        for _attempt in range(10):
+            meta = self.meta()
+            if not meta.writable or (building_only and meta.building is None):
+                result.not_built = True
+                return result
+            gen = "" if meta.gen is None else str(meta.gen)
+            bld = "" if meta.building is None else str(meta.building)
+            keys = [self.keys.meta, self.keys.labels(gen or bld), self.keys.labels(bld or gen)]
+            out = self.scripts.labels(
+                keys=keys, args=[gen, bld, revision, mode, len(entries), *flat]
+            )
+            code = int(out[0])
+            if code == -1:
+                continue
+            if code == -2:
+                result.not_built = True
+                return result
+            result.stale = code == 1
+            result.changed = sorted(_s(x) for x in out[1:])
+            break
+        else:  # pragma: no cover - meta flapping for 10 attempts
+            raise RuntimeError("cache meta kept changing during a write")
+        workspaces = sorted({label_field_workspace(f) for f in result.changed})
+        self.emit({"u": "*", "ws": ws, "rev": revision} for ws in workspaces)
+        return result
+
     def emit(self, events: Iterable[Mapping[str, str | int]]) -> None:
         """Append change events to the organization's capped stream."""
         pipe = self.redis.pipeline(transaction=False)
@@ -257,7 +309,7 @@ class CacheWriter:
                 return False, meta.building
             new = (meta.gen or 0) + 1
             out = self.scripts.begin_rebuild(
-                keys=[self.keys.meta, *self.keys.generation(new)],
+                keys=[self.keys.meta, *self.keys.generation_keys(new)],
                 args=["" if meta.gen is None else meta.gen, new],
             )
             if int(out[0]) == 1:
@@ -269,7 +321,7 @@ class CacheWriter:
     def abort_rebuild(self, gen: int) -> bool:
         ok = int(self.scripts.abort_rebuild(keys=[self.keys.meta], args=[gen])) == 1
         if ok:
-            self.redis.unlink(*list(self.keys.generation(gen)))
+            self.redis.unlink(*self.keys.generation_keys(gen))
         return ok
 
     def flip(self, gen: int, revision: int) -> bool:
@@ -279,6 +331,6 @@ class CacheWriter:
             return False
         old_s = _s(old)
         if old_s and old_s != str(gen):
-            self.redis.unlink(*list(self.keys.generation(old_s)))
+            self.redis.unlink(*self.keys.generation_keys(old_s))
         self.emit([{"u": "*", "ws": "*", "rev": revision, "gen": gen}])
         return True

@@ -11,10 +11,14 @@ from models.cache.layout import (
     LANE_GRANT,
     LANE_REVOKE,
     OrgKeys,
+    decode_labels,
     decode_set,
     decode_user,
+    encode_labels,
     encode_set,
     encode_user,
+    label_field,
+    label_field_workspace,
 )
 from worker.lanes import lanes_for
 
@@ -25,7 +29,7 @@ def test_every_key_carries_the_org_hash_tag() -> None:
     k = OrgKeys.of("org-1")
     keys = [
         k.meta,
-        *k.generation(3),
+        *k.generation_keys(3),
         k.stream,
         k.dirty("r"),
         k.dirty_hi("r"),
@@ -62,4 +66,21 @@ def test_lanes() -> None:
     assert lanes_for("user.created", ["u"], []) == [(LANE_GRANT, ("u",))]
     assert lanes_for("config.binding.created", [], ["g"]) == [(LANE_CONFIG, ("g",))]
     assert lanes_for("config.workspace.updated", [], []) == []
+    # registered labels changed: wake the priority drain even when no group is affected
+    assert lanes_for("config.resource.updated", [], []) == [(LANE_CONFIG, ())]
+    assert lanes_for("config.resource.deleted", [], ["g"]) == [(LANE_CONFIG, ("g",))]
     assert lanes_for("something.new", ["u"], []) == [(LANE_REVOKE, ("u",))]
+
+
+@given(
+    st.sets(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=6),
+    st.text(min_size=1, max_size=20),
+)
+def test_label_encoding_round_trips_and_is_canonical(
+    labels: set[tuple[str, str]], rid: str
+) -> None:
+    assert decode_labels(encode_labels(labels)) == frozenset(labels)
+    assert encode_labels(sorted(labels, reverse=True)) == encode_labels(labels)
+    field = label_field("ws-1", "sync", rid)  # ids may contain "|": the id comes last
+    assert label_field_workspace(field) == "ws-1"
+    assert field.split("|", 2)[2] == rid
