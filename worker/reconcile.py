@@ -7,6 +7,13 @@ the snapshot, are not drift (the pipeline owns them). Repairs go through the sam
 revision-guarded writer, so a repair can never undo a newer write. A cache without
 a serving generation (never built, flushed) is reported and handed to a rebuild.
 The registered-label hash is compared with SQL as well and rewritten when it drifted.
+
+Before comparing, mapping rules are re-applied to every group. The outbox catch-up
+applies them to created / renamed groups, but a rebuild's flip (or a flushed cache)
+moves the cursor past change rows it never read: a group created in that window
+would never get its rule bindings. Re-applying is idempotent (no row and no change
+row when nothing changes); when bindings do change, the ``config.rules.applied``
+change row flows through the config lane like any other.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from models.cache.writer import CacheWriter
 from models.db.database import Database
 from models.db.tables import User as UserRow
 from worker.labels import diff_labels, sync_labels
+from worker.pipeline import RULES_ACTOR
 from worker.rebuild import CHUNK, plan
 
 
@@ -53,6 +61,8 @@ class ReconcileReport:
     labels_wrong: int = 0
     labels_extra: int = 0
     repaired: int = 0
+    rule_bindings_created: int = 0
+    rule_bindings_removed: int = 0
     seconds: float = 0.0
 
     @property
@@ -76,6 +86,23 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def reapply_rules(database: Database, org_id: str, *, repair: bool = True) -> tuple[int, int]:
+    """Mapping rules on every group -> (bindings created, removed); dry run rolls back."""
+    from models.db.config_store import apply_mapping_rules
+
+    if repair:
+        with database.write() as session:
+            result = apply_mapping_rules(session, org_id, actor=RULES_ACTOR)
+    else:
+        with database.sessions() as session:
+            tx = session.begin()
+            try:
+                result = apply_mapping_rules(session, org_id, actor=RULES_ACTOR, record=False)
+            finally:
+                tx.rollback()
+    return len(result.created), len(result.removed)
+
+
 def reconcile(  # noqa: PLR0915 - one pass, kept linear
     database: Database, writer: CacheWriter, org_id: str, *, repair: bool = True, chunk: int = CHUNK
 ) -> ReconcileReport:
@@ -83,6 +110,9 @@ def reconcile(  # noqa: PLR0915 - one pass, kept linear
 
     started = time.monotonic()
     report = ReconcileReport(org_id)
+    report.rule_bindings_created, report.rule_bindings_removed = reapply_rules(
+        database, org_id, repair=repair
+    )
     meta = writer.meta()
     if meta.gen is None:
         report.cache_missing = True
@@ -131,7 +161,8 @@ def reconcile(  # noqa: PLR0915 - one pass, kept linear
         if set_keys:
             stored = r.hmget(skey, set_keys)
             cids = sorted({c for p in sets.values() for c in p.blobs})
-            present = {c: x is not None for c, x in zip(cids, r.hmget(ckey, cids), strict=True)}
+            blobs = r.hmget(ckey, cids) if cids else []  # sets with no role anywhere: none
+            present = {c: x is not None for c, x in zip(cids, blobs, strict=True)}
             for key, cur in zip(set_keys, stored, strict=True):
                 report.sets_checked += 1
                 payload = sets[key]
