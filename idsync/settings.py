@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(
         default=300.0, validation_alias="IDSYNC_RECONCILE_INTERVAL_S"
     )
+    tombstone_retention_s: float = Field(
+        default=86_400.0,
+        validation_alias="IDSYNC_TOMBSTONE_RETENTION_S",
+        description="Reconcile drops cache tombstones of deleted users older than this",
+    )
     sweep_interval_s: float = Field(
         default=2.0,
         validation_alias="IDSYNC_SWEEP_INTERVAL_S",

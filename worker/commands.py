@@ -198,5 +198,11 @@ def cache_reconcile(org: str | None, dry_run: bool) -> None:
     settings = _settings()
     database, client = _clients(settings)
     for org_id, _name in _resolve_orgs(database, org):
-        report = reconcile(database, CacheWriter(client, org_id), org_id, repair=not dry_run)
+        report = reconcile(
+            database,
+            CacheWriter(client, org_id),
+            org_id,
+            repair=not dry_run,
+            tombstone_retention_s=settings.tombstone_retention_s,
+        )
         click.echo(json.dumps(report.as_dict()))

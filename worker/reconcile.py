@@ -14,6 +14,12 @@ moves the cursor past change rows it never read: a group created in that window
 would never get its rule bindings. Re-applying is idempotent (no row and no change
 row when nothing changes); when bindings do change, the ``config.rules.applied``
 change row flows through the config lane like any other.
+
+Tombstones of deleted users (``-`` pointers of ids SQL no longer has) are dropped once
+the change that wrote them is older than the retention (``IDSYNC_TOMBSTONE_RETENTION_S``,
+default one day; see docs/worker.md for why they must outlive every in-flight writer).
+Age is measured on the change log's clock: the tombstone's revision is a change row
+whose ``created_at`` says when that revision was written.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, Final
 
 from sqlalchemy import select
 
@@ -36,11 +43,15 @@ from models.cache.layout import (
 )
 from models.cache.profiles import ProfileBuilder, SetPayload
 from models.cache.writer import CacheWriter
+from models.db.base import utcnow
 from models.db.database import Database
+from models.db.tables import Change
 from models.db.tables import User as UserRow
 from worker.labels import diff_labels, sync_labels
 from worker.pipeline import RULES_ACTOR
 from worker.rebuild import CHUNK, plan
+
+TOMBSTONE_RETENTION_S: Final = 86_400.0
 
 
 @dataclass
@@ -63,6 +74,8 @@ class ReconcileReport:
     repaired: int = 0
     rule_bindings_created: int = 0
     rule_bindings_removed: int = 0
+    tombstones_pruned: int = 0
+    tombstones_retained: int = 0
     seconds: float = 0.0
 
     @property
@@ -103,8 +116,34 @@ def reapply_rules(database: Database, org_id: str, *, repair: bool = True) -> tu
     return len(result.created), len(result.removed)
 
 
+def old_revisions(
+    database: Database, org_id: str, revisions: set[int], retention_s: float
+) -> set[int]:
+    """Those of ``revisions`` whose change row was written more than ``retention_s`` ago.
+
+    A revision without a change row is not returned (kept: its age is unknown)."""
+    cutoff = utcnow() - timedelta(seconds=retention_s)
+    old: set[int] = set()
+    ordered = sorted(revisions)
+    for i in range(0, len(ordered), 1000):
+        with database.read() as session:
+            rows = session.execute(
+                select(Change.revision, Change.created_at).where(
+                    Change.org_id == org_id, Change.revision.in_(ordered[i : i + 1000])
+                )
+            )
+            old.update(int(rev) for rev, at in rows if at <= cutoff)
+    return old
+
+
 def reconcile(  # noqa: PLR0915 - one pass, kept linear
-    database: Database, writer: CacheWriter, org_id: str, *, repair: bool = True, chunk: int = CHUNK
+    database: Database,
+    writer: CacheWriter,
+    org_id: str,
+    *,
+    repair: bool = True,
+    chunk: int = CHUNK,
+    tombstone_retention_s: float | None = TOMBSTONE_RETENTION_S,
 ) -> ReconcileReport:
     from models.db.config_loader import load_org_config, load_user_inputs
 
@@ -181,6 +220,7 @@ def reconcile(  # noqa: PLR0915 - one pass, kept linear
             report.repaired += result.written + result.changed_sets
     # users in the cache that SQL does not know (deleted while a hook was lost)
     extra: dict[str, str] = {}
+    tombstones: dict[str, tuple[str, int]] = {}  # deleted users: uid -> (value, revision)
     for uid_raw, cur in r.hscan_iter(ukey, count=1000):
         uid = _s(uid_raw)
         if uid in sql_ids or uid in pending:
@@ -188,9 +228,23 @@ def reconcile(  # noqa: PLR0915 - one pass, kept linear
         key, rev = decode_user(_s(cur))
         if key != NO_ACCESS and rev <= report.revision:
             extra[uid] = NO_ACCESS
+        elif key == NO_ACCESS:
+            tombstones[uid] = (_s(cur), rev)
     report.users_extra = len(extra)
     if repair and extra:
         report.repaired += writer.put(report.revision, extra).written
+    if tombstones and tombstone_retention_s is not None:
+        old = old_revisions(
+            database, org_id, {rev for _v, rev in tombstones.values()}, tombstone_retention_s
+        )
+        due = {uid: value for uid, (value, rev) in tombstones.items() if rev in old}
+        pruned = len(due)
+        if repair and due:
+            pruned = max(writer.prune_tombstones(meta.gen, due), 0)
+        report.tombstones_pruned = pruned
+        report.tombstones_retained = len(tombstones) - pruned
+    else:
+        report.tombstones_retained = len(tombstones)
     labels = diff_labels(database, writer, org_id, meta.gen)
     report.labels_missing, report.labels_wrong = labels.missing, labels.wrong
     report.labels_extra = labels.extra

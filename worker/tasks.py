@@ -180,7 +180,12 @@ def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
     @app.task(name=TASK_RECONCILE, **COMMON)
     def reconcile_org(self: Task[Any, Any], org_id: str) -> dict[str, Any]:
         rt = runtime(app)
-        report = reconcile(rt.database, rt.writer(org_id), org_id)
+        report = reconcile(
+            rt.database,
+            rt.writer(org_id),
+            org_id,
+            tombstone_retention_s=rt.settings.tombstone_retention_s,
+        )
         if report.cache_missing and not report.rebuilding:
             kick_rebuild(rt, org_id)
         log.info("reconcile", extra=report.as_dict())

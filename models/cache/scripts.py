@@ -218,6 +218,24 @@ end
 return out
 """
 
+# KEYS: meta, users (of the serving generation)
+# ARGV: gen, (user, expected value) * n
+# Drops tombstones that still hold exactly the expected value (compare-and-delete: a
+# pointer written meanwhile is kept). Only while ``gen`` serves and no rebuild runs.
+# -> number dropped, or -1 (meta moved / rebuild running: nothing dropped)
+PRUNE: Final = r"""
+local m = redis.call('HMGET', KEYS[1], 'gen', 'building')
+if m[1] ~= ARGV[1] or m[2] then return -1 end
+local dropped = 0
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    dropped = dropped + 1
+  end
+end
+return dropped
+"""
+
 # KEYS: dirty, dirty_hi, wake, meta
 # ARGV: rev, wake_px, is_config (0/1), member...
 # -> 1 when the caller should enqueue a drain (the wake flag was not set yet), else 0

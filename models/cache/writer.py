@@ -80,6 +80,7 @@ class Scripts:
         self.check = client.register_script(scripts.CHECK)
         self.put = client.register_script(scripts.PUT)
         self.labels = client.register_script(scripts.LABELS)
+        self.prune = client.register_script(scripts.PRUNE)
         self.mark = client.register_script(scripts.MARK)
         self.done = client.register_script(scripts.DONE)
         self.watermark = client.register_script(scripts.WATERMARK)
@@ -230,6 +231,21 @@ class CacheWriter:
         workspaces = sorted({label_field_workspace(f) for f in result.changed})
         self.emit({"u": "*", "ws": ws, "rev": revision} for ws in workspaces)
         return result
+
+    def prune_tombstones(self, gen: int, tombstones: Mapping[str, str]) -> int:
+        """Drop ``{user: tombstone value}`` from generation ``gen`` where the stored value is
+        still that tombstone; -1 when ``gen`` no longer serves or a rebuild runs."""
+        dropped = 0
+        items = sorted(tombstones.items())
+        for i in range(0, len(items), USERS_PER_CALL):
+            args: list[Any] = [gen]
+            for uid, value in items[i : i + USERS_PER_CALL]:
+                args.extend([uid, value])
+            out = int(self.scripts.prune(keys=[self.keys.meta, self.keys.users(gen)], args=args))
+            if out < 0:
+                return -1 if dropped == 0 else dropped
+            dropped += out
+        return dropped
 
     def emit(self, events: Iterable[Mapping[str, str | int]]) -> None:
         """Append change events to the organization's capped stream."""
