@@ -12,17 +12,17 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.db.base import utcnow
 from models.db.database import record_change
 from models.db.tables import Group, GroupMember, User
 from scim.context import ScimContext
-from scim.errors import InvalidValue, NotFound, Uniqueness
+from scim.errors import InvalidValue, NotFound
 from scim.normalize import normalize_resource
 from scim.patch import apply_patch
 from scim.schemas import GROUP_RESOURCE
+from scim.uniqueness import flush_or_conflict
 from scim.users import check_etag, check_length
 
 
@@ -79,22 +79,10 @@ def _apply_document(group: Group, doc: dict[str, Any]) -> None:
     group.attrs = doc
 
 
-def _ensure_unique_name(
-    session: Session, org_id: str, name: str, except_id: str | None = None
-) -> None:
-    query = select(Group.id).where(Group.org_id == org_id, Group.display_name_norm == name.lower())
-    if except_id is not None:
-        query = query.where(Group.id != except_id)
-    if session.scalar(query) is not None:
-        raise Uniqueness(f"a group named {name!r} already exists in this organization")
-
-
 def _flush_unique(session: Session, name: str) -> None:
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        raise Uniqueness(f"a group named {name!r} already exists in this organization") from exc
+    flush_or_conflict(
+        session, "display_name_norm", f"a group named {name!r} already exists in this organization"
+    )
 
 
 def _existing_users(session: Session, org_id: str, user_ids: Iterable[str]) -> list[str]:
@@ -194,7 +182,6 @@ def _record(
 def create_group(session: Session, ctx: ScimContext, body: dict[str, Any]) -> Group:
     normalized = normalize_resource(body, GROUP_RESOURCE, mode="create")
     doc = normalized.document
-    _ensure_unique_name(session, ctx.org_id, str(doc["displayName"]))
     members = _existing_users(session, ctx.org_id, [m.value for m in normalized.members or []])
     now = utcnow()
     group = Group(org_id=ctx.org_id, version=1, created_at=now, updated_at=now)
@@ -224,8 +211,6 @@ def replace_group(
         added = _insert_members(session, group, [u for u in wanted if u not in current])
     renamed = doc != group.attrs
     if renamed:
-        if str(doc["displayName"]).lower() != group.display_name_norm:
-            _ensure_unique_name(session, ctx.org_id, str(doc["displayName"]), except_id=group.id)
         _apply_document(group, doc)
         _flush_unique(session, group.display_name)
     if renamed or removed or added:
@@ -257,9 +242,6 @@ def patch_group(
         changed_users += _insert_members(session, group, to_add)
     renamed = result.changed and result.document != group.attrs
     if renamed:
-        new_name = str(result.document["displayName"])
-        if new_name.lower() != group.display_name_norm:
-            _ensure_unique_name(session, ctx.org_id, new_name, except_id=group.id)
         _apply_document(group, result.document)
         _flush_unique(session, group.display_name)
     if renamed or changed_users:

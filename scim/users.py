@@ -11,18 +11,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.db.base import utcnow
 from models.db.database import record_change
 from models.db.tables import Group, GroupMember, User
 from scim.context import ScimContext
-from scim.errors import InvalidValue, NotFound, PreconditionFailed, Uniqueness
+from scim.errors import InvalidValue, NotFound, PreconditionFailed
 from scim.normalize import normalize_resource
 from scim.patch import apply_patch
 from scim.render import etag
 from scim.schemas import USER_RESOURCE
+from scim.uniqueness import flush_or_conflict
 
 
 def check_etag(if_match: str | None, version: int) -> None:
@@ -64,23 +64,11 @@ def _apply_document(user: User, doc: dict[str, Any]) -> None:
     user.attrs = doc
 
 
-def _ensure_unique_user_name(
-    session: Session, org_id: str, user_name: str, except_id: str | None = None
-) -> None:
-    query = select(User.id).where(User.org_id == org_id, User.user_name_norm == user_name.lower())
-    if except_id is not None:
-        query = query.where(User.id != except_id)
-    if session.scalar(query) is not None:
-        raise Uniqueness(f"userName {user_name!r} is already taken in this organization")
-
-
 def _flush_unique(session: Session, user_name: str) -> None:
-    """Flush; a concurrent insert of the same userName surfaces as 409, not 500."""
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        raise Uniqueness(f"userName {user_name!r} is already taken in this organization") from exc
+    """Flush; a taken userName (also by a concurrent POST) is 409, not 500."""
+    flush_or_conflict(
+        session, "user_name_norm", f"userName {user_name!r} is already taken in this organization"
+    )
 
 
 def load_user(session: Session, org_id: str, user_id: str, *, for_update: bool = False) -> User:
@@ -120,7 +108,6 @@ def with_default_active(doc: dict[str, Any]) -> dict[str, Any]:
 def create_user(session: Session, ctx: ScimContext, body: dict[str, Any]) -> User:
     normalized = normalize_resource(body, USER_RESOURCE, mode="create")
     doc = with_default_active(normalized.document)
-    _ensure_unique_user_name(session, ctx.org_id, str(doc["userName"]))
     now = utcnow()
     user = User(org_id=ctx.org_id, version=1, created_at=now, updated_at=now)
     _apply_document(user, doc)
@@ -147,8 +134,6 @@ def _save_changed(
     was_active = user.active
     if doc == user.attrs:
         return False
-    if str(doc["userName"]).lower() != user.user_name_norm:
-        _ensure_unique_user_name(session, ctx.org_id, str(doc["userName"]), except_id=user.id)
     _apply_document(user, doc)
     user.version += 1
     user.updated_at = utcnow()

@@ -6,9 +6,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text, update
+from sqlalchemy import Engine, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
+from models.db.base import utcnow
 from models.db.session import make_engine, make_session_factory
 from models.db.tables import Change, Organization
 
@@ -107,28 +108,46 @@ def record_change(
     Call it as the last statement of a write transaction: the `UPDATE … RETURNING`
     takes the organization row lock until commit, so revisions commit in order.
     """
-    revision = session.execute(
+    users = sorted(set(user_ids))
+    groups = sorted(set(group_ids))
+    # Everything else the transaction writes goes to the database first, so that the
+    # organization row lock below is held for one statement and the COMMIT only.
+    session.flush()
+    bump = (
         update(Organization)
         .where(Organization.id == org_id)
         .values(revision=Organization.revision + 1)
         .returning(Organization.revision)
-    ).scalar_one()
-    users = sorted(set(user_ids))
-    groups = sorted(set(group_ids))
-    session.add(
-        Change(
-            org_id=org_id,
-            revision=revision,
-            kind=kind,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            user_ids=users,
-            group_ids=groups,
-            actor=actor,
-            request_id=request_id,
-            summary=summary,
-        )
     )
+    values = {
+        "org_id": org_id,
+        "kind": kind,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "user_ids": users,
+        "group_ids": groups,
+        "actor": actor,
+        "request_id": request_id,
+        "summary": summary,
+        "created_at": utcnow(),
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        # One round trip: WITH r AS (UPDATE … RETURNING revision) INSERT … SELECT … FROM r.
+        allocated = bump.cte("allocated")
+        columns = [Change.__table__.c[name] for name in values]
+        row = select(
+            *(
+                literal(value, type_=col.type)
+                for value, col in zip(values.values(), columns, strict=True)
+            ),
+            allocated.c.revision,
+        )
+        revision = session.execute(
+            insert(Change).from_select([*values, "revision"], row).returning(Change.revision)
+        ).scalar_one()
+    else:  # SQLite: the write lock was taken at BEGIN IMMEDIATE; two statements suffice.
+        revision = session.execute(bump).scalar_one()
+        session.execute(insert(Change).values(**values, revision=revision))
     session.info.setdefault(_PENDING, []).append(
         CommittedChange(org_id, revision, kind, tuple(users), tuple(groups))
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -59,14 +61,42 @@ def make_engine(
             dbapi_conn.isolation_level = None
 
         return engine
-    return create_engine(
+    engine = create_engine(
         real,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+PING_AFTER_IDLE_S = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling without a round trip on every checkout.
+
+    `pool_pre_ping` pings on every checkout: one extra round trip per request. A
+    connection that was used less than PING_AFTER_IDLE_S ago is live for all practical
+    purposes; one idle for longer (a PostgreSQL restart, a failover, an idle-killing
+    proxy) is pinged first and, when dead, replaced transparently.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idsync.checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _maybe_ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("idsync.checked_in")
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError("stale connection") from exc
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -189,3 +189,21 @@ def test_organizations_are_isolated(orgs: Orgs) -> None:
     assert orgs.b.post("/Users", user_body("secret@acme.io")).status_code == 201
     assert orgs.a.get(f"/Users/{uid}").json()["userName"] == "secret@acme.io"
     assert [m["value"] for m in orgs.a.get(f"/Groups/{gid}").json()["members"]] == [uid]
+
+
+def test_renames_onto_a_taken_name_are_409_and_change_nothing(orgs: Orgs) -> None:
+    scim = orgs.a
+    scim.post("/Users", user_body("taken@x.io"))
+    uid = scim.post("/Users", user_body("mover@x.io")).json()["id"]
+    scim.post("/Groups", group_body("Taken"))
+    gid = scim.post("/Groups", group_body("Mover")).json()["id"]
+    before = orgs.change_count()
+    put = scim.put(f"/Users/{uid}", user_body("TAKEN@x.io"))
+    assert put.status_code == 409 and put.json()["scimType"] == "uniqueness"
+    patch = scim.patch(
+        f"/Groups/{gid}", scim.ops({"op": "replace", "path": "displayName", "value": "taken"})
+    )
+    assert patch.status_code == 409 and patch.json()["scimType"] == "uniqueness"
+    assert scim.get(f"/Users/{uid}").json()["userName"] == "mover@x.io"
+    assert scim.get(f"/Groups/{gid}").json()["displayName"] == "Mover"
+    assert orgs.change_count() == before
