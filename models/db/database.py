@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import Engine, insert, literal, select, text, update
+from sqlalchemy import Engine, Table, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from models.db.base import utcnow
@@ -14,6 +15,8 @@ from models.db.session import make_engine, make_session_factory
 from models.db.tables import Change, Organization
 
 _PENDING = "idsync.pending_changes"
+_ORGS = cast(Table, Organization.__table__)
+_CHANGES = cast(Table, Change.__table__)
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,12 @@ def record_change(
     # Everything else the transaction writes goes to the database first, so that the
     # organization row lock below is held for one statement and the COMMIT only.
     session.flush()
+    orgs = _ORGS  # Core statements: no ORM bulk machinery on this path
     bump = (
-        update(Organization)
-        .where(Organization.id == org_id)
-        .values(revision=Organization.revision + 1)
-        .returning(Organization.revision)
+        update(orgs)
+        .where(orgs.c.id == org_id)
+        .values(revision=orgs.c.revision + 1)
+        .returning(orgs.c.revision)
     )
     values = {
         "org_id": org_id,
@@ -134,7 +138,8 @@ def record_change(
     if session.get_bind().dialect.name == "postgresql":
         # One round trip: WITH r AS (UPDATE … RETURNING revision) INSERT … SELECT … FROM r.
         allocated = bump.cte("allocated")
-        columns = [Change.__table__.c[name] for name in values]
+        changes = _CHANGES
+        columns = [changes.c[name] for name in values]
         row = select(
             *(
                 literal(value, type_=col.type)
@@ -143,11 +148,11 @@ def record_change(
             allocated.c.revision,
         )
         revision = session.execute(
-            insert(Change).from_select([*values, "revision"], row).returning(Change.revision)
+            insert(changes).from_select([*values, "revision"], row).returning(changes.c.revision)
         ).scalar_one()
     else:  # SQLite: the write lock was taken at BEGIN IMMEDIATE; two statements suffice.
         revision = session.execute(bump).scalar_one()
-        session.execute(insert(Change).values(**values, revision=revision))
+        session.execute(insert(_CHANGES).values(**values, revision=revision))
     session.info.setdefault(_PENDING, []).append(
         CommittedChange(org_id, revision, kind, tuple(users), tuple(groups))
     )

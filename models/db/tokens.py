@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from models.credentials import (
@@ -19,6 +20,8 @@ from models.db.base import utcnow
 from models.db.tables import Organization, ScimToken
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+_TOKENS = cast(Table, ScimToken.__table__)
+_ORGS = cast(Table, Organization.__table__)
 
 
 @dataclass(frozen=True)
@@ -63,17 +66,25 @@ def create_scim_token(session: Session, org: Organization, description: str = ""
 def verify_scim_token(session: Session, presented: str) -> TokenIdentity | None:
     """The identity behind a presented token, or None (unknown or revoked)."""
     digest = hash_secret(presented)
-    row = session.execute(
-        select(ScimToken, Organization.name)
-        .join(Organization, Organization.id == ScimToken.org_id)
-        .where(ScimToken.token_hash == digest)
+    tokens, orgs = _TOKENS.c, _ORGS.c
+    row = session.execute(  # plain columns, no ORM entity: this runs on every request
+        select(
+            tokens.id,
+            tokens.org_id,
+            tokens.token_hash,
+            tokens.revoked_at,
+            tokens.last_used_at,
+            orgs.name,
+        )
+        .join_from(_TOKENS, _ORGS, orgs.id == tokens.org_id)
+        .where(tokens.token_hash == digest)
     ).first()
     if row is None:
         return None
-    token, org_name = row
-    if token.revoked_at is not None or not same_hash(token.token_hash, presented):
+    token_id, org_id, stored_hash, revoked_at, last_used_at, org_name = row
+    if revoked_at is not None or not same_hash(stored_hash, presented):
         return None
-    return TokenIdentity(token.id, token.org_id, org_name, token.last_used_at)
+    return TokenIdentity(token_id, org_id, org_name, last_used_at)
 
 
 def touch_token(session: Session, token_id: str, now: datetime | None = None) -> None:
