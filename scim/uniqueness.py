@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from scim.errors import Uniqueness
+
+
+def execute_or_conflict(
+    session: Session, statement: Executable, unique_column: str, message: str
+) -> None:
+    """Execute `statement`; a violation of the unique index on `unique_column` is 409."""
+    try:
+        session.execute(statement)
+    except IntegrityError as exc:
+        if unique_column in str(exc.orig):
+            raise Uniqueness(message) from exc
+        raise
 
 
 def flush_or_conflict(session: Session, unique_column: str, message: str) -> None:

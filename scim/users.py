@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
-from models.db.base import utcnow
+from models.db.base import new_id, utcnow
 from models.db.database import record_change
 from models.db.tables import Group, GroupMember, User
 from scim.context import ScimContext
@@ -22,7 +22,9 @@ from scim.normalize import normalize_resource
 from scim.patch import apply_patch
 from scim.render import etag
 from scim.schemas import USER_RESOURCE
-from scim.uniqueness import flush_or_conflict
+from scim.uniqueness import execute_or_conflict, flush_or_conflict
+
+_USERS = cast(Table, User.__table__)
 
 
 def check_etag(if_match: str | None, version: int) -> None:
@@ -109,10 +111,15 @@ def create_user(session: Session, ctx: ScimContext, body: dict[str, Any]) -> Use
     normalized = normalize_resource(body, USER_RESOURCE, mode="create")
     doc = with_default_active(normalized.document)
     now = utcnow()
-    user = User(org_id=ctx.org_id, version=1, created_at=now, updated_at=now)
+    user = User(id=new_id(), org_id=ctx.org_id, version=1, created_at=now, updated_at=now)
     _apply_document(user, doc)
-    session.add(user)
-    _flush_unique(session, user.user_name)
+    # A Core INSERT (the object stays transient, for rendering): no unit-of-work flush.
+    execute_or_conflict(
+        session,
+        insert(_USERS).values({c.key: getattr(user, c.key) for c in _USERS.columns}),
+        "user_name_norm",
+        f"userName {user.user_name!r} is already taken in this organization",
+    )
     record_change(
         session,
         org_id=ctx.org_id,
