@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,12 +70,38 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_SWEEP_INTERVAL_S",
         description="Outbox catch-up sweep (changes whose after-commit hook was lost)",
     )
+    idp_kind: Literal["scim", "okta", "graph"] = Field(
+        default="scim",
+        validation_alias="IDSYNC_IDP_KIND",
+        description="Upstream directory of the scheduled IdP pull: scim, okta or graph",
+    )
     idp_scim_url: str | None = Field(
         default=None,
         validation_alias="IDSYNC_IDP_SCIM_URL",
         description="Upstream SCIM 2.0 base URL for the scheduled IdP pull (unset: no pull)",
     )
-    idp_token: str | None = Field(default=None, validation_alias="IDSYNC_IDP_TOKEN")
+    idp_url: str | None = Field(
+        default=None,
+        validation_alias="IDSYNC_IDP_URL",
+        description="Upstream base URL: SCIM base URL, Okta org URL "
+        "(https://acme.okta.com) or Graph root (default https://graph.microsoft.com)",
+    )
+    idp_token: str | None = Field(
+        default=None,
+        validation_alias="IDSYNC_IDP_TOKEN",
+        description="SCIM bearer token, or Okta API token (sent as SSWS)",
+    )
+    idp_token_url: str | None = Field(
+        default=None,
+        validation_alias="IDSYNC_IDP_TOKEN_URL",
+        description="Graph: OAuth token URL "
+        "(https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token)",
+    )
+    idp_client_id: str | None = Field(default=None, validation_alias="IDSYNC_IDP_CLIENT_ID")
+    idp_client_secret: str | None = Field(default=None, validation_alias="IDSYNC_IDP_CLIENT_SECRET")
+    idp_scope: str = Field(
+        default="https://graph.microsoft.com/.default", validation_alias="IDSYNC_IDP_SCOPE"
+    )
     idp_org: str | None = Field(
         default=None, validation_alias="IDSYNC_IDP_ORG", description="Organization id to pull into"
     )
@@ -94,6 +121,24 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_FAULT_DRAIN_PAUSE_S",
         description="Testing only: pause between compute and write in drain batches",
     )
+
+    def idp_missing(self) -> list[str]:
+        """Settings the configured IdP pull still needs (empty: complete)."""
+        need: dict[str, object] = {"IDSYNC_IDP_ORG": self.idp_org}
+        if self.idp_kind == "scim":
+            need["IDSYNC_IDP_URL (or IDSYNC_IDP_SCIM_URL)"] = self.idp_url or self.idp_scim_url
+        elif self.idp_kind == "okta":
+            need["IDSYNC_IDP_URL"] = self.idp_url
+            need["IDSYNC_IDP_TOKEN"] = self.idp_token
+        else:
+            need["IDSYNC_IDP_TOKEN_URL"] = self.idp_token_url
+            need["IDSYNC_IDP_CLIENT_ID"] = self.idp_client_id
+            need["IDSYNC_IDP_CLIENT_SECRET"] = self.idp_client_secret
+        return [name for name, value in need.items() if not value]
+
+    def idp_configured(self) -> bool:
+        """Whether the beat schedules the IdP pull."""
+        return not self.idp_missing()
 
     def resolved_cache_redis_url(self) -> str | None:
         return self.cache_redis_url or self.redis_url

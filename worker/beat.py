@@ -34,8 +34,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "outbox-sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_interval_s},
         "reconcile": {"task": TASK_RECONCILE_ALL, "schedule": settings.reconcile_interval_s},
     }
-    if settings.idp_scim_url and settings.idp_org:
+    if settings.idp_configured():
         schedule["idp-pull"] = {"task": TASK_IDP_PULL, "schedule": settings.idp_pull_interval_s}
+    elif settings.idp_org:
+        missing = ", ".join(settings.idp_missing())
+        log.warning("IdP pull (%s) not scheduled: %s not set", settings.idp_kind, missing)
     return schedule
 
 

@@ -7,13 +7,18 @@ change row, so the cache pipeline sees pulled changes exactly like pushed ones),
 ``actor = "idp-pull:<source>"``. Local users are matched by ``externalId`` = upstream
 id (then by userName, adopting a pushed user). With ``deactivate_missing``, active
 local users that carry an ``externalId`` absent upstream are deactivated.
+
+Every source (SCIM 2.0, Okta, Microsoft Graph: ``worker.idp.sources``) yields the same
+values, so they all produce the same SCIM documents and reconcile through this one
+write path. ``source_from_settings`` picks the configured one (docs/worker.md).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import select
 
@@ -22,9 +27,18 @@ from models.db.database import Database
 from models.db.tables import Group, GroupMember, User
 from scim.context import ScimContext
 from scim.groups import create_group, replace_group
-from scim.users import create_user, patch_user, replace_user
-from worker.idp.client import HttpClient, IdpError
-from worker.idp.sources import ScimSource, Source, UpstreamGroup, UpstreamUser
+from scim.normalize import normalize_resource
+from scim.schemas import USER_RESOURCE
+from scim.users import create_user, patch_user, replace_user, with_default_active
+from worker.idp.client import ClientCredentials, HttpClient, IdpError, StaticAuth
+from worker.idp.sources import (
+    GraphSource,
+    OktaSource,
+    ScimSource,
+    Source,
+    UpstreamGroup,
+    UpstreamUser,
+)
 
 log = logging.getLogger("idsync.idp")
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -58,7 +72,28 @@ def _user_body(u: UpstreamUser) -> dict[str, Any]:
     }
     if u.display_name:
         body["displayName"] = u.display_name
+    name = {k: v for k, v in (("givenName", u.given_name), ("familyName", u.family_name)) if v}
+    if name:
+        body["name"] = name
+    if u.emails:
+        body["emails"] = [
+            {"value": e, "type": "work", "primary": i == 0} for i, e in enumerate(u.emails)
+        ]
     return body
+
+
+MANAGED: Final = ("userName", "externalId", "active", "displayName", "name", "emails")
+"""User attributes the pull owns; others (set by a SCIM push) are not compared."""
+
+
+def _managed(doc: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: doc.get(k) for k in MANAGED}
+
+
+def _wanted(u: UpstreamUser) -> dict[str, Any]:
+    """The stored form of the pulled user's document (what ``replace_user`` would keep)."""
+    normalized = normalize_resource(_user_body(u), USER_RESOURCE, mode="replace")
+    return _managed(with_default_active(normalized.document))
 
 
 def pull(
@@ -97,8 +132,7 @@ def _apply_users(
                 User.external_id,
                 User.user_name_norm,
                 User.user_name,
-                User.active,
-                User.display_name,
+                User.attrs,
             ).where(User.org_id == ctx.org_id)
         ).all()
     by_ext = {r.external_id: r for r in rows if r.external_id}
@@ -112,13 +146,7 @@ def _apply_users(
                 report.users_created += 1
                 continue
             mapping[u.id] = row.id
-            same = (
-                row.external_id == u.id
-                and row.user_name == u.user_name
-                and row.active == u.active
-                and row.display_name == u.display_name
-            )
-            if not same:
+            if _managed(row.attrs or {}) != _wanted(u):
                 replace_user(s, ctx, row.id, _user_body(u), None)
                 report.users_updated += 1
     return mapping
@@ -188,18 +216,57 @@ def _deactivate_missing(
         report.users_deactivated += 1
 
 
+def source_from_settings(settings: Settings) -> tuple[Source, Callable[[], None]]:
+    """The configured upstream (``IDSYNC_IDP_KIND``) and a function closing its clients.
+
+    Raises ValueError when the settings of that kind are incomplete."""
+    missing = settings.idp_missing()
+    if missing:
+        raise ValueError(f"IdP pull ({settings.idp_kind}) needs {', '.join(missing)}")
+    if settings.idp_kind == "okta":
+        assert settings.idp_url is not None and settings.idp_token is not None
+        client = HttpClient(
+            settings.idp_url,
+            auth=StaticAuth(f"SSWS {settings.idp_token}"),
+            accept="application/json",
+        )
+        return OktaSource(client), client.close
+    if settings.idp_kind == "graph":
+        assert settings.idp_token_url and settings.idp_client_id and settings.idp_client_secret
+        creds = ClientCredentials(
+            settings.idp_token_url,
+            settings.idp_client_id,
+            settings.idp_client_secret,
+            settings.idp_scope,
+        )
+        client = HttpClient(
+            settings.idp_url or "https://graph.microsoft.com", auth=creds, accept="application/json"
+        )
+
+        def close() -> None:
+            client.close()
+            creds.close()
+
+        return GraphSource(client), close
+    url = settings.idp_url or settings.idp_scim_url
+    assert url is not None
+    client = HttpClient(url, settings.idp_token)
+    return ScimSource(client), client.close
+
+
 def pull_from_settings(settings: Settings, database: Database) -> dict[str, Any]:
-    if not settings.idp_scim_url or not settings.idp_org:
-        return {"skipped": "IDSYNC_IDP_SCIM_URL / IDSYNC_IDP_ORG not set"}
-    client = HttpClient(settings.idp_scim_url, settings.idp_token)
+    if not settings.idp_configured():
+        return {"skipped": "no IdP pull configured (IDSYNC_IDP_KIND, IDSYNC_IDP_ORG, …)"}
+    assert settings.idp_org is not None
+    source, close = source_from_settings(settings)
     try:
         report = pull(
             database,
             settings.idp_org,
-            ScimSource(client),
+            source,
             deactivate_missing=settings.idp_deactivate_missing,
         )
     finally:
-        client.close()
+        close()
     log.info("idp pull", extra=report.as_dict())
     return report.as_dict()
