@@ -105,9 +105,12 @@ def _items(page: Any, path: str) -> list[Mapping[str, Any]]:
     return page
 
 
-OKTA_ACTIVE: Final = frozenset({"ACTIVE"})
-"""Okta statuses mapped to ``active: true``; every other status (STAGED, PROVISIONED,
-RECOVERY, PASSWORD_EXPIRED, LOCKED_OUT, SUSPENDED, DEPROVISIONED) is inactive."""
+OKTA_ACTIVE: Final = frozenset({"ACTIVE", "PASSWORD_EXPIRED", "LOCKED_OUT", "RECOVERY"})
+"""Okta statuses mapped to ``active: true``: activated accounts, including those that
+are temporarily locked out, awaiting a password reset or in recovery (Okta itself keeps
+them assigned and its SCIM push keeps them ``active``; revoking their access on every
+lockout would flap permissions). Not yet activated (STAGED, PROVISIONED), SUSPENDED and
+DEPROVISIONED accounts are inactive, as Okta's push marks them."""
 
 
 class OktaSource:

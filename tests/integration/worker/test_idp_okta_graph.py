@@ -123,7 +123,7 @@ def _changes(db: Database, org_id: str) -> int:
 @respx.mock
 def test_okta_pull_pages_maps_and_reconciles_through_the_scim_path(database: Database) -> None:
     w = World.create(database)
-    users = [_okta_user(1), _okta_user(2), _okta_user(3, status="SUSPENDED")]
+    users = [_okta_user(1), _okta_user(2, status="LOCKED_OUT"), _okta_user(3, status="SUSPENDED")]
     calls = _mock_okta(users, {"00g1": ("eng", ["00u1", "00u3"]), "00g2": ("ops", ["00u2"])})
     report = pull(database, w.org_id, OktaSource(_okta_client([])))
     assert report.complete, report.error
@@ -133,8 +133,8 @@ def test_okta_pull_pages_maps_and_reconciles_through_the_scim_path(database: Dat
     stored, groups = _state(database, w.org_id)
     assert {ext: active for ext, (_i, active, _d) in stored.items()} == {
         "00u1": True,
-        "00u2": True,
-        "00u3": False,  # any status but ACTIVE is inactive
+        "00u2": True,  # locked out is still an activated account
+        "00u3": False,  # suspended
     }
     doc = stored["00u1"][2]
     assert doc["userName"] == "user1@example.com" and doc["externalId"] == "00u1"
