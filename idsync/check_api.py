@@ -190,7 +190,7 @@ class CheckAuth:
     """Service token → every organization; admin key → its own organization only."""
 
     def __init__(self, settings: Settings, database: Database) -> None:
-        self.token = settings.check_api_token
+        self.token = Settings.reveal(settings.check_api_token)
         self.database = database
 
     def authorize(self, request: Request) -> None:

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         description="Upstream base URL: SCIM base URL, Okta org URL "
         "(https://acme.okta.com) or Graph root (default https://graph.microsoft.com)",
     )
-    idp_token: str | None = Field(
+    idp_token: SecretStr | None = Field(
         default=None,
         validation_alias="IDSYNC_IDP_TOKEN",
         description="SCIM bearer token, or Okta API token (sent as SSWS)",
@@ -98,7 +98,9 @@ class Settings(BaseSettings):
         "(https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token)",
     )
     idp_client_id: str | None = Field(default=None, validation_alias="IDSYNC_IDP_CLIENT_ID")
-    idp_client_secret: str | None = Field(default=None, validation_alias="IDSYNC_IDP_CLIENT_SECRET")
+    idp_client_secret: SecretStr | None = Field(
+        default=None, validation_alias="IDSYNC_IDP_CLIENT_SECRET"
+    )
     idp_scope: str = Field(
         default="https://graph.microsoft.com/.default", validation_alias="IDSYNC_IDP_SCOPE"
     )
@@ -111,7 +113,7 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_IDP_DEACTIVATE_MISSING",
         description="Deactivate local users missing upstream (only after a complete read)",
     )
-    check_api_token: str | None = Field(
+    check_api_token: SecretStr | None = Field(
         default=None,
         validation_alias="IDSYNC_CHECK_API_TOKEN",
         description="Service token for /api/v1/check (any org); org admin keys work too",
@@ -121,6 +123,11 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_FAULT_DRAIN_PAUSE_S",
         description="Testing only: pause between compute and write in drain batches",
     )
+
+    @staticmethod
+    def reveal(secret: SecretStr | None) -> str | None:
+        """The plain value of a secret setting (SecretStr keeps it out of logs and reprs)."""
+        return None if secret is None else secret.get_secret_value()
 
     def idp_missing(self) -> list[str]:
         """Settings the configured IdP pull still needs (empty: complete)."""

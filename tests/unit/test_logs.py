@@ -48,3 +48,17 @@ def test_http_requests_log_their_id_and_never_the_token(orgs_app: TestClient) ->
     request_lines = [e for e in _lines(stream) if e.get("msg") == "request"]
     assert request_lines and request_lines[-1]["request_id"] == "rid-7"
     assert request_lines[-1]["status"] == 401
+
+
+def test_secret_settings_never_show_in_reprs() -> None:
+    from idsync.settings import Settings
+
+    settings = Settings(
+        IDSYNC_IDP_TOKEN="okta-api-token-1",  # type: ignore[call-arg]
+        IDSYNC_IDP_CLIENT_SECRET="graph-secret-2",
+        IDSYNC_CHECK_API_TOKEN="service-token-3",
+    )
+    text = repr(settings) + str(settings.model_dump())
+    for secret in ("okta-api-token-1", "graph-secret-2", "service-token-3"):
+        assert secret not in text
+    assert Settings.reveal(settings.idp_token) == "okta-api-token-1"

@@ -224,19 +224,21 @@ def source_from_settings(settings: Settings) -> tuple[Source, Callable[[], None]
     if missing:
         raise ValueError(f"IdP pull ({settings.idp_kind}) needs {', '.join(missing)}")
     if settings.idp_kind == "okta":
-        assert settings.idp_url is not None and settings.idp_token is not None
+        token = Settings.reveal(settings.idp_token)
+        assert settings.idp_url is not None and token is not None
         client = HttpClient(
             settings.idp_url,
-            auth=StaticAuth(f"SSWS {settings.idp_token}"),
+            auth=StaticAuth(f"SSWS {token}"),
             accept="application/json",
         )
         return OktaSource(client), client.close
     if settings.idp_kind == "graph":
-        assert settings.idp_token_url and settings.idp_client_id and settings.idp_client_secret
+        secret = Settings.reveal(settings.idp_client_secret)
+        assert settings.idp_token_url and settings.idp_client_id and secret
         creds = ClientCredentials(
             settings.idp_token_url,
             settings.idp_client_id,
-            settings.idp_client_secret,
+            secret,
             settings.idp_scope,
         )
         client = HttpClient(
@@ -250,7 +252,7 @@ def source_from_settings(settings: Settings) -> tuple[Source, Callable[[], None]
         return GraphSource(client), close
     url = settings.idp_url or settings.idp_scim_url
     assert url is not None
-    client = HttpClient(url, settings.idp_token)
+    client = HttpClient(url, Settings.reveal(settings.idp_token))
     return ScimSource(client), client.close
 
 
