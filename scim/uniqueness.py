@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
@@ -10,11 +12,15 @@ from scim.errors import Uniqueness
 
 
 def execute_or_conflict(
-    session: Session, statement: Executable, unique_column: str, message: str
+    session: Session,
+    statement: Executable,
+    params: dict[str, Any],
+    unique_column: str,
+    message: str,
 ) -> None:
     """Execute `statement`; a violation of the unique index on `unique_column` is 409."""
     try:
-        session.execute(statement)
+        session.execute(statement, params)
     except IntegrityError as exc:
         if unique_column in str(exc.orig):
             raise Uniqueness(message) from exc

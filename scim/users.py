@@ -25,6 +25,7 @@ from scim.schemas import USER_RESOURCE
 from scim.uniqueness import execute_or_conflict, flush_or_conflict
 
 _USERS = cast(Table, User.__table__)
+_INSERT_USER = insert(_USERS)
 
 
 def check_etag(if_match: str | None, version: int) -> None:
@@ -116,7 +117,8 @@ def create_user(session: Session, ctx: ScimContext, body: dict[str, Any]) -> Use
     # A Core INSERT (the object stays transient, for rendering): no unit-of-work flush.
     execute_or_conflict(
         session,
-        insert(_USERS).values({c.key: getattr(user, c.key) for c in _USERS.columns}),
+        _INSERT_USER,
+        {c.key: getattr(user, c.key) for c in _USERS.columns},
         "user_name_norm",
         f"userName {user.user_name!r} is already taken in this organization",
     )

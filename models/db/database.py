@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Engine, Table, insert, literal, select, text, update
+from sqlalchemy import Engine, Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from models.db.base import utcnow
@@ -17,6 +17,37 @@ from models.db.tables import Change, Organization
 _PENDING = "idsync.pending_changes"
 _ORGS = cast(Table, Organization.__table__)
 _CHANGES = cast(Table, Change.__table__)
+_CHANGE_COLUMNS = (
+    "org_id",
+    "kind",
+    "resource_type",
+    "resource_id",
+    "user_ids",
+    "group_ids",
+    "actor",
+    "request_id",
+    "summary",
+    "created_at",
+)
+# Built once (Core, bound parameters): the hot write path only binds values.
+_BUMP = (
+    update(_ORGS)
+    .where(_ORGS.c.id == bindparam("org_id"))
+    .values(revision=_ORGS.c.revision + 1)
+    .returning(_ORGS.c.revision)
+)
+_ALLOCATED = _BUMP.cte("allocated")
+_RECORD_PG = (
+    insert(_CHANGES)
+    .from_select(
+        [*_CHANGE_COLUMNS, "revision"],
+        select(
+            *(bindparam(f"v_{name}", type_=_CHANGES.c[name].type) for name in _CHANGE_COLUMNS),
+            _ALLOCATED.c.revision,
+        ),
+    )
+    .returning(_CHANGES.c.revision)
+)
 
 
 @dataclass(frozen=True)
@@ -116,13 +147,6 @@ def record_change(
     # Everything else the transaction writes goes to the database first, so that the
     # organization row lock below is held for one statement and the COMMIT only.
     session.flush()
-    orgs = _ORGS  # Core statements: no ORM bulk machinery on this path
-    bump = (
-        update(orgs)
-        .where(orgs.c.id == org_id)
-        .values(revision=orgs.c.revision + 1)
-        .returning(orgs.c.revision)
-    )
     values = {
         "org_id": org_id,
         "kind": kind,
@@ -137,22 +161,11 @@ def record_change(
     }
     if session.get_bind().dialect.name == "postgresql":
         # One round trip: WITH r AS (UPDATE … RETURNING revision) INSERT … SELECT … FROM r.
-        allocated = bump.cte("allocated")
-        changes = _CHANGES
-        columns = [changes.c[name] for name in values]
-        row = select(
-            *(
-                literal(value, type_=col.type)
-                for value, col in zip(values.values(), columns, strict=True)
-            ),
-            allocated.c.revision,
-        )
-        revision = session.execute(
-            insert(changes).from_select([*values, "revision"], row).returning(changes.c.revision)
-        ).scalar_one()
+        params = {"org_id": org_id, **{f"v_{name}": value for name, value in values.items()}}
+        revision = session.execute(_RECORD_PG, params).scalar_one()
     else:  # SQLite: the write lock was taken at BEGIN IMMEDIATE; two statements suffice.
-        revision = session.execute(bump).scalar_one()
-        session.execute(insert(_CHANGES).values(**values, revision=revision))
+        revision = session.execute(_BUMP, {"org_id": org_id}).scalar_one()
+        session.execute(insert(_CHANGES), {**values, "revision": revision})
     session.info.setdefault(_PENDING, []).append(
         CommittedChange(org_id, revision, kind, tuple(users), tuple(groups))
     )

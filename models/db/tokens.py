@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from models.credentials import (
@@ -22,6 +22,18 @@ from models.db.tables import Organization, ScimToken
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 _TOKENS = cast(Table, ScimToken.__table__)
 _ORGS = cast(Table, Organization.__table__)
+_VERIFY = (
+    select(
+        _TOKENS.c.id,
+        _TOKENS.c.org_id,
+        _TOKENS.c.token_hash,
+        _TOKENS.c.revoked_at,
+        _TOKENS.c.last_used_at,
+        _ORGS.c.name,
+    )
+    .join_from(_TOKENS, _ORGS, _ORGS.c.id == _TOKENS.c.org_id)
+    .where(_TOKENS.c.token_hash == bindparam("digest"))
+)
 
 
 @dataclass(frozen=True)
@@ -66,19 +78,8 @@ def create_scim_token(session: Session, org: Organization, description: str = ""
 def verify_scim_token(session: Session, presented: str) -> TokenIdentity | None:
     """The identity behind a presented token, or None (unknown or revoked)."""
     digest = hash_secret(presented)
-    tokens, orgs = _TOKENS.c, _ORGS.c
-    row = session.execute(  # plain columns, no ORM entity: this runs on every request
-        select(
-            tokens.id,
-            tokens.org_id,
-            tokens.token_hash,
-            tokens.revoked_at,
-            tokens.last_used_at,
-            orgs.name,
-        )
-        .join_from(_TOKENS, _ORGS, orgs.id == tokens.org_id)
-        .where(tokens.token_hash == digest)
-    ).first()
+    # Plain columns from a statement built once: this runs on every request.
+    row = session.execute(_VERIFY, {"digest": digest}).first()
     if row is None:
         return None
     token_id, org_id, stored_hash, revoked_at, last_used_at, org_name = row
