@@ -334,7 +334,14 @@ GROUP_SCHEMA = Schema(
             sub_attributes=(
                 Attribute("value", "string", case_exact=True, mutability="immutable"),
                 Attribute("$ref", "reference", mutability="immutable", reference_types=("User",)),
-                Attribute("display", "string", mutability="readOnly"),
+                Attribute(
+                    "display",
+                    "string",
+                    mutability="readOnly",
+                    returned="request",
+                    description="The member's displayName (or userName); returned only when "
+                    "requested (attributes=members.display), as members are often many.",
+                ),
                 Attribute("type", "string", mutability="immutable", canonical_values=("User",)),
             ),
         ),

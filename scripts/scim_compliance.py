@@ -6,9 +6,7 @@ Usage (an idsync deployment, or any SCIM 2.0 server that takes a bearer token):
     python scripts/scim_compliance.py URL TOKEN --verbose        # print each failure's data
     SCIM_TOKEN=... python scripts/scim_compliance.py URL         # token from the environment
 
-Exit status: 0 when no check is an error, critical or deviation, 1 otherwise. A check
-where scim2-tester contradicts the RFC (documented in docs/scim.md, "scim2-tester") is
-shown as TOLERATED and does not fail the run unless `--strict` is given.
+Exit status: 0 when no check is an error, critical or deviation, 1 otherwise.
 
 The checks create, read, replace, patch and delete throw-away users and groups named
 with random values, and clean them up afterwards; run it against a test organization.
@@ -97,55 +95,9 @@ def run_checks(
         )
 
 
-def _dump(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    return dump() if callable(dump) else value
-
-
-def member_display_only(result: CheckResult) -> bool:
-    """A Group `members` add/replace whose read-back differs from what was sent ONLY in
-    `members[].display`, which the client did not send and the server filled in.
-
-    scim2-tester compares the whole multi-valued complex value, read-only
-    sub-attributes included. idsync publishes `members.display` as mutability readOnly
-    in /Schemas, and RFC 7643 §7 defines readOnly as "The attribute SHALL NOT be
-    modified" (by the client): its value is the service provider's to assign (RFC 7643
-    §8.4's Group representation returns member `display` values; RFC 7644 §3.3: "the
-    server is free to alter and/or ignore POSTed content"). scim2-tester itself never
-    patches readOnly attributes at the top level. See docs/scim.md, "scim2-tester".
-    """
-    if result.status not in FAILING or result.resource_type != "Group":
-        return False
-    if result.title not in ("check_add_attribute", "check_replace_attribute"):
-        return False
-    data = result.data
-    if not isinstance(data, dict) or data.get("urn") != "members":
-        return False
-    expected, actual = data.get("expected"), data.get("actual")
-    if not isinstance(expected, list) or not isinstance(actual, list) or not actual:
-        return False
-    sent = [_dump(m) for m in expected]
-    got = [_dump(m) for m in actual]
-    if len(sent) != len(got) or not all(isinstance(m, dict) for m in [*sent, *got]):
-        return False
-    for one_sent, one_got in zip(sent, got, strict=True):
-        if one_sent.get("display") is not None or not one_got.get("display"):
-            return False  # the client sent a display, or the difference is elsewhere
-        if {**one_sent, "display": None} != {**one_got, "display": None}:
-            return False
-    return True
-
-
-def is_tolerated(result: CheckResult) -> bool:
-    """Whether a failing result is one where scim2-tester contradicts the RFC (each case
-    is documented in docs/scim.md, "scim2-tester")."""
-    return member_display_only(result)
-
-
-def failures(results: Iterable[CheckResult], *, strict: bool = False) -> list[CheckResult]:
-    """Results that are an error, critical or deviation, less the tolerated ones unless
-    `strict`."""
-    return [r for r in results if r.status in FAILING and (strict or not is_tolerated(r))]
+def failures(results: Iterable[CheckResult]) -> list[CheckResult]:
+    """Results that are an error, critical or deviation."""
+    return [r for r in results if r.status in FAILING]
 
 
 def describe(result: CheckResult, *, with_data: bool = True, limit: int = 2000) -> str:
@@ -167,7 +119,7 @@ def table(results: Sequence[CheckResult]) -> str:
     """A fixed-width table: status, resource type, check, reason."""
     rows = [
         (
-            f"TOLERATED({r.status.name})" if is_tolerated(r) else r.status.name,
+            r.status.name,
             r.resource_type or "-",
             r.title or "?",
             (r.reason or "").replace("\n", " ")[:90],
@@ -181,7 +133,7 @@ def table(results: Sequence[CheckResult]) -> str:
         out.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
     counts: dict[str, int] = {}
     for r in results:
-        key = "TOLERATED" if is_tolerated(r) else r.status.name
+        key = r.status.name
         counts[key] = counts.get(key, 0) + 1
     out.append("")
     out.append(
@@ -198,11 +150,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--exclude-tag", action="append", dest="exclude", default=None)
     parser.add_argument("--resource-type", action="append", dest="types", default=None)
     parser.add_argument("--verbose", "-v", action="store_true", help="print failures' data")
-    parser.add_argument(
-        "--strict",
-        action="store_true",
-        help="count the documented scim2-tester/RFC disagreements as failures too",
-    )
     args = parser.parse_args(argv)
     token = args.token or os.environ.get("SCIM_TOKEN")
     if not token:
@@ -217,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         resource_types=args.types,
     )
     print(table(results))
-    bad = failures(results, strict=args.strict)
+    bad = failures(results)
     if bad:
         print("\nFailing checks:")
         for r in bad:

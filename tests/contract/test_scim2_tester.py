@@ -4,9 +4,7 @@ The app runs on a real uvicorn server (loopback, free port) on each backend; the
 discovers it through /ServiceProviderConfig, /ResourceTypes and /Schemas with a bearer
 token, then creates, reads, lists, searches, projects, replaces, patches (add, remove,
 replace of every writable attribute, extension URN paths included) and deletes Users and
-Groups. No result may be an error, critical or deviation — except where scim2-tester
-contradicts RFC 7643, documented in docs/scim.md ("scim2-tester") and tolerated below
-only in exactly its documented shape.
+Groups. No result may be an error, critical or deviation, and none may be skipped.
 
 Operators run the same checks with `python scripts/scim_compliance.py URL TOKEN`.
 """
@@ -18,7 +16,7 @@ from scim2_tester import Status
 from idsync.app import create_app
 from models.db.database import Database
 from models.db.tokens import create_scim_token, get_or_create_org
-from scripts.scim_compliance import describe, failures, is_tolerated, run_checks
+from scripts.scim_compliance import describe, failures, run_checks
 from tests.support.live_server import live_server
 from tests.support.scim_client import make_settings
 
@@ -55,17 +53,6 @@ def test_scim2_tester_reports_no_error_or_deviation(database: Database) -> None:
     with live_server(app) as base:
         results = run_checks(f"{base}/scim/v2", token)
 
-    # Tolerated, with a comment as the RFC is the judge: scim2-tester compares the
-    # readOnly `members[].display` that idsync fills in with what the client sent (None)
-    # after a Group PATCH add/replace of `members`. RFC 7643 §7: readOnly "SHALL NOT be
-    # modified" by the client, so the value is the server's to assign. The predicate
-    # (`member_display_only` in scripts/scim_compliance.py) accepts exactly that
-    # difference and nothing else; docs/scim.md, section "scim2-tester", has the detail.
-    tolerated = [r for r in results if is_tolerated(r)]
-    assert {(r.resource_type, r.title) for r in tolerated} <= {
-        ("Group", "check_add_attribute"),
-        ("Group", "check_replace_attribute"),
-    }
     failing = failures(results)
     report = "\n".join(describe(r) for r in failing)
     assert not failing, f"{len(failing)} of {len(results)} scim2-tester checks failed:\n{report}"

@@ -207,3 +207,14 @@ def test_renames_onto_a_taken_name_are_409_and_change_nothing(orgs: Orgs) -> Non
     assert scim.get(f"/Users/{uid}").json()["userName"] == "mover@x.io"
     assert scim.get(f"/Groups/{gid}").json()["displayName"] == "Mover"
     assert orgs.change_count() == before
+
+
+def test_member_display_is_returned_on_request_only(scim: Scim) -> None:
+    uid = scim.post("/Users", user_body("disp@x.io", displayName="Disp Lay")).json()["id"]
+    gid = scim.post("/Groups", group_body("display-test", [uid])).json()["id"]
+    plain = scim.get(f"/Groups/{gid}").json()["members"]
+    assert plain == [
+        {"value": uid, "$ref": f"http://idsync.test/scim/v2/Users/{uid}", "type": "User"}
+    ]
+    asked = scim.get(f"/Groups/{gid}", params={"attributes": "members.display"}).json()
+    assert asked["members"] == [{"display": "Disp Lay"}]
