@@ -38,6 +38,7 @@ log = logging.getLogger("idsync.worker")
 
 TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
 REBUILD_KICK_MS = 30_000
+IDP_PULL_SOFT_TIME_LIMIT_S = 3600
 
 COMMON: dict[str, Any] = {
     "bind": True,
@@ -200,12 +201,33 @@ def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
             _send(rt, TASK_RECONCILE, org_id)
         return len(orgs)
 
-    @app.task(name=TASK_IDP_PULL, **COMMON)
+    @app.task(
+        name=TASK_IDP_PULL,
+        **{
+            **COMMON,
+            # A directory read can take long: acknowledged on receipt (a pull killed
+            # midway is not redelivered but simply runs again at the next interval; it
+            # is idempotent and deactivates nothing after a partial read), so its time
+            # limits need not stay below the broker's visibility timeout.
+            "acks_late": False,
+            "reject_on_worker_lost": False,
+            "soft_time_limit": IDP_PULL_SOFT_TIME_LIMIT_S,
+            "time_limit": IDP_PULL_SOFT_TIME_LIMIT_S + 60,
+        },
+    )
     def idp_pull(self: Task[Any, Any]) -> dict[str, Any]:
         from worker.idp.pull import pull_from_settings
 
         rt = runtime(app)
-        return pull_from_settings(rt.settings, rt.database)
+        lock = rt.cache.lock(
+            "idsync:idp-pull:lock", timeout=IDP_PULL_SOFT_TIME_LIMIT_S + 120, blocking=False
+        )
+        if not lock.acquire():
+            return {"skipped": "another IdP pull is still running"}
+        try:
+            return pull_from_settings(rt.settings, rt.database)
+        finally:
+            lock.release()
 
     _ = (
         drain_priority,

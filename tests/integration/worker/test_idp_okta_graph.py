@@ -451,3 +451,30 @@ def test_pull_from_settings_runs_the_configured_okta_source(database: Database) 
     assert pull_from_settings(Settings(), database) == {  # type: ignore[call-arg]
         "skipped": "no IdP pull configured (IDSYNC_IDP_KIND, IDSYNC_IDP_ORG, …)"
     }
+
+
+def test_idp_pull_task_is_long_running_and_exclusive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pull is acknowledged on receipt with an hour's limit (not the short tasks'
+    20 s), and a second pull while one holds the lock is skipped."""
+    import redis
+
+    import worker.runtime
+    from idsync.settings import Settings
+    from tests.conftest import REDIS_TEST_URL
+    from worker.factory import TASK_IDP_PULL, create_celery
+
+    monkeypatch.setattr(worker.runtime, "_RUNTIME", None)  # restored after the test
+
+    settings = Settings(REDIS_URL=REDIS_TEST_URL, DATABASE_URL="sqlite://")  # type: ignore[call-arg]
+    app = create_celery(settings, REDIS_TEST_URL)
+    task = app.tasks[TASK_IDP_PULL]
+    assert task.acks_late is False
+    assert task.soft_time_limit == 3600 and task.time_limit == 3660
+    held = redis.Redis.from_url(REDIS_TEST_URL).lock("idsync:idp-pull:lock", timeout=30)
+    assert held.acquire(blocking=False)
+    try:
+        assert task.apply().get() == {"skipped": "another IdP pull is still running"}
+    finally:
+        held.release()
+        if worker.runtime._RUNTIME is not None:
+            worker.runtime._RUNTIME.database.dispose()
