@@ -8,14 +8,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from models.db.admin_keys import (
-    LAST_USED_RESOLUTION,
     AdminIdentity,
     touch_admin_key,
     verify_admin_key,
 )
-from models.db.base import utcnow
 from models.db.config_errors import ConfigError
-from models.db.config_tables import AdminKey
 from models.db.database import Database
 
 bearer = HTTPBearer(auto_error=False, description="Organization admin API key")
@@ -39,15 +36,9 @@ def admin_identity(
     db = database(request)
     with db.read() as session:
         identity = verify_admin_key(session, credentials.credentials)
-        stale = False
-        if identity is not None:
-            key = session.get(AdminKey, identity.key_id)
-            stale = key is not None and (
-                key.last_used_at is None or utcnow() - key.last_used_at >= LAST_USED_RESOLUTION
-            )
     if identity is None:
         raise UnauthorizedError("Authorization", "unknown or revoked admin key")
-    if stale:
+    if identity.use_is_stale():  # at most one write per key per minute
         with db.write() as session:
             touch_admin_key(session, identity.key_id)
     request.state.admin = identity

@@ -1,38 +1,39 @@
 """Organization admin API keys (stored hashed; strictly scoped to one organization).
 
-Mirrors ``models.db.tokens`` (SCIM tokens): 256-bit random secrets, SHA-256 at rest,
-a short display prefix for listings, revocation by id or prefix.
+The same credential mechanism as SCIM tokens (`models.db.credential_store`): 256-bit
+random secrets, SHA-256 at rest, a short display prefix, revocation by id or prefix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.credentials import (
-    ADMIN_KEY_PREFIX,
-    display_prefix,
-    generate_secret,
-    hash_secret,
-    same_hash,
-)
-from models.db.base import utcnow
+from models.credentials import ADMIN_KEY_PREFIX
 from models.db.config_tables import AdminKey
+from models.db.credential_store import LAST_USED_RESOLUTION, CredentialStore, Verified
 from models.db.tables import Organization
 
-LAST_USED_RESOLUTION = timedelta(minutes=1)
+__all__ = [
+    "LAST_USED_RESOLUTION",
+    "AdminIdentity",
+    "create_admin_key",
+    "list_admin_keys",
+    "revoke_admin_key",
+    "touch_admin_key",
+    "verify_admin_key",
+]
+
+_STORE: CredentialStore[AdminKey] = CredentialStore(AdminKey, "key_hash", ADMIN_KEY_PREFIX)
 
 
-@dataclass(frozen=True)
-class AdminIdentity:
+class AdminIdentity(Verified):
     """Who a verified admin key speaks for."""
 
-    key_id: str
-    org_id: str
-    org_name: str
+    @property
+    def key_id(self) -> str:
+        return self.credential_id
 
     @property
     def actor(self) -> str:
@@ -41,65 +42,26 @@ class AdminIdentity:
 
 def create_admin_key(session: Session, org: Organization, description: str = "") -> str:
     """Create a key for ``org``; returns the plaintext, which is never stored."""
-    secret = generate_secret(ADMIN_KEY_PREFIX)
-    session.add(
-        AdminKey(
-            org_id=org.id,
-            key_hash=hash_secret(secret),
-            prefix=display_prefix(secret),
-            description=description,
-        )
-    )
-    session.flush()
-    return secret
+    return _STORE.create(session, org, description)
 
 
 def verify_admin_key(session: Session, presented: str) -> AdminIdentity | None:
     """The identity behind a presented key, or None (unknown, revoked, not an admin key)."""
-    if not presented.startswith(ADMIN_KEY_PREFIX):
+    found = _STORE.verify(session, presented)
+    if found is None:
         return None
-    row = session.execute(
-        select(AdminKey, Organization.name)
-        .join(Organization, Organization.id == AdminKey.org_id)
-        .where(AdminKey.key_hash == hash_secret(presented))
-    ).first()
-    if row is None:
-        return None
-    key, org_name = row
-    if key.revoked_at is not None or not same_hash(key.key_hash, presented):
-        return None
-    return AdminIdentity(key.id, key.org_id, org_name)
+    return AdminIdentity(found.credential_id, found.org_id, found.org_name, found.last_used_at)
 
 
 def touch_admin_key(session: Session, key_id: str, now: datetime | None = None) -> None:
     """Record use, at most once per LAST_USED_RESOLUTION."""
-    now = now or utcnow()
-    key = session.get(AdminKey, key_id)
-    if key is not None and (
-        key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
-    ):
-        key.last_used_at = now
+    _STORE.touch(session, key_id, now)
 
 
 def list_admin_keys(session: Session, org_name: str | None = None) -> list[tuple[AdminKey, str]]:
-    query = select(AdminKey, Organization.name).join(
-        Organization, Organization.id == AdminKey.org_id
-    )
-    if org_name is not None:
-        query = query.where(Organization.name == org_name)
-    return [(k, n) for k, n in session.execute(query.order_by(AdminKey.created_at)).all()]
+    return _STORE.list(session, org_name)
 
 
 def revoke_admin_key(session: Session, key_id_or_prefix: str) -> int:
     """Revoke by id or display prefix; returns how many keys were revoked."""
-    keys = session.scalars(
-        select(AdminKey).where(
-            (AdminKey.id == key_id_or_prefix) | (AdminKey.prefix == key_id_or_prefix)
-        )
-    ).all()
-    count = 0
-    for key in keys:
-        if key.revoked_at is None:
-            key.revoked_at = utcnow()
-            count += 1
-    return count
+    return _STORE.revoke(session, key_id_or_prefix)
