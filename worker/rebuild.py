@@ -14,6 +14,8 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
+from models.access.inputs import OrgConfig
+from models.access.inputs import User as AccessUser
 from models.cache.fallback import org_revision, snapshot
 from models.cache.profiles import ProfileBuilder
 from models.cache.writer import CacheWriter
@@ -59,10 +61,11 @@ def plan(database: Database, org_id: str, chunk: int = CHUNK) -> tuple[int, int,
     return revision, len(ids), ranges
 
 
-def build_chunk(
-    database: Database, writer: CacheWriter, org_id: str, lo: str | None, hi: str | None
-) -> tuple[int, int]:
-    """Write users with ``lo <= id < hi`` into the generation being built -> (users, sets)."""
+def load_chunk(
+    database: Database, org_id: str, lo: str | None, hi: str | None
+) -> tuple[int, OrgConfig, list[str], dict[str, AccessUser]]:
+    """From one SQL snapshot: the revision, the org's config, and the users with
+    ``lo <= id < hi`` (None: unbounded) with their evaluator inputs."""
     from models.db.config_loader import load_org_config, load_user_inputs
 
     with snapshot(database) as session:
@@ -75,6 +78,14 @@ def build_chunk(
             query = query.where(UserRow.id < hi)
         ids = list(session.scalars(query))
         inputs = load_user_inputs(session, org_id, ids)
+    return revision, config, ids, inputs
+
+
+def build_chunk(
+    database: Database, writer: CacheWriter, org_id: str, lo: str | None, hi: str | None
+) -> tuple[int, int]:
+    """Write users with ``lo <= id < hi`` into the generation being built -> (users, sets)."""
+    revision, config, ids, inputs = load_chunk(database, org_id, lo, hi)
     builder = ProfileBuilder(config)
     pointers, sets = builder.for_users(ids, inputs, revision)
     result = writer.put(revision, pointers, sets, building_only=True)

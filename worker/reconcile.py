@@ -32,7 +32,6 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
-from models.cache.fallback import org_revision, snapshot
 from models.cache.layout import (
     LANE_CONFIG,
     LANE_GRANT,
@@ -46,10 +45,9 @@ from models.cache.writer import CacheWriter
 from models.db.base import utcnow
 from models.db.database import Database
 from models.db.tables import Change
-from models.db.tables import User as UserRow
 from worker.labels import diff_labels, sync_labels
 from worker.pipeline import RULES_ACTOR
-from worker.rebuild import CHUNK, plan
+from worker.rebuild import CHUNK, load_chunk, plan
 
 TOMBSTONE_RETENTION_S: Final = 86_400.0
 
@@ -145,7 +143,6 @@ def reconcile(  # noqa: PLR0915 - one pass, kept linear
     chunk: int = CHUNK,
     tombstone_retention_s: float | None = TOMBSTONE_RETENTION_S,
 ) -> ReconcileReport:
-    from models.db.config_loader import load_org_config, load_user_inputs
 
     started = time.monotonic()
     report = ReconcileReport(org_id)
@@ -167,16 +164,7 @@ def reconcile(  # noqa: PLR0915 - one pass, kept linear
     _rev, _total, ranges = plan(database, org_id, chunk)
     sql_ids: set[str] = set()
     for lo, hi in ranges:
-        with snapshot(database) as session:
-            revision = org_revision(session, org_id)
-            config = load_org_config(session, org_id)
-            query = select(UserRow.id).where(UserRow.org_id == org_id)
-            if lo is not None:
-                query = query.where(UserRow.id >= lo)
-            if hi is not None:
-                query = query.where(UserRow.id < hi)
-            ids = list(session.scalars(query))
-            inputs = load_user_inputs(session, org_id, ids)
+        revision, config, ids, inputs = load_chunk(database, org_id, lo, hi)
         report.revision = revision
         sql_ids.update(ids)
         pointers, sets = ProfileBuilder(config).for_users(ids, inputs, revision)
