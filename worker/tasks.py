@@ -80,35 +80,28 @@ def _after_drain(rt: Runtime, org_id: str, wake: str, report: DrainReport) -> No
 
 
 def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
-    @app.task(name=TASK_DRAIN_PRIORITY, **COMMON)
-    def drain_priority(self: Task[Any, Any], org_id: str) -> dict[str, Any]:
-        """Config and revoke lanes of one organization (queue idsync.revoke)."""
+    def run_drain(org_id: str, wake: str) -> dict[str, Any]:
         rt = runtime(app)
         report = drain(
             rt.database,
             rt.writer(org_id),
             org_id,
-            PRIORITY,
+            wake,
             enqueue=rt.enqueue,
             pause_s=rt.settings.fault_drain_pause_s,
         )
-        _after_drain(rt, org_id, PRIORITY, report)
+        _after_drain(rt, org_id, wake, report)
         return summary(report)
+
+    @app.task(name=TASK_DRAIN_PRIORITY, **COMMON)
+    def drain_priority(self: Task[Any, Any], org_id: str) -> dict[str, Any]:
+        """Config and revoke lanes of one organization (queue idsync.revoke)."""
+        return run_drain(org_id, PRIORITY)
 
     @app.task(name=TASK_DRAIN_BULK, **COMMON)
     def drain_bulk(self: Task[Any, Any], org_id: str) -> dict[str, Any]:
         """Grant lane of one organization (queue idsync.recompute)."""
-        rt = runtime(app)
-        report = drain(
-            rt.database,
-            rt.writer(org_id),
-            org_id,
-            BULK,
-            enqueue=rt.enqueue,
-            pause_s=rt.settings.fault_drain_pause_s,
-        )
-        _after_drain(rt, org_id, BULK, report)
-        return summary(report)
+        return run_drain(org_id, BULK)
 
     @app.task(name=TASK_SWEEP, **COMMON)
     def sweep(self: Task[Any, Any]) -> dict[str, int]:
