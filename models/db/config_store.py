@@ -387,15 +387,7 @@ def update_role(
     if row.name == name and row.model == model and row.definition == dict(definition):
         return row
     if model != row.model:
-        manual = session.scalar(
-            select(func.count())
-            .select_from(RoleBindingRow)
-            .where(
-                RoleBindingRow.org_id == ctx.org_id,
-                RoleBindingRow.role_id == role_id,
-                RoleBindingRow.source == MANUAL,
-            )
-        )
+        manual = _manual_bindings_of_role(session, ctx.org_id, role_id)
         if manual:
             raise ConflictError("model", f"role is bound by {manual} manual binding(s)")
     row.name, row.model, row.definition, row.updated_at = name, model, dict(definition), utcnow()
@@ -414,21 +406,27 @@ def update_role(
     return row
 
 
+def _manual_bindings_of_role(session: Session, org_id: str, role_id: str) -> int:
+    """How many manual role bindings use `role_id` (rule-made ones follow the rules)."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(RoleBindingRow)
+        .where(
+            RoleBindingRow.org_id == org_id,
+            RoleBindingRow.role_id == role_id,
+            RoleBindingRow.source == MANUAL,
+        )
+    )
+    return int(count or 0)
+
+
 def delete_role(session: Session, ctx: WriteContext, role_id: str) -> None:
     """Delete a custom role; refused while manual bindings use it (rule-made ones go)."""
     if role_id in BUILTIN_ROLES:
         raise ConfigError("id", f"{role_id!r} is a built-in role and cannot be deleted")
     if session.get(CustomRole, (ctx.org_id, role_id)) is None:
         raise NotFoundError("id", f"no custom role {role_id!r} in this organization")
-    manual = session.scalar(
-        select(func.count())
-        .select_from(RoleBindingRow)
-        .where(
-            RoleBindingRow.org_id == ctx.org_id,
-            RoleBindingRow.role_id == role_id,
-            RoleBindingRow.source == MANUAL,
-        )
-    )
+    manual = _manual_bindings_of_role(session, ctx.org_id, role_id)
     if manual:
         raise ConflictError("id", f"role is bound by {manual} manual binding(s); delete them first")
     groups = groups_with_role(session, ctx.org_id, role_id)
