@@ -85,8 +85,10 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             ),
             default_count=settings.scim_default_count,
             public_base_url=settings.public_base_url,
+            token_cache_s=settings.scim_token_cache_s,
         ),
     )
+    app.state.scim_tokens = scim.tokens  # operators' tools and tests reach the cache here
     app.include_router(scim.router(), prefix=SCIM_PREFIX, include_in_schema=False)
     from idsync.admin_api import install_admin_api
 

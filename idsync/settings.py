@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     scim_max_payload_bytes: int = Field(
         default=1_048_576, validation_alias="IDSYNC_SCIM_MAX_PAYLOAD_BYTES"
     )
+    scim_token_cache_s: float = Field(
+        default=2.0,
+        ge=0,
+        validation_alias="IDSYNC_SCIM_TOKEN_CACHE_S",
+        description="Seconds a verified SCIM token is remembered per process, so a "
+        "revocation takes up to this long to take effect; 0 verifies every request",
+    )
 
     # --- worker / permission cache (docs/worker.md) ---
     broker_visibility_timeout_s: int = Field(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,9 +15,11 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from models.credential_cache import VerifiedCache
+from models.db.base import utcnow
 from models.db.database import Database
 from models.db.tables import Group, User
-from models.db.tokens import touch_token, verify_scim_token
+from models.db.tokens import TokenIdentity, touch_token, verify_scim_token
 from scim import groups as group_store
 from scim import users as user_store
 from scim.bulk import run_bulk
@@ -68,6 +70,7 @@ class ScimConfig:
     limits: Limits
     default_count: int
     public_base_url: str | None = None
+    token_cache_s: float = 0.0  # how long a verified token is remembered (0: never)
 
 
 @dataclass(frozen=True)
@@ -132,9 +135,15 @@ def _projection_args(query: dict[str, str]) -> tuple[list[str] | None, list[str]
 class ScimApi:
     """Builds the router; holds the database and limits."""
 
-    def __init__(self, db: Database, config: ScimConfig) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: ScimConfig,
+        tokens: VerifiedCache[TokenIdentity] | None = None,
+    ) -> None:
         self.db = db
         self.config = config
+        self.tokens = tokens or VerifiedCache(config.token_cache_s)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -143,12 +152,27 @@ class ScimApi:
             return self.config.public_base_url.rstrip("/") + "/scim/v2"
         return str(request.base_url).rstrip("/") + "/scim/v2"
 
-    def _authenticate_sync(self, presented: str) -> tuple[str, str]:
-        with self.db.read() as session:
-            ident = verify_scim_token(session, presented)
+    def _identity(self, session: Session, presented: str) -> tuple[TokenIdentity, bool]:
+        """The token's identity and whether its `last_used_at` is due for a write.
+
+        A token verified in the last `token_cache_s` seconds is taken from memory (no
+        round trip); otherwise it is looked up in `session`. Unknown or revoked: 401.
+        """
+        ident = self.tokens.get(presented)
+        if ident is not None and not ident.use_is_stale():
+            return ident, False
+        ident = verify_scim_token(session, presented)
         if ident is None:
             raise Unauthorized("the bearer token is unknown or revoked")
-        if ident.use_is_stale():  # at most one write per token per minute
+        due = ident.use_is_stale()
+        # Remembered as used now when a touch is due: the caller writes it next.
+        self.tokens.put(presented, replace(ident, last_used_at=utcnow()) if due else ident)
+        return ident, due
+
+    def _authenticate_sync(self, presented: str) -> tuple[str, str]:
+        with self.db.read() as session:
+            ident, due = self._identity(session, presented)
+        if due:  # at most one write per token per minute
             with self.db.write() as session:
                 touch_token(session, ident.token_id)
         return ident.org_id, ident.token_id
@@ -186,10 +210,8 @@ class ScimApi:
                 # Under READ COMMITTED every statement takes its own snapshot anyway, so a
                 # read transaction buys nothing but a BEGIN and a ROLLBACK round trip.
                 session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            ident = verify_scim_token(session, caller.token)
-            if ident is None:
-                raise Unauthorized("the bearer token is unknown or revoked")
-            if ident.use_is_stale():
+            ident, stale = self._identity(session, caller.token)
+            if stale:
                 if write:
                     touch_token(session, ident.token_id)
                 else:

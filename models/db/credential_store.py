@@ -3,7 +3,8 @@
 A credential is a 256-bit random secret with a kind prefix; only its SHA-256 and a short
 display prefix are stored. Verification looks the hash up through a unique index with a
 statement built once (it runs on every request), then compares in constant time.
-Revocation takes effect on the next request.
+Revocation takes effect on the next verification (the SCIM API remembers a verified
+token for a short window: `models.credential_cache`).
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def test_token_lifecycle_and_audit(cli_env: dict[str, str]) -> None:
 
     db = Database(cli_env["DATABASE_URL"])
     try:
-        app = create_app(Settings(), db=db)
+        app = create_app(Settings(IDSYNC_SCIM_TOKEN_CACHE_S=0), db=db)  # revoke: at once
         with TestClient(app) as client:
             auth = {"Authorization": f"Bearer {token}"}
             made = client.post(

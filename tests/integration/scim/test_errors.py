@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from models.db.tokens import revoke_token, verify_scim_token
 from tests.support.scim_client import Orgs, Scim, user_body
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -137,3 +138,34 @@ def test_unknown_member_rejected_without_side_effects(orgs: Orgs) -> None:
 def test_bad_pagination_parameters(scim: Scim) -> None:
     _is_scim_error(scim.get("/Users", params={"count": "lots"}), 400, "invalidValue")
     _is_scim_error(scim.get("/Users", params={"sortOrder": "sideways"}), 400, "invalidValue")
+
+
+def test_a_revoked_token_stops_working_when_its_window_ends(orgs: Orgs) -> None:
+    """IDSYNC_SCIM_TOKEN_CACHE_S (2 s here, the default): a verified token is remembered
+    for the window, a revoked one then gets 401, and the other org is unaffected."""
+    scim, other = orgs.a, orgs.b
+    cache = scim.client.app.state.scim_tokens  # type: ignore[attr-defined]
+    now = [1000.0]
+    cache.clock = lambda: now[0]
+    assert cache.ttl_s == 2.0
+    assert scim.get("/Users").status_code == 200  # verified, remembered
+    assert other.get("/Users").status_code == 200
+    with orgs.db.write() as session:
+        ident = verify_scim_token(session, scim.token)
+        assert ident is not None
+        assert revoke_token(session, ident.token_id) == 1
+    assert scim.get("/Users").status_code == 200  # inside the window
+    now[0] += 2.0
+    gone = scim.get("/Users")
+    _is_scim_error(gone, 401)
+    assert scim.get("/Users").status_code == 401  # a revoked token is never remembered
+    assert other.get("/Users").status_code == 200
+
+
+def test_unknown_tokens_are_never_remembered(scim: Scim) -> None:
+    cache = scim.client.app.state.scim_tokens  # type: ignore[attr-defined]
+    before = len(cache)
+    for _ in range(3):
+        bad = scim.client.get("/scim/v2/Users", headers={"Authorization": "Bearer idsync_scim_x"})
+        _is_scim_error(bad, 401)
+    assert len(cache) == before
