@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from models.db.tables import Group, User
@@ -93,12 +93,15 @@ def search(
     *,
     default_count: int,
     max_results: int,
-) -> tuple[int, list[Any], int]:
-    """(totalResults, rows of this page, effective count).
+    extra: ColumnElement[Any] | None = None,
+) -> tuple[int, list[Any], list[Any] | None]:
+    """(totalResults, rows of this page, `extra`'s value per row or None).
 
-    The COUNT query is skipped when the page itself tells the total: fewer rows than
-    `count` starting at a row that exists means the result set ends on this page (the
-    common `userName eq` lookup then costs one query, not two)."""
+    `extra`, a correlated scalar subquery, rides along with the page query: a User's
+    computed `groups` then costs no query of its own. The COUNT query is skipped when
+    the page itself tells the total: fewer rows than `count` starting at a row that
+    exists means the result set ends on this page (the common `userName eq` lookup then
+    costs one query, not two)."""
     dialect = session.get_bind().dialect.name
     query = filtered_query(resource, org_id, params.filter, dialect)
     count = default_count if params.count is None else params.count
@@ -110,7 +113,7 @@ def search(
         return int(total)
 
     if count == 0:
-        return counted(), [], 0
+        return counted(), [], None
     table = _table(resource)
     if params.sort_by:
         order_by = compile_sort(
@@ -119,10 +122,17 @@ def search(
     else:
         order_by = [table.created_at.asc(), table.id.asc()]
     offset = params.start_index - 1
-    rows = list(session.scalars(query.order_by(*order_by).offset(offset).limit(count)))
+    page = query.order_by(*order_by).offset(offset).limit(count)
+    extras: list[Any] | None = None
+    if extra is None:
+        rows = list(session.scalars(page))
+    else:
+        pairs = session.execute(page.add_columns(extra)).all()
+        rows = [pair[0] for pair in pairs]
+        extras = [pair[1] for pair in pairs]
     if len(rows) < count and (rows or offset == 0):
-        return offset + len(rows), rows, count
-    return counted(), rows, count
+        return offset + len(rows), rows, extras
+    return counted(), rows, extras
 
 
 def validate_filter(resource: ResourceType, flt: str, dialect: str) -> ScimError | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -84,20 +85,39 @@ class ResourceOps:
     replace: Callable[[Session, ScimContext, str, dict[str, Any], str | None], Row]
     patch: Callable[[Session, ScimContext, str, dict[str, Any], str | None], Row]
     delete: Callable[[Session, ScimContext, str, str | None], None]
-    render: Callable[[Session, Sequence[Row], str, bool], list[dict[str, Any]]]
+    render: Callable[
+        [Session, Sequence[Row], str, bool, Sequence[Any] | None], list[dict[str, Any]]
+    ]
+    # A correlated subquery (by dialect) whose value per row the page query returns and
+    # `render` takes as `preloaded`, instead of a query of its own (Users: `groups`).
+    page_extra: Callable[[str], ColumnElement[Any]] | None = None
 
 
 def _render_users(
-    session: Session, rows: Sequence[User], base: str, with_groups: bool
+    session: Session,
+    rows: Sequence[User],
+    base: str,
+    with_groups: bool,
+    preloaded: Sequence[Any] | None = None,
 ) -> list[dict[str, Any]]:
-    groups = user_store.groups_of(session, [u.id for u in rows]) if with_groups else None
-    return [
-        render_user(u, base, groups.get(u.id, []) if groups is not None else None) for u in rows
-    ]
+    """`preloaded`: `groups_column` values from the page query, one per row."""
+    if not with_groups:
+        return [render_user(u, base, None) for u in rows]
+    if preloaded is not None:
+        return [
+            render_user(u, base, user_store.groups_from_column(g))
+            for u, g in zip(rows, preloaded, strict=True)
+        ]
+    groups = user_store.groups_of(session, [u.id for u in rows])
+    return [render_user(u, base, groups.get(u.id, [])) for u in rows]
 
 
 def _render_groups(
-    session: Session, rows: Sequence[Group], base: str, with_members: bool
+    session: Session,
+    rows: Sequence[Group],
+    base: str,
+    with_members: bool,
+    _preloaded: Sequence[Any] | None = None,
 ) -> list[dict[str, Any]]:
     members = group_store.members_of_many(session, [g.id for g in rows]) if with_members else None
     return [render_group(g, base, members[g.id] if members is not None else None) for g in rows]
@@ -112,6 +132,7 @@ USERS = ResourceOps(
     patch=user_store.patch_user,
     delete=user_store.delete_user,
     render=_render_users,
+    page_extra=user_store.groups_column,
 )
 GROUPS = ResourceOps(
     resource=GROUP_RESOURCE,
@@ -238,7 +259,7 @@ class ScimApi:
             if if_none_match is not None and tag in [t.strip() for t in if_none_match.split(",")]:
                 return Response(status_code=304, headers={"ETag": tag})
             full = wants(ops.multi_attr, attrs, excluded, ops.resource)
-            body = ops.render(session, [row], ctx.base_url, full)[0]
+            body = ops.render(session, [row], ctx.base_url, full, None)[0]
         return ScimResponse(
             project(body, ops.resource, attributes=attrs, excluded=excluded),
             headers={"ETag": tag, "Location": body["meta"]["location"]},
@@ -274,7 +295,7 @@ class ScimApi:
                 row = action(session, ctx, body)
             else:
                 row = action(session, ctx, body)
-                rendered = ops.render(session, [row], ctx.base_url, full)[0]
+                rendered = ops.render(session, [row], ctx.base_url, full, None)[0]
         if rendered is None:  # a User renders from loaded state: after COMMIT, off the lock
             rendered = render_user(row, ctx.base_url, groups)
         headers = {"ETag": rendered["meta"]["version"]}
@@ -321,16 +342,17 @@ class ScimApi:
             excluded = (
                 list(params.excluded_attributes) if params.excluded_attributes is not None else None
             )
-            total, rows, _ = search(
+            full = wants(ops.multi_attr, attrs, excluded, ops.resource)
+            total, rows, extras = search(
                 session,
                 ops.resource,
                 ctx.org_id,
                 params,
                 default_count=self.config.default_count,
                 max_results=self.config.limits.max_results,
+                extra=ops.page_extra(self.db.dialect) if full and ops.page_extra else None,
             )
-            full = wants(ops.multi_attr, attrs, excluded, ops.resource)
-            bodies = ops.render(session, rows, ctx.base_url, full)
+            bodies = ops.render(session, rows, ctx.base_url, full, extras)
         return ScimResponse(
             {
                 "schemas": [LIST_RESPONSE],
@@ -393,19 +415,20 @@ class ScimApi:
                     sort_by=params.sort_by,
                     sort_order=params.sort_order,
                 )
-                _, rows, _ = search(
+                full = wants(ops.multi_attr, attrs, excluded, ops.resource)
+                _, rows, extras = search(
                     session,
                     ops.resource,
                     ctx.org_id,
                     page,
                     default_count=room,
                     max_results=room,
+                    extra=ops.page_extra(self.db.dialect) if full and ops.page_extra else None,
                 )
                 skip = 0
-                full = wants(ops.multi_attr, attrs, excluded, ops.resource)
                 resources += [
                     project(b, ops.resource, attributes=attrs, excluded=excluded)
-                    for b in ops.render(session, rows, ctx.base_url, full)
+                    for b in ops.render(session, rows, ctx.base_url, full, extras)
                 ]
         return ScimResponse(
             {

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import JSON, ColumnElement, Table, delete, func, insert, select, type_coerce
 from sqlalchemy.orm import Session
 
 from models.db.base import new_id, utcnow
@@ -98,6 +98,34 @@ def groups_of(session: Session, user_ids: Sequence[str]) -> dict[str, list[tuple
     for user_id, group_id, name in rows:
         out[user_id].append((group_id, name))
     return out
+
+
+def groups_column(dialect: str) -> ColumnElement[Any]:
+    """A correlated subquery for a page of Users: each user's groups as a JSON array of
+    [id, displayName, displayName_norm] (order unspecified; `groups_from_column` sorts)."""
+    if dialect == "postgresql":
+        aggregate = func.json_agg(
+            func.json_build_array(Group.id, Group.display_name, Group.display_name_norm)
+        )
+    else:
+        aggregate = func.json_group_array(
+            func.json_array(Group.id, Group.display_name, Group.display_name_norm)
+        )
+    return type_coerce(
+        select(aggregate)
+        .select_from(GroupMember)
+        .join(Group, Group.id == GroupMember.group_id)
+        .where(GroupMember.user_id == User.id)
+        .scalar_subquery(),
+        JSON(none_as_null=True),
+    )
+
+
+def groups_from_column(value: Any) -> list[tuple[str, str]]:
+    """`groups_column`'s value as (group id, displayName) pairs, in `groups_of` order."""
+    if not value:
+        return []
+    return [(gid, name) for gid, name, _ in sorted(value, key=lambda g: (g[2], g[0]))]
 
 
 def with_default_active(doc: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import event
+
 from tests.support.scim_client import Orgs, Scim, group_body, user_body
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -218,3 +222,44 @@ def test_member_display_is_returned_on_request_only(scim: Scim) -> None:
     ]
     asked = scim.get(f"/Groups/{gid}", params={"attributes": "members.display"}).json()
     assert asked["members"] == [{"display": "Disp Lay"}]
+
+
+def test_a_lookup_is_one_statement_with_each_users_groups(orgs: Orgs) -> None:
+    """`userName eq` (what Okta sends before every create) costs one SELECT: the token
+    is remembered and each user's `groups` come from the page query itself, sorted by
+    displayName like a single-user GET; users without groups have none."""
+    scim = orgs.a
+    u1 = scim.post("/Users", user_body("in-two@x.io")).json()["id"]
+    u2 = scim.post("/Users", user_body("in-none@x.io")).json()["id"]
+    g_b = scim.post("/Groups", group_body("beta", [u1])).json()["id"]
+    g_a = scim.post("/Groups", group_body("Alpha", [u1])).json()["id"]
+    single = scim.get(f"/Users/{u1}").json()["groups"]
+
+    statements: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        if statement.strip().upper() != "BEGIN":  # SQLite's explicit BEGIN (WAL reader)
+            statements.append(statement)
+
+    engines = {orgs.db.engine, orgs.db.read_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        found = scim.get("/Users", params={"filter": 'userName eq "IN-TWO@x.io"', "count": 100})
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+    assert found.status_code == 200, found.text
+    assert len(statements) == 1, statements
+    (user,) = found.json()["Resources"]
+    assert [(g["value"], g["display"]) for g in user["groups"]] == [(g_a, "Alpha"), (g_b, "beta")]
+    assert user["groups"] == single
+
+    page = scim.get("/Users", params={"filter": 'userName sw "in-"'}).json()["Resources"]
+    by_id = {u["id"]: u for u in page}
+    assert [g["value"] for g in by_id[u1]["groups"]] == [g_a, g_b]
+    assert "groups" not in by_id[u2]
+    slim = scim.get("/Users", params={"filter": 'userName sw "in-"', "attributes": "userName"})
+    assert all("groups" not in u for u in slim.json()["Resources"])
+    searched = scim.post("/.search", {"filter": 'userName eq "in-two@x.io"'}).json()
+    assert [g["value"] for g in searched["Resources"][0]["groups"]] == [g_a, g_b]
