@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from models.db.tables import Group, User
 from scim.errors import InvalidValue, ScimError
+from scim.filter.ast import Filter
+from scim.filter.keyed import KeyedLookup, keyed_lookup
 from scim.filter.parser import parse_filter
 from scim.filter.sort import compile_sort
 from scim.filter.sql import compile_filter
+from scim.filter.storage import check_dialect
 from scim.schemas import ResourceType
 
 
@@ -76,13 +79,44 @@ def _table(resource: ResourceType) -> type[User] | type[Group]:
 
 
 def filtered_query(
-    resource: ResourceType, org_id: str, flt: str | None, dialect: str
+    resource: ResourceType, org_id: str, flt: str | Filter | None, dialect: str
 ) -> Select[Any]:
     table = _table(resource)
     query: Select[Any] = select(table).where(table.org_id == org_id)
     if flt:
-        query = query.where(compile_filter(parse_filter(flt), resource, dialect_name=dialect))
+        parsed = parse_filter(flt) if isinstance(flt, str) else flt
+        query = query.where(compile_filter(parsed, resource, dialect_name=dialect))
     return query
+
+
+# (resource, column, id(extra)) -> (the page statement, extra kept alive for its id)
+_KEYED_PAGES: dict[tuple[str, str, int], tuple[Select[Any], object]] = {}
+
+
+def _keyed_page(
+    resource: ResourceType, lookup: KeyedLookup, extra: ColumnElement[Any] | None
+) -> Select[Any]:
+    """The page statement for `column = :value` in the default order, built once."""
+    key = (resource.id, lookup.column, id(extra))
+    found = _KEYED_PAGES.get(key)
+    if found is not None:
+        return found[0]
+    table = _table(resource)
+    columns = table.__table__.c
+    page: Select[Any] = (
+        select(table)
+        .where(
+            columns.org_id == bindparam("org_id"),
+            columns[lookup.column] == bindparam("value", type_=columns[lookup.column].type),
+        )
+        .order_by(columns.created_at.asc(), columns.id.asc())
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+    if extra is not None:
+        page = page.add_columns(extra)
+    _KEYED_PAGES[key] = (page, extra)
+    return page
 
 
 def search(
@@ -103,31 +137,48 @@ def search(
     exists means the result set ends on this page (the common `userName eq` lookup then
     costs one query, not two)."""
     dialect = session.get_bind().dialect.name
-    query = filtered_query(resource, org_id, params.filter, dialect)
+    parsed = parse_filter(params.filter) if params.filter else None
     count = default_count if params.count is None else params.count
     count = min(count, max_results)
+    built: list[Select[Any]] = []
+
+    def query() -> Select[Any]:  # the general statement, built only when needed
+        if not built:
+            built.append(filtered_query(resource, org_id, parsed, dialect))
+        return built[0]
 
     def counted() -> int:
-        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+        total = session.scalar(select(func.count()).select_from(query().order_by(None).subquery()))
         assert total is not None
         return int(total)
 
     if count == 0:
         return counted(), [], None
     table = _table(resource)
-    if params.sort_by:
-        order_by = compile_sort(
-            params.sort_by, params.sort_order or "ascending", resource, dialect_name=dialect
-        )
-    else:
-        order_by = [table.created_at.asc(), table.id.asc()]
     offset = params.start_index - 1
-    page = query.order_by(*order_by).offset(offset).limit(count)
+    lookup = (
+        keyed_lookup(parsed, resource, check_dialect(dialect))
+        if parsed is not None and not params.sort_by
+        else None
+    )
+    if lookup is not None:
+        page = _keyed_page(resource, lookup, extra)
+        values = {"org_id": org_id, "value": lookup.value, "offset": offset, "limit": count}
+        result = session.execute(page, values)
+    else:
+        if params.sort_by:
+            order_by = compile_sort(
+                params.sort_by, params.sort_order or "ascending", resource, dialect_name=dialect
+            )
+        else:
+            order_by = [table.created_at.asc(), table.id.asc()]
+        page = query().order_by(*order_by).offset(offset).limit(count)
+        result = session.execute(page if extra is None else page.add_columns(extra))
     extras: list[Any] | None = None
     if extra is None:
-        rows = list(session.scalars(page))
+        rows = list(result.scalars())
     else:
-        pairs = session.execute(page.add_columns(extra)).all()
+        pairs = result.all()
         rows = [pair[0] for pair in pairs]
         extras = [pair[1] for pair in pairs]
     if len(rows) < count and (rows or offset == 0):

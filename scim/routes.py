@@ -91,6 +91,8 @@ class ResourceOps:
     # A correlated subquery (by dialect) whose value per row the page query returns and
     # `render` takes as `preloaded`, instead of a query of its own (Users: `groups`).
     page_extra: Callable[[str], ColumnElement[Any]] | None = None
+    # `create` writes with exactly one statement (see Database.write(one_statement=True)).
+    create_is_one_statement: bool = False
 
 
 def _render_users(
@@ -133,6 +135,7 @@ USERS = ResourceOps(
     delete=user_store.delete_user,
     render=_render_users,
     page_extra=user_store.groups_column,
+    create_is_one_statement=True,
 )
 GROUPS = ResourceOps(
     resource=GROUP_RESOURCE,
@@ -217,23 +220,28 @@ class ScimApi:
         return caller.context(org_id, token_id)
 
     @contextmanager
-    def _session(self, caller: Caller, *, write: bool) -> Iterator[tuple[Session, ScimContext]]:
+    def _session(
+        self, caller: Caller, *, write: bool, one_statement: bool = False
+    ) -> Iterator[tuple[Session, ScimContext]]:
         """The request's one transaction, its token verified as the first statement.
 
         Users and Groups requests authenticate here rather than in a transaction of their
         own: that saves a pool checkout (with its ping), a BEGIN and a ROLLBACK and a
         thread hop per request. A due `last_used_at` update joins a write transaction,
-        or follows a read one in a short write of its own (at most once a minute).
+        or follows a read one in a short write of its own (at most once a minute); so it
+        does for a `one_statement` write (Database.write), whose one statement must be
+        the request's own.
         """
         due: str | None = None
-        with self.db.write() if write else self.db.read() as session:
+        write_cm = self.db.write(one_statement=one_statement) if write else self.db.read()
+        with write_cm as session:
             if not write and self.db.dialect == "postgresql":
                 # Under READ COMMITTED every statement takes its own snapshot anyway, so a
                 # read transaction buys nothing but a BEGIN and a ROLLBACK round trip.
                 session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             ident, stale = self._identity(session, caller.token)
             if stale:
-                if write:
+                if write and not one_statement:
                     touch_token(session, ident.token_id)
                 else:
                     due = ident.token_id
@@ -274,6 +282,7 @@ class ScimApi:
         raw_body: bytes,
         status: int,
         rid: str | None = None,
+        one_statement: bool = False,
     ) -> Response:
         """Run a create (`rid` None) or an update of `rid` and render the result.
 
@@ -281,11 +290,13 @@ class ScimApi:
         holds the organization's row lock until COMMIT: every other write of the
         organization waits for it. Nothing else should run in that window, so a User's
         `groups` (which no User write changes) are read before the write, or known to be
-        empty for a new user, and the User is rendered after COMMIT.
+        empty for a new user, and the User is rendered after COMMIT. `one_statement`: the
+        action writes with one statement (a User create), which runs as its own
+        transaction on PostgreSQL, so the lock is not held across a client round trip.
         """
         groups: list[tuple[str, str]] | None = None
         rendered: dict[str, Any] | None = None
-        with self._session(caller, write=True) as (session, ctx):
+        with self._session(caller, write=True, one_statement=one_statement) as (session, ctx):
             body = parse_json_object(raw_body)
             attrs, excluded = _projection_args(query)
             full = wants(ops.multi_attr, attrs, excluded, ops.resource)
@@ -574,6 +585,8 @@ class ScimApi:
                     dict(request.query_params),
                     raw,
                     201,
+                    None,
+                    ops.create_is_one_statement,
                 )
 
             return await run(request, call)

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Executable
 
 from scim.errors import Uniqueness
 
 
-def execute_or_conflict(
-    session: Session,
-    statement: Executable,
-    params: dict[str, Any],
-    unique_column: str,
-    message: str,
-) -> None:
-    """Execute `statement`; a violation of the unique index on `unique_column` is 409."""
+@contextmanager
+def conflict_is_409(unique_column: str, message: str) -> Iterator[None]:
+    """A violation of the unique index on `unique_column` inside the block is 409.
+
+    The index is the only arbiter (two racing POSTs cannot both pass it). No savepoint:
+    a violation aborts the transaction, and the request rolls it back anyway.
+    """
     try:
-        session.execute(statement, params)
+        yield
     except IntegrityError as exc:
         if unique_column in str(exc.orig):
             raise Uniqueness(message) from exc
@@ -28,14 +27,6 @@ def execute_or_conflict(
 
 
 def flush_or_conflict(session: Session, unique_column: str, message: str) -> None:
-    """Flush; a violation of the unique index on `unique_column` becomes 409 uniqueness.
-
-    The index is the only arbiter (two racing POSTs cannot both pass it). No savepoint:
-    a violation aborts the transaction, and the request rolls it back anyway.
-    """
-    try:
+    """Flush; a violation of the unique index on `unique_column` becomes 409 uniqueness."""
+    with conflict_is_409(unique_column, message):
         session.flush()
-    except IntegrityError as exc:
-        if unique_column in str(exc.orig):
-            raise Uniqueness(message) from exc
-        raise

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import JSON, ColumnElement, Table, delete, func, insert, select, type_coerce
+from sqlalchemy import JSON, ColumnElement, Table, delete, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from models.db.base import new_id, utcnow
@@ -22,10 +22,9 @@ from scim.normalize import normalize_resource
 from scim.patch import apply_patch
 from scim.render import etag
 from scim.schemas import USER_RESOURCE
-from scim.uniqueness import execute_or_conflict, flush_or_conflict
+from scim.uniqueness import conflict_is_409, flush_or_conflict
 
 _USERS = cast(Table, User.__table__)
-_INSERT_USER = insert(_USERS)
 
 
 def check_etag(if_match: str | None, version: int) -> None:
@@ -100,9 +99,20 @@ def groups_of(session: Session, user_ids: Sequence[str]) -> dict[str, list[tuple
     return out
 
 
+_GROUPS_COLUMN: dict[str, ColumnElement[Any]] = {}
+
+
 def groups_column(dialect: str) -> ColumnElement[Any]:
     """A correlated subquery for a page of Users: each user's groups as a JSON array of
-    [id, displayName, displayName_norm] (order unspecified; `groups_from_column` sorts)."""
+    [id, displayName, displayName_norm] (order unspecified; `groups_from_column` sorts).
+    Built once per dialect: it has no parameters."""
+    built = _GROUPS_COLUMN.get(dialect)
+    if built is None:
+        built = _GROUPS_COLUMN[dialect] = _build_groups_column(dialect)
+    return built
+
+
+def _build_groups_column(dialect: str) -> ColumnElement[Any]:
     if dialect == "postgresql":
         aggregate = func.json_agg(
             func.json_build_array(Group.id, Group.display_name, Group.display_name_norm)
@@ -142,25 +152,23 @@ def create_user(session: Session, ctx: ScimContext, body: dict[str, Any]) -> Use
     now = utcnow()
     user = User(id=new_id(), org_id=ctx.org_id, version=1, created_at=now, updated_at=now)
     _apply_document(user, doc)
-    # A Core INSERT (the object stays transient, for rendering): no unit-of-work flush.
-    execute_or_conflict(
-        session,
-        _INSERT_USER,
-        {c.key: getattr(user, c.key) for c in _USERS.columns},
-        "user_name_norm",
-        f"userName {user.user_name!r} is already taken in this organization",
-    )
-    record_change(
-        session,
-        org_id=ctx.org_id,
-        kind="user.created",
-        resource_type="User",
-        resource_id=user.id,
-        user_ids=[user.id],
-        actor=ctx.actor,
-        request_id=ctx.request_id,
-        summary=f"userName={user.user_name} active={user.active}",
-    )
+    # The object stays transient (for rendering): its row is inserted by the change
+    # statement itself (PostgreSQL: one statement in all), with no unit-of-work flush.
+    with conflict_is_409(
+        "user_name_norm", f"userName {user.user_name!r} is already taken in this organization"
+    ):
+        record_change(
+            session,
+            org_id=ctx.org_id,
+            kind="user.created",
+            resource_type="User",
+            resource_id=user.id,
+            user_ids=[user.id],
+            actor=ctx.actor,
+            request_id=ctx.request_id,
+            summary=f"userName={user.user_name} active={user.active}",
+            insert_row=(_USERS, {c.key: getattr(user, c.key) for c in _USERS.columns}),
+        )
     return user
 
 

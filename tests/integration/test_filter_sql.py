@@ -17,6 +17,8 @@ from models.db.database import Database
 from models.db.tables import Group, GroupMember, Organization, User
 from scim.errors import InvalidFilter, InvalidValue
 from scim.filter import ValuePath, compile_filter, compile_sort, matches, parse_filter
+from scim.filter.keyed import keyed_lookup
+from scim.listing import SearchParams, search
 from scim.schemas import (
     ENTERPRISE_USER,
     ENTERPRISE_USER_SCHEMA,
@@ -28,6 +30,7 @@ from scim.schemas import (
     Schema,
     SchemaExtension,
 )
+from scim.users import groups_column, groups_from_column
 
 TEST_EXT = "urn:example:params:scim:schemas:extension:test:2.0:User"
 # A resource type with numeric and dateTime attributes (the standard schemas have none),
@@ -512,3 +515,88 @@ def test_in_memory_matcher_agrees_with_sql(flt: str, expected: set[str]) -> None
         if any(isinstance(e, dict) and matches(node.filter, e, attr) for e in elements or []):
             found.add(uid)
     assert found == expected
+
+
+# --- the listing code, which answers `attr eq "…"` on a column from a prebuilt statement
+
+
+KEYED_CASES: list[tuple[ResourceType, str, set[str]]] = [
+    (USER_RESOURCE, 'userName eq "bjensen"', {"u1"}),
+    (USER_RESOURCE, 'USERNAME EQ "BJENSEN"', {"u1"}),
+    (USER_RESOURCE, f'{USER_SCHEMA.id}:userName eq "BJensen"', {"u1"}),
+    (USER_RESOURCE, 'externalId eq "EXT-1"', {"u1"}),
+    (USER_RESOURCE, 'externalId eq "ext-1"', set()),  # caseExact
+    (USER_RESOURCE, 'id eq "u3"', {"u3"}),
+    (USER_RESOURCE, 'id eq "b-u3"', set()),  # another organization's row
+    (USER_RESOURCE, 'userName eq "nobody"', set()),
+    (GROUP_RESOURCE, 'displayName eq "ADMINS"', {"g1"}),
+    (GROUP_RESOURCE, 'externalId eq "G-1"', {"g1"}),
+]
+GENERAL_CASES: list[tuple[ResourceType, str]] = [
+    (USER_RESOURCE, 'userName ne "bjensen"'),
+    (USER_RESOURCE, 'userName co "jensen"'),
+    (USER_RESOURCE, 'displayName eq "babs jensen"'),  # caseExact=false on a raw column
+    (USER_RESOURCE, 'title eq "Tour Guide"'),  # held in the JSON document
+    (USER_RESOURCE, 'emails.value eq "bjensen@example.com"'),  # multi-valued
+    (USER_RESOURCE, "active eq true"),  # not a string
+    (USER_RESOURCE, 'userName eq "bjensen" and active eq true'),
+    (USER_RESOURCE, f'{ENT}:employeeNumber eq "701984"'),
+    (USER_RESOURCE, 'meta.created eq "2024-01-10T12:00:00Z"'),
+    (GROUP_RESOURCE, 'members.value eq "u1"'),
+]
+
+
+def _listed(
+    database: Database, resource: ResourceType, flt: str, total: int | None = None, **params: Any
+) -> set[str]:
+    """The ids `search` lists; `total`: the totalResults to expect (default: as listed)."""
+    with database.read() as session:
+        found, rows, extras = search(
+            session,
+            resource,
+            "org-a",
+            SearchParams(filter=flt, **params),
+            default_count=100,
+            max_results=100,
+            extra=groups_column(database.dialect) if resource is USER_RESOURCE else None,
+        )
+    ids = {row.id for row in rows}
+    assert found == (len(ids) if total is None else total)
+    if extras is not None:  # each user's groups ride along, exactly
+        for row, value in zip(rows, extras, strict=True):
+            mine = {gid for gid, (_, _, members) in GROUPS.items() if row.id in members}
+            assert {gid for gid, _ in groups_from_column(value)} == mine
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("resource", "flt", "expected"), KEYED_CASES, ids=[f"{c[0].id}:{c[1]}" for c in KEYED_CASES]
+)
+def test_keyed_lookups_take_the_prebuilt_statement_and_agree(
+    db: Database, resource: ResourceType, flt: str, expected: set[str]
+) -> None:
+    assert keyed_lookup(parse_filter(flt), resource, db.dialect) is not None  # type: ignore[arg-type]
+    assert _listed(db, resource, flt) == expected
+    table = User if resource is USER_RESOURCE else Group
+    general = compile_filter(parse_filter(flt), resource, dialect_name=db.dialect)
+    with db.read() as session:
+        assert set(session.scalars(select(table.id).where(table.org_id == "org-a", general))) == (
+            expected
+        )
+    # paging and sorting through the same statement
+    assert _listed(db, resource, flt, total=len(expected), start_index=2) == set()
+    assert _listed(db, resource, flt, total=len(expected), count=0) == set()
+
+
+@pytest.mark.parametrize(
+    ("resource", "flt"), GENERAL_CASES, ids=[f"{c[0].id}:{c[1]}" for c in GENERAL_CASES]
+)
+def test_other_filters_take_the_general_compiler(
+    db: Database, resource: ResourceType, flt: str
+) -> None:
+    assert keyed_lookup(parse_filter(flt), resource, db.dialect) is None  # type: ignore[arg-type]
+    table = User if resource is USER_RESOURCE else Group
+    general = compile_filter(parse_filter(flt), resource, dialect_name=db.dialect)
+    with db.read() as session:
+        expected = set(session.scalars(select(table.id).where(table.org_id == "org-a", general)))
+    assert _listed(db, resource, flt) == expected
