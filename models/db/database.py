@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, insert, select, text, update
+from sqlalchemy import Engine, Insert, Table, bindparam, exists, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from models.db.base import utcnow
@@ -48,6 +48,50 @@ _RECORD_PG = (
     )
     .returning(_CHANGES.c.revision)
 )
+_RECORD_WITH_INSERT_PG: dict[str, Insert] = {}
+
+
+def _record_with_insert_pg(table: Table) -> Insert:
+    """`_RECORD_PG` that first inserts one row into `table` (bound as `i_<column>`):
+
+        WITH inserted AS (INSERT INTO table … RETURNING 1),
+             allocated AS (UPDATE organizations … WHERE id = :org_id
+                           AND EXISTS (SELECT FROM inserted) RETURNING revision)
+        INSERT INTO changes … SELECT …, allocated.revision FROM allocated
+
+    The EXISTS makes the row's INSERT (and its unique-index check) run before the
+    organization row is locked: the same lock order as every other write (rows first,
+    revision last), so this statement cannot deadlock with them.
+    """
+    built = _RECORD_WITH_INSERT_PG.get(table.name)
+    if built is not None:
+        return built
+    inserted = (
+        insert(table)
+        .values({c.key: bindparam(f"i_{c.key}", type_=c.type) for c in table.columns})
+        .returning(table.c[next(iter(table.primary_key.columns)).key])
+        .cte("inserted")
+    )
+    allocated = (
+        update(_ORGS)
+        .where(_ORGS.c.id == bindparam("org_id"), exists().select_from(inserted))
+        .values(revision=_ORGS.c.revision + 1)
+        .returning(_ORGS.c.revision)
+        .cte("allocated")
+    )
+    built = (
+        insert(_CHANGES)
+        .from_select(
+            [*_CHANGE_COLUMNS, "revision"],
+            select(
+                *(bindparam(f"v_{name}", type_=_CHANGES.c[name].type) for name in _CHANGE_COLUMNS),
+                allocated.c.revision,
+            ),
+        )
+        .returning(_CHANGES.c.revision)
+    )
+    _RECORD_WITH_INSERT_PG[table.name] = built
+    return built
 
 
 @dataclass(frozen=True)
@@ -100,10 +144,18 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """One transaction: commit on success, roll back on error; then publish changes."""
+    def write(self, *, one_statement: bool = False) -> Iterator[Session]:
+        """One transaction: commit on success, roll back on error; then publish changes.
+
+        `one_statement`: the caller promises to write with exactly one statement (reads
+        before it are fine). On PostgreSQL that statement then runs as its own
+        transaction (autocommit): no BEGIN and no COMMIT round trip, and locks it takes
+        are released by the server as soon as it ends, not a round trip later.
+        """
         with self.sessions() as session:
             with session.begin():
+                if one_statement and self.dialect == "postgresql":
+                    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
                 yield session
             pending: list[CommittedChange] = session.info.pop(_PENDING, [])
         if pending:
@@ -136,11 +188,18 @@ def record_change(
     group_ids: list[str] | tuple[str, ...] = (),
     request_id: str | None = None,
     summary: str = "",
+    insert_row: tuple[Table, Mapping[str, Any]] | None = None,
 ) -> int:
     """Allocate the organization's next revision and write the change row.
 
     Call it as the last statement of a write transaction: the `UPDATE … RETURNING`
     takes the organization row lock until commit, so revisions commit in order.
+
+    `insert_row` (table, values of every column): a new row that this change records,
+    inserted by the same statement on PostgreSQL. A create is then exactly one
+    statement, which `Database.write(one_statement=True)` runs as its own transaction:
+    no client round trip happens while the organization row is locked. A unique
+    violation of that row raises IntegrityError, as a separate INSERT would.
     """
     users = sorted(set(user_ids))
     groups = sorted(set(group_ids))
@@ -162,8 +221,15 @@ def record_change(
     if session.get_bind().dialect.name == "postgresql":
         # One round trip: WITH r AS (UPDATE … RETURNING revision) INSERT … SELECT … FROM r.
         params = {"org_id": org_id, **{f"v_{name}": value for name, value in values.items()}}
-        revision = session.execute(_RECORD_PG, params).scalar_one()
-    else:  # SQLite: the write lock was taken at BEGIN IMMEDIATE; two statements suffice.
+        if insert_row is None:
+            revision = session.execute(_RECORD_PG, params).scalar_one()
+        else:
+            table, row = insert_row
+            params.update({f"i_{key}": value for key, value in row.items()})
+            revision = session.execute(_record_with_insert_pg(table), params).scalar_one()
+    else:  # SQLite: the write lock was taken at BEGIN IMMEDIATE; plain statements suffice.
+        if insert_row is not None:
+            session.execute(insert(insert_row[0]), dict(insert_row[1]))
         revision = session.execute(_BUMP, {"org_id": org_id}).scalar_one()
         session.execute(insert(_CHANGES), {**values, "revision": revision})
     session.info.setdefault(_PENDING, []).append(

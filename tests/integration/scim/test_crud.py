@@ -263,3 +263,33 @@ def test_a_lookup_is_one_statement_with_each_users_groups(orgs: Orgs) -> None:
     assert all("groups" not in u for u in slim.json()["Resources"])
     searched = scim.post("/.search", {"filter": 'userName eq "in-two@x.io"'}).json()
     assert [g["value"] for g in searched["Resources"][0]["groups"]] == [g_a, g_b]
+
+
+def test_a_user_create_is_one_statement_on_postgresql(orgs: Orgs) -> None:
+    """POST /Users: on PostgreSQL the row, the revision and the change row are written
+    by one statement run as its own transaction (no lock held across a round trip); a
+    taken userName still gets 409 and writes nothing."""
+    scim = orgs.a
+    assert scim.post("/Users", user_body("first@x.io")).status_code == 201  # token now known
+    before = orgs.change_count()
+    statements: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    event.listen(orgs.db.engine, "before_cursor_execute", count)
+    try:
+        made = scim.post("/Users", user_body("second@x.io"))
+        taken = scim.post("/Users", user_body("SECOND@x.io"))
+    finally:
+        event.remove(orgs.db.engine, "before_cursor_execute", count)
+    assert made.status_code == 201, made.text
+    assert taken.status_code == 409 and taken.json()["scimType"] == "uniqueness"
+    assert orgs.change_count() == before + 1
+    if orgs.db.dialect == "postgresql":
+        assert len(statements) == 2, statements  # one per request
+        assert statements[0].lstrip().startswith("WITH inserted AS")
+    else:  # SQLite: the row, the revision, the change row inside BEGIN IMMEDIATE
+        writes = [s.split()[0].upper() for s in statements if s != "BEGIN IMMEDIATE"]
+        assert writes == ["INSERT", "UPDATE", "INSERT", "INSERT"], statements  # 409: 1st
+    assert scim.get(f"/Users/{made.json()['id']}").json()["userName"] == "second@x.io"
