@@ -89,7 +89,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         ),
     )
     app.state.scim_tokens = scim.tokens  # operators' tools and tests reach the cache here
-    app.include_router(scim.router(), prefix=SCIM_PREFIX, include_in_schema=False)
+    app.mount(SCIM_PREFIX, scim.router())
     from idsync.admin_api import install_admin_api
 
     install_admin_api(app)

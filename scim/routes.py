@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
-from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Router
 
 from models.credential_cache import VerifiedCache
 from models.db.base import utcnow
@@ -41,7 +41,7 @@ from scim.http import (
     read_body,
     read_json_object,
 )
-from scim.listing import SearchParams, parse_params, search, validate_filter
+from scim.listing import ExtraColumn, SearchParams, parse_params, search, validate_filter
 from scim.projection import project, wants
 from scim.render import etag, render_group, render_user
 from scim.schemas import GROUP_RESOURCE, LIST_RESPONSE, SCHEMAS, USER_RESOURCE, ResourceType
@@ -90,7 +90,7 @@ class ResourceOps:
     ]
     # A correlated subquery (by dialect) whose value per row the page query returns and
     # `render` takes as `preloaded`, instead of a query of its own (Users: `groups`).
-    page_extra: Callable[[str], ColumnElement[Any]] | None = None
+    page_extra: ExtraColumn | None = None
     # `create` writes with exactly one statement (see Database.write(one_statement=True)).
     create_is_one_statement: bool = False
 
@@ -361,7 +361,7 @@ class ScimApi:
                 params,
                 default_count=self.config.default_count,
                 max_results=self.config.limits.max_results,
-                extra=ops.page_extra(self.db.dialect) if full and ops.page_extra else None,
+                extra=ops.page_extra if full else None,
             )
             bodies = ops.render(session, rows, ctx.base_url, full, extras)
         return ScimResponse(
@@ -434,7 +434,7 @@ class ScimApi:
                     page,
                     default_count=room,
                     max_results=room,
-                    extra=ops.page_extra(self.db.dialect) if full and ops.page_extra else None,
+                    extra=ops.page_extra if full else None,
                 )
                 skip = 0
                 resources += [
@@ -460,8 +460,13 @@ class ScimApi:
 
     # -- router -------------------------------------------------------------------
 
-    def router(self) -> APIRouter:
-        router = APIRouter()
+    def router(self) -> Router:
+        """The SCIM endpoints as a plain Starlette router, mounted at /scim/v2.
+
+        Not a FastAPI router: these endpoints take the raw request (no dependency
+        injection, validation or OpenAPI schema), and FastAPI's per-request machinery
+        cost more CPU than an indexed lookup (measured: docs/benchmarks.md)."""
+        router = Router()
         max_bytes = self.config.limits.max_payload_bytes
 
         async def guarded(request: Request, handler: Callable[[ScimContext], Any]) -> Response:
@@ -475,22 +480,21 @@ class ScimApi:
         for ops in (USERS, GROUPS):
             self._resource_routes(router, ops, max_bytes)
 
-        @router.get("/ServiceProviderConfig")
         async def spc(request: Request) -> Response:
             async def run(ctx: ScimContext) -> Response:
                 return ScimResponse(service_provider_config(ctx.base_url, self.config.limits))
 
             return await guarded(request, run)
 
-        @router.get("/ResourceTypes")
         async def rtypes(request: Request) -> Response:
             async def run(ctx: ScimContext) -> Response:
                 return ScimResponse(list_response(resource_types(ctx.base_url)))
 
             return await guarded(request, run)
 
-        @router.get("/ResourceTypes/{rid}")
-        async def rtype(request: Request, rid: str) -> Response:
+        async def rtype(request: Request) -> Response:
+            rid = request.path_params["rid"]
+
             async def run(ctx: ScimContext) -> Response:
                 for item in resource_types(ctx.base_url):
                     if item["id"] == rid:
@@ -499,15 +503,15 @@ class ScimApi:
 
             return await guarded(request, run)
 
-        @router.get("/Schemas")
         async def schema_list(request: Request) -> Response:
             async def run(ctx: ScimContext) -> Response:
                 return ScimResponse(list_response(schemas(ctx.base_url)))
 
             return await guarded(request, run)
 
-        @router.get("/Schemas/{sid}")
-        async def schema_one(request: Request, sid: str) -> Response:
+        async def schema_one(request: Request) -> Response:
+            sid = request.path_params["sid"]
+
             async def run(ctx: ScimContext) -> Response:
                 for schema in SCHEMAS:
                     if schema.id == sid:
@@ -516,7 +520,6 @@ class ScimApi:
 
             return await guarded(request, run)
 
-        @router.post("/.search")
         async def root_search(request: Request) -> Response:
             async def run(ctx: ScimContext) -> Response:
                 body = await read_json_object(request, max_bytes)
@@ -525,7 +528,6 @@ class ScimApi:
 
             return await guarded(request, run)
 
-        @router.post("/Bulk")
         async def bulk(request: Request) -> Response:
             async def run(ctx: ScimContext) -> Response:
                 body = await read_json_object(request, max_bytes)
@@ -541,16 +543,23 @@ class ScimApi:
 
             return await guarded(request, run)
 
-        @router.api_route("/Me", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
         async def me(request: Request) -> Response:
             async def run(ctx: ScimContext) -> Response:
                 raise ScimError(501, "/Me is not supported: tokens belong to organizations")
 
             return await guarded(request, run)
 
+        router.add_route("/ServiceProviderConfig", spc, methods=["GET"])
+        router.add_route("/ResourceTypes", rtypes, methods=["GET"])
+        router.add_route("/ResourceTypes/{rid}", rtype, methods=["GET"])
+        router.add_route("/Schemas", schema_list, methods=["GET"])
+        router.add_route("/Schemas/{sid}", schema_one, methods=["GET"])
+        router.add_route("/.search", root_search, methods=["POST"])
+        router.add_route("/Bulk", bulk, methods=["POST"])
+        router.add_route("/Me", me, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
         return router
 
-    def _resource_routes(self, router: APIRouter, ops: ResourceOps, max_bytes: int) -> None:
+    def _resource_routes(self, router: Router, ops: ResourceOps, max_bytes: int) -> None:
         """Users/Groups endpoints: the header is checked here, everything else (token,
         parameters, body) in the request's one transaction (`_session`), so a request
         with a wrong token gets 401 whatever its parameters or body."""
@@ -591,7 +600,8 @@ class ScimApi:
 
             return await run(request, call)
 
-        async def get(request: Request, rid: str) -> Response:
+        async def get(request: Request) -> Response:
+            rid = request.path_params["rid"]
             return await run(
                 request,
                 lambda c: run_in_threadpool(
@@ -604,7 +614,9 @@ class ScimApi:
                 ),
             )
 
-        async def replace(request: Request, rid: str) -> Response:
+        async def replace(request: Request) -> Response:
+            rid = request.path_params["rid"]
+
             async def call(c: Caller) -> Response:
                 raw = await read_body(request, max_bytes)
                 if_match = request.headers.get("if-match")
@@ -621,7 +633,9 @@ class ScimApi:
 
             return await run(request, call)
 
-        async def patch(request: Request, rid: str) -> Response:
+        async def patch(request: Request) -> Response:
+            rid = request.path_params["rid"]
+
             async def call(c: Caller) -> Response:
                 raw = await read_body(request, max_bytes)
                 return await run_in_threadpool(
@@ -636,7 +650,8 @@ class ScimApi:
 
             return await run(request, call)
 
-        async def delete(request: Request, rid: str) -> Response:
+        async def delete(request: Request) -> Response:
+            rid = request.path_params["rid"]
             return await run(
                 request,
                 lambda c: run_in_threadpool(
@@ -644,10 +659,10 @@ class ScimApi:
                 ),
             )
 
-        router.add_api_route(path, list_, methods=["GET"])
-        router.add_api_route(path, create, methods=["POST"])
-        router.add_api_route(f"{path}/.search", search_, methods=["POST"])
-        router.add_api_route(f"{path}/{{rid}}", get, methods=["GET"])
-        router.add_api_route(f"{path}/{{rid}}", replace, methods=["PUT"])
-        router.add_api_route(f"{path}/{{rid}}", patch, methods=["PATCH"])
-        router.add_api_route(f"{path}/{{rid}}", delete, methods=["DELETE"])
+        router.add_route(path, list_, methods=["GET"])
+        router.add_route(path, create, methods=["POST"])
+        router.add_route(f"{path}/.search", search_, methods=["POST"])
+        router.add_route(f"{path}/{{rid}}", get, methods=["GET"])
+        router.add_route(f"{path}/{{rid}}", replace, methods=["PUT"])
+        router.add_route(f"{path}/{{rid}}", patch, methods=["PATCH"])
+        router.add_route(f"{path}/{{rid}}", delete, methods=["DELETE"])

@@ -99,20 +99,10 @@ def groups_of(session: Session, user_ids: Sequence[str]) -> dict[str, list[tuple
     return out
 
 
-_GROUPS_COLUMN: dict[str, ColumnElement[Any]] = {}
-
-
-def groups_column(dialect: str) -> ColumnElement[Any]:
-    """A correlated subquery for a page of Users: each user's groups as a JSON array of
-    [id, displayName, displayName_norm] (order unspecified; `groups_from_column` sorts).
-    Built once per dialect: it has no parameters."""
-    built = _GROUPS_COLUMN.get(dialect)
-    if built is None:
-        built = _GROUPS_COLUMN[dialect] = _build_groups_column(dialect)
-    return built
-
-
-def _build_groups_column(dialect: str) -> ColumnElement[Any]:
+def groups_column(dialect: str, user_id: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A scalar subquery correlated to `user_id` (a page's id column): that user's groups
+    as a JSON array of [id, displayName, displayName_norm], order unspecified
+    (`groups_from_column` sorts)."""
     if dialect == "postgresql":
         aggregate = func.json_agg(
             func.json_build_array(Group.id, Group.display_name, Group.display_name_norm)
@@ -125,7 +115,7 @@ def _build_groups_column(dialect: str) -> ColumnElement[Any]:
         select(aggregate)
         .select_from(GroupMember)
         .join(Group, Group.id == GroupMember.group_id)
-        .where(GroupMember.user_id == User.id)
+        .where(GroupMember.user_id == user_id)
         .scalar_subquery(),
         JSON(none_as_null=True),
     )

@@ -69,7 +69,20 @@ def make_engine(
         pool_recycle=1800,
     )
     _ping_when_idle(engine)
+    event.listen(engine, "connect", _postgresql_session_settings)
     return engine
+
+
+def _postgresql_session_settings(dbapi_conn: Any, _record: Any) -> None:
+    """`jit = off`: idsync's statements are short index probes and pages, and the JIT
+    compilation PostgreSQL starts for any plan costed above `jit_above_cost` takes
+    10-12 ms here, several times the query itself (docs/operations.md)."""
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    try:
+        dbapi_conn.execute("SET jit = off")
+    finally:
+        dbapi_conn.autocommit = autocommit
 
 
 PING_AFTER_IDLE_S = 5.0

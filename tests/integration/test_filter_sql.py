@@ -558,7 +558,7 @@ def _listed(
             SearchParams(filter=flt, **params),
             default_count=100,
             max_results=100,
-            extra=groups_column(database.dialect) if resource is USER_RESOURCE else None,
+            extra=groups_column if resource is USER_RESOURCE else None,
         )
     ids = {row.id for row in rows}
     assert found == (len(ids) if total is None else total)
@@ -600,3 +600,29 @@ def test_other_filters_take_the_general_compiler(
     with db.read() as session:
         expected = set(session.scalars(select(table.id).where(table.org_id == "org-a", general)))
     assert _listed(db, resource, flt) == expected
+
+
+@pytest.mark.parametrize(("sort_by", "order", "expected"), SORT_CASES)
+def test_pages_keep_the_sort_order(
+    db: Database, sort_by: str | None, order: str | None, expected: list[str]
+) -> None:
+    """Pages of two through `search`: concatenated, they are the sorted list."""
+    if sort_by is None:
+        expected = sorted(expected)  # sortOrder without sortBy: the default order
+    listed: list[str] = []
+    with db.read() as session:
+        for start in (1, 3, 5):
+            params = SearchParams(sort_by=sort_by, sort_order=order, start_index=start, count=2)
+            total, rows, extras = search(
+                session,
+                USER_RESOURCE,
+                "org-a",
+                params,
+                default_count=2,
+                max_results=2,
+                extra=groups_column,
+            )
+            assert total == len(expected)
+            assert extras is None  # a page's groups are a query of their own
+            listed += [row.id for row in rows]
+    assert listed == expected
