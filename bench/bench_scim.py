@@ -7,7 +7,8 @@ Both servers run in their own process on loopback, one process each, so the load
 generator (this process) competes with neither for the GIL:
 
 - **idsync**: `uvicorn idsync.asgi:app` (one worker, production settings, INFO request
-  logs to /dev/null) on a throw-away PostgreSQL database that this script creates,
+  logs to /dev/null, no REDIS_URL: the SCIM service alone, without the after-commit hook
+  that marks users dirty in Redis) on a throw-away PostgreSQL database that this script creates,
   migrates (`idsync db upgrade`'s code) and drops. PostgreSQL: $IDSYNC_BENCH_PG_URL,
   default postgresql://postgres@127.0.0.1:5432/postgres (admin connection).
 - **scim2-server** (the python-scim reference server, in memory): this same file re-run
@@ -594,12 +595,10 @@ def idsync_target() -> Iterator[IdsyncTarget]:
         db.dispose()
         port = free_port()
         with tempfile.TemporaryDirectory() as data_dir:
-            env = {
-                **os.environ,
-                "DATABASE_URL": plain_url,
-                "IDSYNC_DATA_DIR": data_dir,
-                "PYTHONPATH": str(ROOT),
-            }
+            # The SCIM service alone, as scim2-server is: no REDIS_URL, so no after-commit
+            # hook marking users dirty in Redis (bench_freshness.py measures that path).
+            env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CACHE_REDIS_URL")}
+            env.update(DATABASE_URL=plain_url, IDSYNC_DATA_DIR=data_dir, PYTHONPATH=str(ROOT))
             cmd = [
                 sys.executable, "-m", "uvicorn", "idsync.asgi:app",
                 "--host", "127.0.0.1", "--port", str(port),
