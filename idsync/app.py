@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from idsync.settings import Settings
 from models.db.database import Database
 from scim.discovery import Limits
-from scim.http import http_exception_response
+from scim.http import exception_response, http_exception_response
 from scim.routes import ScimApi, ScimConfig
 
 SCIM_PREFIX = "/scim/v2"
@@ -64,10 +64,73 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
+def _route_path(scope: Scope) -> str:
+    """The path below the app's root path (as Starlette's routing sees it)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+class ScimLane:
+    """The SCIM router with SCIM error bodies for whatever escapes it, mounted the way
+    Starlette's `Mount` would (root path, app root path) but without the app's stack."""
+
+    def __init__(self, router: ASGIApp, app: FastAPI) -> None:
+        self.router = router
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        root = scope.get("root_path", "")
+        child = {**scope, "app": self.app, "app_root_path": root, "root_path": root + SCIM_PREFIX}
+        started = False
+
+        async def tracking_send(message: dict[str, object]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.router(child, receive, tracking_send)  # type: ignore[arg-type]
+        except StarletteHTTPException as exc:  # 404 unknown path, 405 wrong method
+            if started:
+                raise
+            await http_exception_response(exc)(child, receive, send)
+        except Exception as exc:
+            if started:
+                raise
+            await exception_response(exc)(child, receive, send)
+
+
+class IdsyncApp(FastAPI):
+    """FastAPI for the health, check and admin APIs; SCIM requests take a lane of their own.
+
+    A SCIM request needs none of FastAPI's per-request machinery (its handlers take the
+    raw request and map every error to a SCIM body themselves), and the five middleware
+    layers and the route matching in front of a mounted router cost more CPU than the
+    indexed lookup behind it (docs/benchmarks.md). Requests under /scim/v2 therefore go
+    from the request-id middleware straight to the SCIM router; the rest, lifespan
+    included, take the FastAPI stack.
+    """
+
+    scim_lane: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.scim_lane
+        if lane is not None and scope["type"] == "http":
+            path = _route_path(scope)
+            if path.startswith(SCIM_PREFIX) and path[len(SCIM_PREFIX) : len(SCIM_PREFIX) + 1] in (
+                "",
+                "/",
+            ):
+                await lane(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the app. The caller owns `db` when given (tests); else one is made here."""
     database = db or Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
-    app = FastAPI(
+    app = IdsyncApp(
         title="idsync",
         version="0.1.0",
         description="SCIM 2.0 identity sync, access model and permission checks",
@@ -105,7 +168,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
 
     app.state.scim_tokens = scim.tokens  # operators' tools and tests reach the cache here
-    app.mount(SCIM_PREFIX, scim.router())
+    app.scim_lane = RequestIdMiddleware(ScimLane(scim.router(), app))
 
     from idsync.check_api import check_router
     from worker.hooks import install_change_hook

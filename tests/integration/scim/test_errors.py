@@ -169,3 +169,25 @@ def test_unknown_tokens_are_never_remembered(scim: Scim) -> None:
         bad = scim.client.get("/scim/v2/Users", headers={"Authorization": "Bearer idsync_scim_x"})
         _is_scim_error(bad, 401)
     assert len(cache) == before
+
+
+def test_scim_lane_behind_a_root_path_and_at_its_boundary(orgs: Orgs) -> None:
+    """SCIM requests bypass the FastAPI stack (idsync.app.ScimLane): behind a proxy's
+    root path they still resolve and render absolute URLs with it; `/scim/v2x` is not
+    SCIM; routing errors below /scim/v2 keep the SCIM Error schema."""
+    from fastapi.testclient import TestClient
+
+    scim = orgs.a
+    made = scim.post("/Users", user_body("root@x.io")).json()
+    auth = {"Authorization": f"Bearer {scim.token}"}
+    with TestClient(scim.client.app, root_path="/idsync") as proxied:
+        got = proxied.get(f"/idsync/scim/v2/Users/{made['id']}", headers=auth)
+        assert got.status_code == 200, got.text
+        assert got.json()["meta"]["location"] == (
+            f"http://testserver/idsync/scim/v2/Users/{made['id']}"
+        )
+        _is_scim_error(proxied.get("/idsync/scim/v2/Nope", headers=auth), 404)
+    other = scim.client.get("/scim/v2x/Users", headers=auth)
+    assert other.status_code == 404
+    _is_scim_error(scim.client.delete("/scim/v2/Users", headers=auth), 405)
+    assert scim.client.get("/scim/v2/Users", headers=auth).headers["x-request-id"]
