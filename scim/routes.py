@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Router
@@ -42,6 +41,7 @@ from scim.http import (
     read_json_object,
 )
 from scim.listing import ExtraColumn, SearchParams, parse_params, search, validate_filter
+from scim.offload import in_thread
 from scim.projection import project, wants
 from scim.render import etag, render_group, render_user
 from scim.schemas import GROUP_RESOURCE, LIST_RESPONSE, SCHEMAS, USER_RESOURCE, ResourceType
@@ -216,7 +216,7 @@ class ScimApi:
     async def context(self, request: Request) -> ScimContext:
         """A verified context in a transaction of its own (discovery, /Me, bulk)."""
         caller = self.caller(request)
-        org_id, token_id = await run_in_threadpool(self._authenticate_sync, caller.token)
+        org_id, token_id = await in_thread(self._authenticate_sync, caller.token)
         return caller.context(org_id, token_id)
 
     @contextmanager
@@ -524,14 +524,14 @@ class ScimApi:
             async def run(ctx: ScimContext) -> Response:
                 body = await read_json_object(request, max_bytes)
                 params = parse_params(body)
-                return await run_in_threadpool(self._root_search_sync, ctx, params)
+                return await in_thread(self._root_search_sync, ctx, params)
 
             return await guarded(request, run)
 
         async def bulk(request: Request) -> Response:
             async def run(ctx: ScimContext) -> Response:
                 body = await read_json_object(request, max_bytes)
-                result = await run_in_threadpool(
+                result = await in_thread(
                     run_bulk,
                     self.db,
                     ctx,
@@ -574,19 +574,19 @@ class ScimApi:
 
         async def list_(request: Request) -> Response:
             query = dict(request.query_params)
-            return await run(request, lambda c: run_in_threadpool(self._list_sync, ops, c, query))
+            return await run(request, lambda c: in_thread(self._list_sync, ops, c, query))
 
         async def search_(request: Request) -> Response:
             async def call(c: Caller) -> Response:
                 raw = await read_body(request, max_bytes)
-                return await run_in_threadpool(self._list_sync, ops, c, raw)
+                return await in_thread(self._list_sync, ops, c, raw)
 
             return await run(request, call)
 
         async def create(request: Request) -> Response:
             async def call(c: Caller) -> Response:
                 raw = await read_body(request, max_bytes)
-                return await run_in_threadpool(
+                return await in_thread(
                     self._write_sync,
                     ops,
                     ops.create,
@@ -604,7 +604,7 @@ class ScimApi:
             rid = request.path_params["rid"]
             return await run(
                 request,
-                lambda c: run_in_threadpool(
+                lambda c: in_thread(
                     self._get_sync,
                     ops,
                     c,
@@ -620,7 +620,7 @@ class ScimApi:
             async def call(c: Caller) -> Response:
                 raw = await read_body(request, max_bytes)
                 if_match = request.headers.get("if-match")
-                return await run_in_threadpool(
+                return await in_thread(
                     self._write_sync,
                     ops,
                     lambda s, ctx, body: ops.replace(s, ctx, rid, body, if_match),
@@ -638,7 +638,7 @@ class ScimApi:
 
             async def call(c: Caller) -> Response:
                 raw = await read_body(request, max_bytes)
-                return await run_in_threadpool(
+                return await in_thread(
                     self._patch_sync,
                     ops,
                     c,
@@ -654,7 +654,7 @@ class ScimApi:
             rid = request.path_params["rid"]
             return await run(
                 request,
-                lambda c: run_in_threadpool(
+                lambda c: in_thread(
                     self._delete_sync, ops, c, rid, request.headers.get("if-match")
                 ),
             )
