@@ -616,7 +616,7 @@ def idsync_target() -> Iterator[IdsyncTarget]:
 @contextlib.contextmanager
 def scim2_server_target() -> Iterator[Scim2ServerTarget]:
     port = free_port()
-    token = secrets.token_urlsafe(24)
+    token = "b" + secrets.token_urlsafe(24)  # never starts with "-" (argparse would take it)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-scim2-server", str(port), token]
     root = f"http://127.0.0.1:{port}"
     with server_process(cmd, {**os.environ, "PYTHONPATH": str(ROOT)}, f"{root}/v2/Schemas"):
