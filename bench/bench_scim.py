@@ -27,6 +27,12 @@ the wrapper adds next to the SCIM routes, because creating 100k users over HTTP 
 ~500/s would take minutes. Every *measured* operation goes over HTTP with bearer auth:
 httpx clients with keep-alive, a fixed number of iterations after a short warm-up,
 latencies from perf_counter, p50 and p99 by nearest rank.
+
+Both servers run at the same time, and every measurement alternates between them in
+rounds (idsync then scim2-server, then the other way round, six rounds in all): this
+machine's noise comes and goes over seconds, and a server measured entirely after the
+other could land in a quieter or a busier stretch. Latencies pool the samples of all
+rounds; creates/s is all creates over all the time spent creating.
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ class Sizes:
     group_reads: int
     concurrency: int = 8
     warmup: int = 5
+    rounds: int = 6  # alternating blocks per measurement (see `timed`)
 
 
 FULL = Sizes(
@@ -261,19 +268,25 @@ class IdsyncTarget(Target):
         return gid
 
     def explain_lookup(self, user_name: str) -> str:
-        """EXPLAIN ANALYZE of the two statements a `userName eq` list request runs."""
+        """EXPLAIN ANALYZE of what a `userName eq` list request runs: the prebuilt keyed
+        page statement (`scim.listing.keyed_page`, with each user's groups), and the
+        COUNT a full page would add (a lookup's page is never full)."""
         from sqlalchemy import create_engine, func, select
         from sqlalchemy.dialects import postgresql
 
-        from scim.listing import filtered_query
+        from scim.filter.keyed import keyed_lookup
+        from scim.filter.parser import parse_filter
+        from scim.listing import filtered_query, keyed_page
         from scim.schemas import USER_RESOURCE
+        from scim.users import groups_column
 
-        query = filtered_query(
-            USER_RESOURCE, self.org_id, f'userName eq "{user_name}"', "postgresql"
+        flt = parse_filter(f'userName eq "{user_name}"')
+        lookup = keyed_lookup(flt, USER_RESOURCE, "postgresql")
+        assert lookup is not None
+        page = keyed_page(USER_RESOURCE, lookup, groups_column, "postgresql").params(
+            org_id=self.org_id, value=lookup.value, offset=0, limit=100
         )
-        from models.db.tables import User
-
-        page = query.order_by(User.created_at.asc(), User.id.asc()).offset(0).limit(100)
+        query = filtered_query(USER_RESOURCE, self.org_id, flt, "postgresql")
         count = select(func.count()).select_from(query.order_by(None).subquery())
         dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
         out: list[str] = []
@@ -281,7 +294,7 @@ class IdsyncTarget(Target):
         try:
             with engine.connect() as conn:
                 for label, stmt in (
-                    ("page", page),
+                    ("page (the one statement a lookup runs)", page),
                     ("count (only run when a page is full, so not for a lookup)", count),
                 ):
                     sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
@@ -410,21 +423,32 @@ class Latency:
 
 
 def timed(
-    client: httpx.Client,
+    clients: dict[str, httpx.Client],
     n: int,
     warmup: int,
-    request: Callable[[httpx.Client, int], httpx.Response],
+    requests: dict[str, Callable[[httpx.Client, int], httpx.Response]],
     check: Callable[[httpx.Response], None],
-) -> Latency:
-    for i in range(warmup):
-        check(request(client, -1 - i))
-    lat = Latency()
-    for i in range(n):
-        t0 = time.perf_counter()
-        r = request(client, i)
-        lat.samples.append(time.perf_counter() - t0)
-        check(r)
-    return lat
+    rounds: int,
+) -> dict[str, Latency]:
+    """`n` requests per server, in `rounds` blocks that alternate between the servers
+    (A B, B A, A B, …), so that both sample the same stretches of this noisy machine."""
+    for name, request in requests.items():
+        for i in range(warmup):
+            check(request(clients[name], -1 - i))
+    out = {name: Latency() for name in requests}
+    names = list(requests)
+    done = 0
+    for r in range(rounds):
+        block = (n - done) // (rounds - r)
+        for name in names if r % 2 == 0 else reversed(names):
+            client, request, samples = clients[name], requests[name], out[name].samples
+            for i in range(done, done + block):
+                t0 = time.perf_counter()
+                resp = request(client, i)
+                samples.append(time.perf_counter() - t0)
+                check(resp)
+        done += block
+    return out
 
 
 def expect(status: int, *more: int) -> Callable[[httpx.Response], None]:
@@ -439,8 +463,8 @@ def expect(status: int, *more: int) -> Callable[[httpx.Response], None]:
     return check
 
 
-def measure_creates(target: Target, total: int, workers: int, tag: str) -> float:
-    """Creates/s with `workers` concurrent keep-alive clients, `total` creates in all."""
+def measure_creates(target: Target, total: int, workers: int, tag: str) -> tuple[int, float]:
+    """(creates, seconds) with `workers` concurrent keep-alive clients, `total` in all."""
     per = total // workers
     errors: list[str] = []
     barrier = threading.Barrier(workers + 1)
@@ -466,7 +490,7 @@ def measure_creates(target: Target, total: int, workers: int, tag: str) -> float
     elapsed = time.perf_counter() - t0
     if errors:
         raise RuntimeError(f"{target.name} create failed: {errors[0]}")
-    return per * workers / elapsed
+    return per * workers, elapsed
 
 
 @dataclass
@@ -480,88 +504,130 @@ class Results:
     explain: str = ""
 
 
-def run_target(target: Target, sizes: Sizes, log: Callable[[str], None]) -> Results:
-    res = Results()
-    rng = random.Random(7)
-    t0 = time.perf_counter()
-    ids = target.seed_users(0, sizes.small)
-    log(f"{target.name}: seeded {sizes.small} users in {time.perf_counter() - t0:.1f}s")
+def run_all(targets: list[Target], sizes: Sizes, log: Callable[[str], None]) -> dict[str, Results]:
+    """Every measurement, the servers interleaved round by round (see `timed`)."""
+    res = {t.name: Results() for t in targets}
+    by_name = {t.name: t for t in targets}
+    rounds = sizes.rounds
+    ids: dict[str, list[str]] = {}
+    for t in targets:
+        t0 = time.perf_counter()
+        ids[t.name] = t.seed_users(0, sizes.small)
+        log(f"{t.name}: seeded {sizes.small} users in {time.perf_counter() - t0:.1f}s")
+    rngs = {t.name: random.Random(7) for t in targets}  # the same names for every server
 
-    def lookup(population: int) -> Callable[[httpx.Client, int], httpx.Response]:
-        def req(c: httpx.Client, _i: int) -> httpx.Response:
-            name = seed_name(rng.randrange(population))
-            return c.get("/Users", params={"filter": f'userName eq "{name}"'})
+    def lookups(population: int) -> dict[str, Callable[[httpx.Client, int], httpx.Response]]:
+        def make(rng: random.Random) -> Callable[[httpx.Client, int], httpx.Response]:
+            def req(c: httpx.Client, _i: int) -> httpx.Response:
+                name = seed_name(rng.randrange(population))
+                return c.get("/Users", params={"filter": f'userName eq "{name}"'})
 
-        return req
+            return req
+
+        return {name: make(rng) for name, rng in rngs.items()}
 
     def one_result(r: httpx.Response) -> None:
         expect(200)(r)
         if r.json()["totalResults"] != 1:
             raise RuntimeError(f"lookup did not find exactly one user: {r.text[:300]}")
 
-    with target.client() as c:
-        res.lookup_small = timed(c, sizes.lookups, sizes.warmup, lookup(sizes.small), one_result)
-        log(f"{target.name}: lookups at {sizes.small}: p99 {res.lookup_small.p99:.1f} ms")
+    def report(label: str, measured: dict[str, Latency]) -> None:
+        for name, lat in measured.items():
+            setattr(res[name], label, lat)
+            log(f"{name}: {label}: p50 {lat.p50:.1f} ms, p99 {lat.p99:.1f} ms")
+
+    with contextlib.ExitStack() as stack:
+        clients = {t.name: stack.enter_context(t.client()) for t in targets}
+        report(
+            "lookup_small",
+            timed(clients, sizes.lookups, sizes.warmup, lookups(sizes.small), one_result, rounds),
+        )
 
         pages = sizes.small // 100
 
-        def page(c: httpx.Client, _i: int) -> httpx.Response:
-            start = rng.randrange(pages) * 100 + 1
-            return c.get(
-                "/Users", params={"filter": PAGE_FILTER, "startIndex": start, "count": 100}
-            )
+        def page_of(rng: random.Random) -> Callable[[httpx.Client, int], httpx.Response]:
+            def page(c: httpx.Client, _i: int) -> httpx.Response:
+                start = rng.randrange(pages) * 100 + 1
+                return c.get(
+                    "/Users", params={"filter": PAGE_FILTER, "startIndex": start, "count": 100}
+                )
+
+            return page
 
         def full_page(r: httpx.Response) -> None:
             expect(200)(r)
             if len(r.json()["Resources"]) != 100:
                 raise RuntimeError(f"page is not 100 users: {r.text[:300]}")
 
-        res.page_small = timed(c, sizes.pages, 2, page, full_page)
-        log(f"{target.name}: 100-user pages: p99 {res.page_small.p99:.1f} ms")
+        page_requests = {name: page_of(rng) for name, rng in rngs.items()}
+        report("page_small", timed(clients, sizes.pages, 2, page_requests, full_page, rounds))
 
-        t0 = time.perf_counter()
-        gid = target.seed_group("bench-big-group", ids[: sizes.group_members])
-        log(
-            f"{target.name}: seeded a {sizes.group_members}-member group in "
-            f"{time.perf_counter() - t0:.1f}s"
-        )
-        outsiders = iter(ids[sizes.group_members :])
-
-        def add_member(c: httpx.Client, _i: int) -> httpx.Response:
-            uid = next(outsiders)
-            return c.patch(
-                f"/Groups/{gid}",
-                json={
-                    "schemas": [PATCH_OP],
-                    "Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}],
-                },
+        gids: dict[str, str] = {}
+        for t in targets:
+            t0 = time.perf_counter()
+            gids[t.name] = t.seed_group("bench-big-group", ids[t.name][: sizes.group_members])
+            log(
+                f"{t.name}: seeded a {sizes.group_members}-member group in "
+                f"{time.perf_counter() - t0:.1f}s"
             )
 
-        res.member_add = timed(c, sizes.member_adds, 2, add_member, expect(200, 204))
-        log(f"{target.name}: member adds: p99 {res.member_add.p99:.1f} ms")
+        def adder(name: str) -> Callable[[httpx.Client, int], httpx.Response]:
+            outsiders = iter(ids[name][sizes.group_members :])
 
-        def read_group(c: httpx.Client, _i: int) -> httpx.Response:
-            return c.get(f"/Groups/{gid}", params={"excludedAttributes": "members"})
+            def add_member(c: httpx.Client, _i: int) -> httpx.Response:
+                uid = next(outsiders)
+                return c.patch(
+                    f"/Groups/{gids[name]}",
+                    json={
+                        "schemas": [PATCH_OP],
+                        "Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}],
+                    },
+                )
+
+            return add_member
+
+        adds = {name: adder(name) for name in by_name}
+        report("member_add", timed(clients, sizes.member_adds, 2, adds, expect(200, 204), rounds))
+
+        def reader(name: str) -> Callable[[httpx.Client, int], httpx.Response]:
+            def read_group(c: httpx.Client, _i: int) -> httpx.Response:
+                return c.get(f"/Groups/{gids[name]}", params={"excludedAttributes": "members"})
+
+            return read_group
 
         def no_members(r: httpx.Response) -> None:
             expect(200)(r)
             if "members" in r.json():
                 raise RuntimeError("excludedAttributes=members returned members")
 
-        res.group_read = timed(c, sizes.group_reads, 2, read_group, no_members)
-        log(f"{target.name}: group reads: p99 {res.group_read.p99:.1f} ms")
+        reads = {name: reader(name) for name in by_name}
+        report("group_read", timed(clients, sizes.group_reads, 2, reads, no_members, rounds))
 
-    res.creates_per_s = measure_creates(target, sizes.creates, sizes.concurrency, "c")
-    log(f"{target.name}: {res.creates_per_s:.0f} creates/s")
+    created = {t.name: 0 for t in targets}
+    spent = {t.name: 0.0 for t in targets}
+    per_round = sizes.creates // rounds
+    for r in range(rounds):
+        for t in targets if r % 2 == 0 else list(reversed(targets)):
+            count, elapsed = measure_creates(t, per_round, sizes.concurrency, f"c{r}")
+            created[t.name] += count
+            spent[t.name] += elapsed
+    for t in targets:
+        res[t.name].creates_per_s = created[t.name] / spent[t.name]
+        log(f"{t.name}: {res[t.name].creates_per_s:.0f} creates/s")
 
-    t0 = time.perf_counter()
-    target.seed_users(sizes.small, sizes.large - sizes.small)
-    log(f"{target.name}: seeded up to {sizes.large} users in {time.perf_counter() - t0:.1f}s")
-    with target.client() as c:
-        res.lookup_large = timed(c, sizes.lookups, sizes.warmup, lookup(sizes.large), one_result)
-    log(f"{target.name}: lookups at {sizes.large}: p99 {res.lookup_large.p99:.1f} ms")
-    if isinstance(target, IdsyncTarget):
-        res.explain = target.explain_lookup(seed_name(sizes.large // 2))
+    for t in targets:
+        t0 = time.perf_counter()
+        t.seed_users(sizes.small, sizes.large - sizes.small)
+        log(f"{t.name}: seeded up to {sizes.large} users in {time.perf_counter() - t0:.1f}s")
+    with contextlib.ExitStack() as stack:
+        clients = {t.name: stack.enter_context(t.client()) for t in targets}
+        report(
+            "lookup_large",
+            timed(clients, sizes.lookups, sizes.warmup, lookups(sizes.large), one_result, rounds),
+        )
+    for t in targets:
+        if isinstance(t, IdsyncTarget):
+            res[t.name].explain = t.explain_lookup(seed_name(sizes.large // 2))
     return res
 
 
@@ -695,13 +761,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
     log(f"{'quick' if args.quick else 'full'} run: {sizes}")
-    results: dict[str, Results] = {}
-    if args.only in (None, "idsync"):
-        with idsync_target() as target:
-            results["idsync"] = run_target(target, sizes, log)
-    if args.only in (None, "scim2-server"):
-        with scim2_server_target() as target2:
-            results["scim2-server"] = run_target(target2, sizes, log)
+    with contextlib.ExitStack() as stack:
+        targets: list[Target] = []
+        if args.only in (None, "idsync"):
+            targets.append(stack.enter_context(idsync_target()))
+        if args.only in (None, "scim2-server"):
+            targets.append(stack.enter_context(scim2_server_target()))
+        results = run_all(targets, sizes, log)
 
     print(f"\n# idsync vs scim2-server ({'--quick' if args.quick else 'full'})")
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}\n")

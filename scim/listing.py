@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from models.db.tables import Group, User
@@ -97,7 +97,7 @@ def filtered_query(
 _KEYED_PAGES: dict[tuple[str, str, str, ExtraColumn | None], Select[Any]] = {}
 
 
-def _keyed_page(
+def keyed_page(
     resource: ResourceType, lookup: KeyedLookup, extra: ExtraColumn | None, dialect: str
 ) -> Select[Any]:
     """The page statement for `column = :value` in the default order, built once."""
@@ -114,8 +114,8 @@ def _keyed_page(
     # computes a select list for every row an OFFSET skips: see `search`).
     page = (
         base.order_by(columns.created_at.asc(), columns.id.asc())
-        .offset(bindparam("offset"))
-        .limit(bindparam("limit"))
+        .offset(bindparam("offset", type_=Integer))
+        .limit(bindparam("limit", type_=Integer))
     )
     if extra is not None:
         page = page.add_columns(extra(dialect, columns.id))
@@ -170,7 +170,7 @@ def search(
         else None
     )
     if lookup is not None:
-        page = _keyed_page(resource, lookup, extra, dialect)
+        page = keyed_page(resource, lookup, extra, dialect)
         values = {"org_id": org_id, "value": lookup.value, "offset": offset, "limit": count}
         result = session.execute(page, values)
     else:
