@@ -310,6 +310,13 @@ ensure_redis
 check "ruff check" "$VENV/bin/ruff" check .
 check "ruff format" "$VENV/bin/ruff" format --check .
 check "mypy" "$VENV/bin/mypy"
+# docker-compose.yml, validated where a Compose implementation is installed (v2 plugin or
+# Debian's docker-compose 1.29; the file keeps to what both accept).
+if docker compose version >/dev/null 2>&1; then
+  check "docker compose config" docker compose config -q
+elif command -v docker-compose >/dev/null 2>&1; then
+  check "docker-compose config" docker-compose config -q
+fi
 if run_pytest "$@"; then
   PASSED+=("pytest")
 else
