@@ -15,7 +15,9 @@ class Limits:
     max_payload_bytes: int
 
 
-def service_provider_config(base_url: str, limits: Limits) -> dict[str, Any]:
+def service_provider_config(
+    base_url: str, limits: Limits, default_page_size: int
+) -> dict[str, Any]:
     return {
         "schemas": [SERVICE_PROVIDER_CONFIG],
         "documentationUri": "https://github.com/idsync/idsync#scim",
@@ -29,6 +31,14 @@ def service_provider_config(base_url: str, limits: Limits) -> dict[str, Any]:
         "changePassword": {"supported": False},
         "sort": {"supported": True},
         "etag": {"supported": True},
+        # RFC 9865 §4. No cursorTimeout: cursors are positions and do not expire.
+        "pagination": {
+            "cursor": True,
+            "index": True,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": default_page_size,
+            "maxPageSize": limits.max_results,
+        },
         "authenticationSchemes": [
             {
                 "type": "oauthbearertoken",

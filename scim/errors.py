@@ -17,6 +17,7 @@ ScimType = Literal[
     "invalidValue",
     "invalidVers",
     "sensitive",
+    "invalidCursor",  # RFC 9865 §2.1
 ]
 
 
@@ -88,3 +89,10 @@ class NotFound(ScimError):
 class PreconditionFailed(ScimError):
     def __init__(self, detail: str) -> None:
         super().__init__(412, detail)
+
+
+class InvalidCursor(ScimError):
+    """RFC 9865 §2.1: a `cursor` this server did not issue for this query."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(400, detail, "invalidCursor")

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from models.db.tables import Group, User
-from scim.errors import InvalidValue, ScimError
+from scim import cursor as cursors
+from scim.errors import InvalidCursor, InvalidValue, ScimError
 from scim.filter.ast import Filter
 from scim.filter.keyed import KeyedLookup, keyed_lookup
 from scim.filter.parser import parse_filter
@@ -32,6 +33,7 @@ class SearchParams:
     sort_order: str | None = None
     attributes: tuple[str, ...] | None = None
     excluded_attributes: tuple[str, ...] | None = None
+    cursor: str | None = None  # RFC 9865: "" asks for the first page
 
 
 def _int_param(name: str, raw: Any) -> int | None:
@@ -67,6 +69,17 @@ def parse_params(raw: dict[str, Any]) -> SearchParams:
     if flt is not None and not isinstance(flt, str):
         raise InvalidValue("filter must be a string")
     sort_by = lowered.get("sortby")
+    cursor = lowered.get("cursor")
+    if cursor is not None:
+        if not isinstance(cursor, str):
+            raise InvalidCursor("cursor must be a string")
+        if start is not None:
+            raise InvalidValue("use either startIndex or cursor, not both (RFC 9865)")
+        if sort_by:
+            raise InvalidValue(
+                "cursor pagination follows the default order (meta.created, then id): "
+                "sortBy is only supported with startIndex"
+            )
     return SearchParams(
         filter=flt or None,
         start_index=max(1, start) if start is not None else 1,
@@ -75,6 +88,7 @@ def parse_params(raw: dict[str, Any]) -> SearchParams:
         sort_order=str(order).lower() if order else None,
         attributes=_names(lowered.get("attributes")),
         excluded_attributes=_names(lowered.get("excludedattributes")),
+        cursor=cursor,
     )
 
 
@@ -191,6 +205,66 @@ def search(
     if len(rows) < count and (rows or offset == 0):
         return offset + len(rows), rows, extras
     return counted(), rows, extras
+
+
+@dataclass(frozen=True)
+class CursorPage:
+    """One page of a cursor-paginated list (RFC 9865)."""
+
+    rows: list[Any]
+    next_cursor: str | None  # None on the last page
+    total: int | None  # only when count=0 asked for it
+
+
+def cursor_search(
+    session: Session,
+    resource: ResourceType,
+    org_id: str,
+    params: SearchParams,
+    *,
+    default_count: int,
+    max_results: int,
+) -> CursorPage:
+    """The page after `params.cursor` ("" for the first) in the default order.
+
+    A keyset read: `(created_at, id) > position` through the `(org_id, created_at, id)`
+    index, `count + 1` rows to learn whether another page follows. No COUNT query
+    (RFC 9865 makes `totalResults` optional) unless `count=0` asks for nothing else.
+    """
+    assert params.cursor is not None
+    dialect = session.get_bind().dialect.name
+    position = (
+        cursors.decode(params.cursor, resource_type=resource.id, org_id=org_id, flt=params.filter)
+        if params.cursor
+        else None
+    )
+    query = filtered_query(resource, org_id, params.filter, dialect)
+    count = min(default_count if params.count is None else params.count, max_results)
+    if count == 0:
+        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+        return CursorPage([], None, int(total or 0))
+    table = _table(resource)
+    columns = table.__table__.c
+    if position is not None:
+        after = tuple_(columns.created_at, columns.id) > tuple_(
+            literal(position.created, columns.created_at.type),
+            literal(position.id, columns.id.type),
+        )
+        query = query.where(after)
+    rows = list(
+        session.scalars(query.order_by(columns.created_at.asc(), columns.id.asc()).limit(count + 1))
+    )
+    if len(rows) <= count:
+        return CursorPage(rows, None, None)
+    rows = rows[:count]
+    last = rows[-1]
+    following = cursors.encode(
+        cursors.Position(last.created_at, last.id),
+        resource_type=resource.id,
+        org_id=org_id,
+        flt=params.filter,
+    )
+    return CursorPage(rows, following, None)
 
 
 def validate_filter(resource: ResourceType, flt: str, dialect: str) -> ScimError | None:

@@ -31,7 +31,7 @@ from scim.discovery import (
     schemas,
     service_provider_config,
 )
-from scim.errors import NotFound, ScimError
+from scim.errors import InvalidValue, NotFound, ScimError
 from scim.http import (
     ScimResponse,
     Unauthorized,
@@ -40,7 +40,14 @@ from scim.http import (
     read_body,
     read_json_object,
 )
-from scim.listing import ExtraColumn, SearchParams, parse_params, search, validate_filter
+from scim.listing import (
+    ExtraColumn,
+    SearchParams,
+    cursor_search,
+    parse_params,
+    search,
+    validate_filter,
+)
 from scim.offload import in_thread
 from scim.projection import project, wants
 from scim.render import etag, render_group, render_user
@@ -354,31 +361,54 @@ class ScimApi:
                 list(params.excluded_attributes) if params.excluded_attributes is not None else None
             )
             full = wants(ops.multi_attr, attrs, excluded, ops.resource)
-            total, rows, extras = search(
-                session,
-                ops.resource,
-                ctx.org_id,
-                params,
-                default_count=self.config.default_count,
-                max_results=self.config.limits.max_results,
-                extra=ops.page_extra if full else None,
-            )
-            bodies = ops.render(session, rows, ctx.base_url, full, extras)
+            if params.cursor is not None:
+                page = cursor_search(
+                    session,
+                    ops.resource,
+                    ctx.org_id,
+                    params,
+                    default_count=self.config.default_count,
+                    max_results=self.config.limits.max_results,
+                )
+                bodies = ops.render(session, page.rows, ctx.base_url, full, None)
+            else:
+                total, rows, extras = search(
+                    session,
+                    ops.resource,
+                    ctx.org_id,
+                    params,
+                    default_count=self.config.default_count,
+                    max_results=self.config.limits.max_results,
+                    extra=ops.page_extra if full else None,
+                )
+                bodies = ops.render(session, rows, ctx.base_url, full, extras)
+        resources = [project(b, ops.resource, attributes=attrs, excluded=excluded) for b in bodies]
+        if params.cursor is not None:  # RFC 9865 §2: no startIndex; totalResults optional
+            listed: dict[str, Any] = {"schemas": [LIST_RESPONSE]}
+            if page.total is not None:
+                listed["totalResults"] = page.total
+            listed["itemsPerPage"] = len(resources)
+            if page.next_cursor is not None:
+                listed["nextCursor"] = page.next_cursor
+            listed["Resources"] = resources
+            return ScimResponse(listed)
         return ScimResponse(
             {
                 "schemas": [LIST_RESPONSE],
                 "totalResults": total,
                 "startIndex": params.start_index,
-                "itemsPerPage": len(bodies),
-                "Resources": [
-                    project(b, ops.resource, attributes=attrs, excluded=excluded) for b in bodies
-                ],
+                "itemsPerPage": len(resources),
+                "Resources": resources,
             }
         )
 
     def _root_search_sync(self, ctx: ScimContext, params: SearchParams) -> Response:
         """`POST /.search` across Users and Groups; a filter naming attributes that one
         type lacks simply matches nothing of that type (400 only if no type accepts it)."""
+        if params.cursor is not None:
+            raise InvalidValue(
+                "cursor pagination is per resource type: POST /Users/.search or /Groups/.search"
+            )
         applicable: list[ResourceOps] = []
         error: ScimError | None = None
         for ops in (USERS, GROUPS):
@@ -482,7 +512,11 @@ class ScimApi:
 
         async def spc(request: Request) -> Response:
             async def run(ctx: ScimContext) -> Response:
-                return ScimResponse(service_provider_config(ctx.base_url, self.config.limits))
+                return ScimResponse(
+                    service_provider_config(
+                        ctx.base_url, self.config.limits, self.config.default_count
+                    )
+                )
 
             return await guarded(request, run)
 
