@@ -501,6 +501,7 @@ class Results:
     page_small: Latency | None = None
     member_add: Latency | None = None
     group_read: Latency | None = None
+    walk: dict[str, float] = field(default_factory=dict)  # idsync: paging method -> s
     explain: str = ""
 
 
@@ -627,8 +628,47 @@ def run_all(targets: list[Target], sizes: Sizes, log: Callable[[str], None]) -> 
         )
     for t in targets:
         if isinstance(t, IdsyncTarget):
+            res[t.name].walk = walk_all(t, sizes.large, rounds=2)
+            for method, seconds in res[t.name].walk.items():
+                log(f"{t.name}: walk of {sizes.large} users by {method}: {seconds:.2f} s")
             res[t.name].explain = t.explain_lookup(seed_name(sizes.large // 2))
     return res
+
+
+def walk_all(target: Target, population: int, rounds: int) -> dict[str, float]:
+    """Seconds to read every user in 100-user pages, by `startIndex` and by RFC 9865
+    `cursor`, alternating (idsync only: the reference is its own index paging)."""
+    spent = {"startIndex": 0.0, "cursor": 0.0}
+
+    def by_index(c: httpx.Client) -> int:
+        seen = 0
+        for start in range(1, population + 1, 100):
+            r = c.get("/Users", params={"startIndex": start, "count": 100})
+            expect(200)(r)
+            seen += len(r.json()["Resources"])
+        return seen
+
+    def by_cursor(c: httpx.Client) -> int:
+        seen, cursor = 0, ""
+        while True:
+            r = c.get("/Users", params={"cursor": cursor, "count": 100})
+            expect(200)(r)
+            body = r.json()
+            seen += len(body["Resources"])
+            if "nextCursor" not in body:
+                return seen
+            cursor = body["nextCursor"]
+
+    walks = {"startIndex": by_index, "cursor": by_cursor}
+    with target.client() as c:
+        for r in range(rounds):
+            for method in walks if r % 2 == 0 else reversed(list(walks)):
+                t0 = time.perf_counter()
+                seen = walks[method](c)
+                spent[method] += time.perf_counter() - t0
+                if seen < population:
+                    raise RuntimeError(f"{method} walk saw {seen} of {population} users")
+    return {method: seconds / rounds for method, seconds in spent.items()}
 
 
 # --- orchestration --------------------------------------------------------------------
@@ -779,6 +819,13 @@ def main(argv: list[str] | None = None) -> int:
             for label in ("lookup_small", "lookup_large", "page_small", "member_add", "group_read"):
                 v = getattr(r, label)
                 print(f"  {label}: p50 {v.p50:.2f} ms  p99 {v.p99:.2f} ms")
+    walk = results["idsync"].walk if "idsync" in results else {}
+    if walk:
+        print(
+            f"\nidsync, every one of the {sizes.large} users in 100-user pages (mean of 2 "
+            f"alternating walks): startIndex {walk['startIndex']:.2f} s, RFC 9865 cursor "
+            f"{walk['cursor']:.2f} s ({walk['cursor'] / walk['startIndex']:.2f}x)"
+        )
     if "idsync" in results:
         print(
             "\nEXPLAIN ANALYZE of idsync's `userName eq` lookup on PostgreSQL "
