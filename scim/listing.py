@@ -154,10 +154,11 @@ def search(
     `groups`. Other pages return None for it, and the caller reads the page's groups in
     a query of its own: a select-list subquery beside an OFFSET runs for every skipped
     row (28 ms instead of 4 ms at startIndex 9001 over 10k users), and cutting the page
-    first and joining back measured slower than the second query. The COUNT query is skipped when
-    the page itself tells the total: fewer rows than `count` starting at a row that
-    exists means the result set ends on this page (the common `userName eq` lookup then
-    costs one query, not two)."""
+    first and joining back measured slower than the second query.
+
+    The COUNT query is skipped when the page itself tells the total: fewer rows than
+    `count` starting at a row that exists means the result set ends on this page (the
+    common `userName eq` lookup then costs one query, not two)."""
     dialect = session.get_bind().dialect.name
     parsed = parse_filter(params.filter) if params.filter else None
     count = default_count if params.count is None else params.count

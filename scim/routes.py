@@ -95,8 +95,9 @@ class ResourceOps:
     render: Callable[
         [Session, Sequence[Row], str, bool, Sequence[Any] | None], list[dict[str, Any]]
     ]
-    # A correlated subquery (by dialect) whose value per row the page query returns and
-    # `render` takes as `preloaded`, instead of a query of its own (Users: `groups`).
+    # A correlated scalar subquery (built per dialect and id column) that a keyed
+    # lookup's page statement carries, and `render` takes as `preloaded` instead of
+    # running a query of its own (Users: `groups`). Other pages query it separately.
     page_extra: ExtraColumn | None = None
     # `create` writes with exactly one statement (see Database.write(one_statement=True)).
     create_is_one_statement: bool = False

@@ -54,14 +54,15 @@ _RECORD_WITH_INSERT_PG: dict[str, Insert] = {}
 def _record_with_insert_pg(table: Table) -> Insert:
     """`_RECORD_PG` that first inserts one row into `table` (bound as `i_<column>`):
 
-        WITH inserted AS (INSERT INTO table … RETURNING 1),
+        WITH inserted AS (INSERT INTO table … RETURNING id),
              allocated AS (UPDATE organizations … WHERE id = :org_id
                            AND EXISTS (SELECT FROM inserted) RETURNING revision)
         INSERT INTO changes … SELECT …, allocated.revision FROM allocated
 
-    The EXISTS makes the row's INSERT (and its unique-index check) run before the
-    organization row is locked: the same lock order as every other write (rows first,
-    revision last), so this statement cannot deadlock with them.
+    The EXISTS is an uncorrelated subquery, which PostgreSQL evaluates once, before the
+    UPDATE scans for the organization row: reading `inserted` there runs the row's
+    INSERT (and its unique-index check) first, so the lock order is that of every other
+    write (rows first, revision last) and this statement cannot deadlock with them.
     """
     built = _RECORD_WITH_INSERT_PG.get(table.name)
     if built is not None:
