@@ -7,7 +7,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, Insert, Table, bindparam, exists, insert, select, text, update
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Engine,
+    Insert,
+    Table,
+    Update,
+    bindparam,
+    exists,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from models.db.base import utcnow
@@ -29,25 +42,36 @@ _CHANGE_COLUMNS = (
     "summary",
     "created_at",
 )
-# Built once (Core, bound parameters): the hot write path only binds values.
-_BUMP = (
-    update(_ORGS)
-    .where(_ORGS.c.id == bindparam("org_id"))
-    .values(revision=_ORGS.c.revision + 1)
-    .returning(_ORGS.c.revision)
-)
-_ALLOCATED = _BUMP.cte("allocated")
-_RECORD_PG = (
-    insert(_CHANGES)
-    .from_select(
-        [*_CHANGE_COLUMNS, "revision"],
-        select(
-            *(bindparam(f"v_{name}", type_=_CHANGES.c[name].type) for name in _CHANGE_COLUMNS),
-            _ALLOCATED.c.revision,
-        ),
+
+
+def _bump(*conditions: ColumnElement[bool]) -> Update:
+    """`UPDATE organizations SET revision = revision + 1 … RETURNING revision`."""
+    return (
+        update(_ORGS)
+        .where(_ORGS.c.id == bindparam("org_id"), *conditions)
+        .values(revision=_ORGS.c.revision + 1)
+        .returning(_ORGS.c.revision)
     )
-    .returning(_CHANGES.c.revision)
-)
+
+
+def _insert_change(allocated: CTE) -> Insert:
+    """`INSERT INTO changes … SELECT :v_…, allocated.revision FROM allocated`."""
+    return (
+        insert(_CHANGES)
+        .from_select(
+            [*_CHANGE_COLUMNS, "revision"],
+            select(
+                *(bindparam(f"v_{name}", type_=_CHANGES.c[name].type) for name in _CHANGE_COLUMNS),
+                allocated.c.revision,
+            ),
+        )
+        .returning(_CHANGES.c.revision)
+    )
+
+
+# Built once (Core, bound parameters): the hot write path only binds values.
+_BUMP = _bump()
+_RECORD_PG = _insert_change(_BUMP.cte("allocated"))
 _RECORD_WITH_INSERT_PG: dict[str, Insert] = {}
 
 
@@ -73,24 +97,7 @@ def _record_with_insert_pg(table: Table) -> Insert:
         .returning(table.c[next(iter(table.primary_key.columns)).key])
         .cte("inserted")
     )
-    allocated = (
-        update(_ORGS)
-        .where(_ORGS.c.id == bindparam("org_id"), exists().select_from(inserted))
-        .values(revision=_ORGS.c.revision + 1)
-        .returning(_ORGS.c.revision)
-        .cte("allocated")
-    )
-    built = (
-        insert(_CHANGES)
-        .from_select(
-            [*_CHANGE_COLUMNS, "revision"],
-            select(
-                *(bindparam(f"v_{name}", type_=_CHANGES.c[name].type) for name in _CHANGE_COLUMNS),
-                allocated.c.revision,
-            ),
-        )
-        .returning(_CHANGES.c.revision)
-    )
+    built = _insert_change(_bump(exists().select_from(inserted)).cte("allocated"))
     _RECORD_WITH_INSERT_PG[table.name] = built
     return built
 
