@@ -283,12 +283,12 @@ class IdsyncTarget(Target):
         """EXPLAIN ANALYZE of what a `userName eq` list request runs: the prebuilt keyed
         page statement (`scim.listing.keyed_page`, with each user's groups), and the
         COUNT a full page would add (a lookup's page is never full)."""
-        from sqlalchemy import create_engine, func, select
+        from sqlalchemy import create_engine
         from sqlalchemy.dialects import postgresql
 
         from scim.filter.keyed import keyed_lookup
         from scim.filter.parser import parse_filter
-        from scim.listing import filtered_query, keyed_page
+        from scim.listing import count_statement, filtered_query, keyed_page
         from scim.schemas import USER_RESOURCE
         from scim.users import groups_column
 
@@ -299,7 +299,7 @@ class IdsyncTarget(Target):
             org_id=self.org_id, value=lookup.value, offset=0, limit=100
         )
         query = filtered_query(USER_RESOURCE, self.org_id, flt, "postgresql")
-        count = select(func.count()).select_from(query.order_by(None).subquery())
+        count = count_statement(query)
         dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
         out: list[str] = []
         engine = create_engine(self.db_url)

@@ -107,6 +107,16 @@ def filtered_query(
     return query
 
 
+def page_size(params: SearchParams, default_count: int, max_results: int) -> int:
+    """`count`, or the default when absent, never above the advertised maximum."""
+    return min(default_count if params.count is None else params.count, max_results)
+
+
+def count_statement(query: Select[Any]) -> Select[Any]:
+    """`SELECT count(*)` of what `query` matches (its ORDER BY dropped)."""
+    return select(func.count()).select_from(query.order_by(None).subquery())
+
+
 # (resource, column, dialect, extra) -> the page statement for `column = :value`
 _KEYED_PAGES: dict[tuple[str, str, str, ExtraColumn | None], Select[Any]] = {}
 
@@ -161,8 +171,7 @@ def search(
     common `userName eq` lookup then costs one query, not two)."""
     dialect = session.get_bind().dialect.name
     parsed = parse_filter(params.filter) if params.filter else None
-    count = default_count if params.count is None else params.count
-    count = min(count, max_results)
+    count = page_size(params, default_count, max_results)
     built: list[Select[Any]] = []
 
     def query() -> Select[Any]:  # the general statement, built only when needed
@@ -171,7 +180,7 @@ def search(
         return built[0]
 
     def counted() -> int:
-        total = session.scalar(select(func.count()).select_from(query().order_by(None).subquery()))
+        total = session.scalar(count_statement(query()))
         assert total is not None
         return int(total)
 
@@ -240,9 +249,9 @@ def cursor_search(
         else None
     )
     query = filtered_query(resource, org_id, params.filter, dialect)
-    count = min(default_count if params.count is None else params.count, max_results)
+    count = page_size(params, default_count, max_results)
     if count == 0:
-        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+        total = session.scalar(count_statement(query))
         return CursorPage([], None, int(total or 0))
     table = _table(resource)
     columns = table.__table__.c

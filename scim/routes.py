@@ -44,6 +44,7 @@ from scim.listing import (
     ExtraColumn,
     SearchParams,
     cursor_search,
+    page_size,
     parse_params,
     search,
     validate_filter,
@@ -424,8 +425,7 @@ class ScimApi:
                 error = problem
         if not applicable and error is not None:
             raise error
-        count = self.config.default_count if params.count is None else params.count
-        count = min(count, self.config.limits.max_results)
+        count = page_size(params, self.config.default_count, self.config.limits.max_results)
         attrs = list(params.attributes) if params.attributes is not None else None
         excluded = (
             list(params.excluded_attributes) if params.excluded_attributes is not None else None
