@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 import redis
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from idsync.settings import Settings
 from models.access.errors import ValidationError
@@ -36,6 +35,7 @@ from models.cache.client import (
 )
 from models.db.admin_keys import verify_admin_key
 from models.db.database import Database
+from scim.offload import in_thread
 
 
 class Resource(BaseModel):
@@ -183,7 +183,7 @@ class Checker:
         that may wait for freshness or fall back to SQL goes to the thread pool."""
         if min_revision is None:
             return self.run(org_id, queries, None)
-        return await run_in_threadpool(self.run, org_id, queries, min_revision)
+        return await in_thread(self.run, org_id, queries, min_revision)
 
 
 class CheckAuth:

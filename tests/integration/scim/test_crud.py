@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event
 
+from models.db.database import Database
 from tests.support.scim_client import Orgs, Scim, group_body, user_body
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -224,6 +227,24 @@ def test_member_display_is_returned_on_request_only(scim: Scim) -> None:
     assert asked["members"] == [{"display": "Disp Lay"}]
 
 
+@contextmanager
+def _executed(database: Database) -> Iterator[list[str]]:
+    """Every SQL statement the database's engines (writer and reader) execute inside."""
+    statements: list[str] = []
+
+    def record(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    engines = {database.engine, database.read_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+
+
 def test_a_lookup_is_one_statement_with_each_users_groups(orgs: Orgs) -> None:
     """`userName eq` (what Okta sends before every create) costs one SELECT: the token
     is remembered and each user's `groups` come from the page query itself, sorted by
@@ -235,21 +256,10 @@ def test_a_lookup_is_one_statement_with_each_users_groups(orgs: Orgs) -> None:
     g_a = scim.post("/Groups", group_body("Alpha", [u1])).json()["id"]
     single = scim.get(f"/Users/{u1}").json()["groups"]
 
-    statements: list[str] = []
-
-    def count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
-        if statement.strip().upper() != "BEGIN":  # SQLite's explicit BEGIN (WAL reader)
-            statements.append(statement)
-
-    engines = {orgs.db.engine, orgs.db.read_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
+    with _executed(orgs.db) as executed:
         found = scim.get("/Users", params={"filter": 'userName eq "IN-TWO@x.io"', "count": 100})
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
     assert found.status_code == 200, found.text
+    statements = [s for s in executed if s.strip().upper() != "BEGIN"]  # SQLite WAL reader
     assert len(statements) == 1, statements
     (user,) = found.json()["Resources"]
     assert [(g["value"], g["display"]) for g in user["groups"]] == [(g_a, "Alpha"), (g_b, "beta")]
@@ -272,17 +282,9 @@ def test_a_user_create_is_one_statement_on_postgresql(orgs: Orgs) -> None:
     scim = orgs.a
     assert scim.post("/Users", user_body("first@x.io")).status_code == 201  # token now known
     before = orgs.change_count()
-    statements: list[str] = []
-
-    def count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
-        statements.append(statement)
-
-    event.listen(orgs.db.engine, "before_cursor_execute", count)
-    try:
+    with _executed(orgs.db) as statements:
         made = scim.post("/Users", user_body("second@x.io"))
         taken = scim.post("/Users", user_body("SECOND@x.io"))
-    finally:
-        event.remove(orgs.db.engine, "before_cursor_execute", count)
     assert made.status_code == 201, made.text
     assert taken.status_code == 409 and taken.json()["scimType"] == "uniqueness"
     assert orgs.change_count() == before + 1
