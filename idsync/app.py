@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -16,7 +18,8 @@ from idsync.settings import Settings
 from models.db.database import Database
 from scim.discovery import Limits
 from scim.http import exception_response, http_exception_response
-from scim.routes import ScimApi, ScimConfig
+from scim.resources import ScimConfig
+from scim.routes import ScimApi
 
 SCIM_PREFIX = "/scim/v2"
 log = logging.getLogger("idsync.http")
@@ -130,14 +133,6 @@ class IdsyncApp(FastAPI):
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the app. The caller owns `db` when given (tests); else one is made here."""
     database = db or Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
-    app = IdsyncApp(
-        title="idsync",
-        version="0.1.0",
-        description="SCIM 2.0 identity sync, access model and permission checks",
-    )
-    app.state.db = database
-    app.state.settings = settings
-
     scim = ScimApi(
         database,
         ScimConfig(
@@ -150,7 +145,23 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             public_base_url=settings.public_base_url,
             token_cache_s=settings.scim_token_cache_s,
         ),
+        async_pool_size=settings.db_pool_size,
     )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with scim.lifespan():
+            yield
+
+    app = IdsyncApp(
+        title="idsync",
+        version="0.1.0",
+        description="SCIM 2.0 identity sync, access model and permission checks",
+        lifespan=lifespan,
+    )
+    app.state.db = database
+    app.state.settings = settings
+    app.state.scim = scim
 
     # Routes match in the order they are added, and FastAPI tries every route of an
     # included router in turn (no prefix shortcut): the hot paths go first, the ~40

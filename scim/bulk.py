@@ -19,7 +19,7 @@ from scim.schemas import BULK_REQUEST, BULK_RESPONSE
 
 if TYPE_CHECKING:
     from models.db.database import Database
-    from scim.routes import ResourceOps
+    from scim.resources import ResourceOps
 
 _BULK_REF = re.compile(r"bulkId:([^\"/\s]+)")
 _METHODS = ("POST", "PUT", "PATCH", "DELETE")

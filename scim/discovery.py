@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scim.schemas import LIST_RESPONSE, RESOURCE_TYPES, SCHEMAS, SERVICE_PROVIDER_CONFIG
+from scim.schemas import RESOURCE_TYPES, SCHEMAS, SERVICE_PROVIDER_CONFIG
 
 
 @dataclass(frozen=True)
@@ -52,16 +52,6 @@ def service_provider_config(
             "resourceType": "ServiceProviderConfig",
             "location": f"{base_url}/ServiceProviderConfig",
         },
-    }
-
-
-def list_response(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "schemas": [LIST_RESPONSE],
-        "totalResults": len(resources),
-        "startIndex": 1,
-        "itemsPerPage": len(resources),
-        "Resources": resources,
     }
 
 

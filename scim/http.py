@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -92,7 +93,7 @@ def exception_response(exc: BaseException) -> ScimResponse:
         return error_response(exc, {"WWW-Authenticate": 'Bearer realm="idsync"'})
     if isinstance(exc, ScimError):
         return error_response(exc)
-    if isinstance(exc, OperationalError) or (
+    if isinstance(exc, OperationalError | psycopg.OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
         log.warning("database unavailable: %s", type(exc).__name__)

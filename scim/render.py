@@ -4,10 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-from models.db.tables import Group, User
-from scim.schemas import CORE_GROUP, CORE_USER, ENTERPRISE_USER
+from scim.schemas import CORE_GROUP, CORE_USER, ENTERPRISE_USER, LIST_RESPONSE
+
+
+class Stored(Protocol):
+    """What rendering reads of a stored User or Group: an ORM row or a `StoredRow`."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def attrs(self) -> dict[str, Any]: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+class StoredRow(NamedTuple):
+    """The columns a list page reads (`scim.listing.PAGE_COLUMNS`), without an ORM
+    object: a page of 100 users costs a tuple each instead of an identity-mapped,
+    instrumented instance."""
+
+    id: str
+    attrs: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
 
 
 def etag(version: int) -> str:
@@ -31,7 +57,7 @@ def _meta(
 
 
 def render_user(
-    user: User,
+    user: Stored,
     base_url: str,
     groups: Sequence[tuple[str, str]] | None,
 ) -> dict[str, Any]:
@@ -61,7 +87,7 @@ def render_user(
 
 
 def render_group(
-    group: Group,
+    group: Stored,
     base_url: str,
     members: Sequence[tuple[str, str | None]] | None,
 ) -> dict[str, Any]:
@@ -78,3 +104,16 @@ def render_group(
         "Group", f"{base_url}/Groups/{group.id}", group.created_at, group.updated_at, group.version
     )
     return out
+
+
+def list_response(
+    resources: list[dict[str, Any]], *, total: int | None = None, start_index: int = 1
+) -> dict[str, Any]:
+    """A ListResponse (RFC 7644 §3.4.2); `total` defaults to the resources given."""
+    return {
+        "schemas": [LIST_RESPONSE],
+        "totalResults": len(resources) if total is None else total,
+        "startIndex": start_index,
+        "itemsPerPage": len(resources),
+        "Resources": resources,
+    }

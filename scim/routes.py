@@ -5,9 +5,9 @@ Handlers are thin: authenticate, parse, run one transaction in the thread pool, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -16,22 +16,16 @@ from starlette.responses import Response
 from starlette.routing import Router
 
 from models.credential_cache import VerifiedCache
+from models.db.async_reads import AsyncReads
 from models.db.base import utcnow
 from models.db.database import Database
-from models.db.tables import Group, User
 from models.db.tokens import TokenIdentity, touch_token, verify_scim_token
-from scim import groups as group_store
 from scim import users as user_store
 from scim.bulk import run_bulk
 from scim.context import ScimContext
-from scim.discovery import (
-    Limits,
-    list_response,
-    resource_types,
-    schemas,
-    service_provider_config,
-)
+from scim.discovery import resource_types, schemas, service_provider_config
 from scim.errors import InvalidValue, NotFound, ScimError
+from scim.filter.keyed import KeyedLookup
 from scim.http import (
     ScimResponse,
     Unauthorized,
@@ -40,122 +34,22 @@ from scim.http import (
     read_body,
     read_json_object,
 )
+from scim.keyed_lane import KeyedLane, resource_response
 from scim.listing import (
-    ExtraColumn,
     SearchParams,
     cursor_search,
+    keyed_rows,
     page_size,
     parse_params,
     search,
+    split_page,
     validate_filter,
 )
 from scim.offload import in_thread
 from scim.projection import project, wants
-from scim.render import etag, render_group, render_user
-from scim.schemas import GROUP_RESOURCE, LIST_RESPONSE, SCHEMAS, USER_RESOURCE, ResourceType
-
-Row = Any  # User | Group
-
-
-@dataclass(frozen=True)
-class Caller:
-    """What a request presents: its bearer token (not yet verified) and where it came."""
-
-    token: str
-    base_url: str
-    request_id: str | None
-
-    def context(self, org_id: str, token_id: str) -> ScimContext:
-        return ScimContext(
-            org_id=org_id,
-            actor=f"scim-token:{token_id}",
-            base_url=self.base_url,
-            request_id=self.request_id,
-        )
-
-
-@dataclass(frozen=True)
-class ScimConfig:
-    limits: Limits
-    default_count: int
-    public_base_url: str | None = None
-    token_cache_s: float = 0.0  # how long a verified token is remembered (0: never)
-
-
-@dataclass(frozen=True)
-class ResourceOps:
-    """How one resource type is stored and rendered."""
-
-    resource: ResourceType
-    multi_attr: str  # the potentially large computed/joined attribute
-    load: Callable[[Session, str, str], Row]
-    create: Callable[[Session, ScimContext, dict[str, Any]], Row]
-    replace: Callable[[Session, ScimContext, str, dict[str, Any], str | None], Row]
-    patch: Callable[[Session, ScimContext, str, dict[str, Any], str | None], Row]
-    delete: Callable[[Session, ScimContext, str, str | None], None]
-    render: Callable[
-        [Session, Sequence[Row], str, bool, Sequence[Any] | None], list[dict[str, Any]]
-    ]
-    # A correlated scalar subquery (built per dialect and id column) that a keyed
-    # lookup's page statement carries, and `render` takes as `preloaded` instead of
-    # running a query of its own (Users: `groups`). Other pages query it separately.
-    page_extra: ExtraColumn | None = None
-    # `create` writes with exactly one statement (see Database.write(one_statement=True)).
-    create_is_one_statement: bool = False
-
-
-def _render_users(
-    session: Session,
-    rows: Sequence[User],
-    base: str,
-    with_groups: bool,
-    preloaded: Sequence[Any] | None = None,
-) -> list[dict[str, Any]]:
-    """`preloaded`: `groups_column` values from the page query, one per row."""
-    if not with_groups:
-        return [render_user(u, base, None) for u in rows]
-    if preloaded is not None:
-        return [
-            render_user(u, base, user_store.groups_from_column(g))
-            for u, g in zip(rows, preloaded, strict=True)
-        ]
-    groups = user_store.groups_of(session, [u.id for u in rows])
-    return [render_user(u, base, groups.get(u.id, [])) for u in rows]
-
-
-def _render_groups(
-    session: Session,
-    rows: Sequence[Group],
-    base: str,
-    with_members: bool,
-    _preloaded: Sequence[Any] | None = None,
-) -> list[dict[str, Any]]:
-    members = group_store.members_of_many(session, [g.id for g in rows]) if with_members else None
-    return [render_group(g, base, members[g.id] if members is not None else None) for g in rows]
-
-
-USERS = ResourceOps(
-    resource=USER_RESOURCE,
-    multi_attr="groups",
-    load=user_store.load_user,
-    create=user_store.create_user,
-    replace=user_store.replace_user,
-    patch=user_store.patch_user,
-    delete=user_store.delete_user,
-    render=_render_users,
-    page_extra=user_store.groups_column,
-    create_is_one_statement=True,
-)
-GROUPS = ResourceOps(
-    resource=GROUP_RESOURCE,
-    multi_attr="members",
-    load=group_store.load_group,
-    create=group_store.create_group,
-    replace=group_store.replace_group,
-    patch=group_store.patch_group,
-    delete=group_store.delete_group,
-    render=_render_groups,
-)
+from scim.render import etag, list_response, render_user
+from scim.resources import GROUPS, USERS, Caller, ResourceOps, Row, ScimConfig
+from scim.schemas import LIST_RESPONSE, SCHEMAS
 
 
 def _projection_args(query: dict[str, str]) -> tuple[list[str] | None, list[str] | None]:
@@ -173,10 +67,30 @@ class ScimApi:
         db: Database,
         config: ScimConfig,
         tokens: VerifiedCache[TokenIdentity] | None = None,
+        *,
+        async_pool_size: int = 10,
     ) -> None:
         self.db = db
         self.config = config
         self.tokens = tokens or VerifiedCache(config.token_cache_s)
+        # PostgreSQL: keyed lookups on the event loop (scim.keyed_lane), opened by the
+        # app's lifespan (`lifespan`); without one, every request takes the thread path.
+        self.lane: KeyedLane | None = None
+        if db.dialect == "postgresql":
+            reads = AsyncReads(db.url, max_size=async_pool_size)
+            self.lane = KeyedLane(reads, db.engine.dialect, self.tokens, config)
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Open the keyed lane's connection pool on the serving event loop; close it."""
+        if self.lane is None:
+            yield
+            return
+        self.lane.reads.open()
+        try:
+            yield
+        finally:
+            await self.lane.reads.close()
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -271,15 +185,18 @@ class ScimApi:
     ) -> Response:
         with self._session(caller, write=False) as (session, ctx):
             attrs, excluded = _projection_args(query)
-            row = ops.load(session, ctx.org_id, rid)
-            tag = etag(row.version)
-            if if_none_match is not None and tag in [t.strip() for t in if_none_match.split(",")]:
-                return Response(status_code=304, headers={"ETag": tag})
             full = wants(ops.multi_attr, attrs, excluded, ops.resource)
-            body = ops.render(session, [row], ctx.base_url, full, None)[0]
-        return ScimResponse(
-            project(body, ops.resource, attributes=attrs, excluded=excluded),
-            headers={"ETag": tag, "Location": body["meta"]["location"]},
+            extra = ops.page_extra if full else None
+            lookup = KeyedLookup("id", rid)
+            found = keyed_rows(
+                session, ops.resource, ctx.org_id, lookup, offset=0, limit=1, extra=extra
+            )
+            rows, extras = split_page(found, 1, extra is not None)
+            if not rows:
+                raise NotFound(f"{ops.resource.name} {rid} not found")
+            body = ops.render(session, rows, ctx.base_url, full, extras)[0]
+        return resource_response(
+            body, rows[0].version, ops.resource, attrs, excluded, if_none_match
         )
 
     def _write_sync(
@@ -371,8 +288,9 @@ class ScimApi:
                     params,
                     default_count=self.config.default_count,
                     max_results=self.config.limits.max_results,
+                    extra=ops.page_extra if full else None,
                 )
-                bodies = ops.render(session, page.rows, ctx.base_url, full, None)
+                bodies = ops.render(session, page.rows, ctx.base_url, full, page.extras)
             else:
                 total, rows, extras = search(
                     session,
@@ -394,15 +312,7 @@ class ScimApi:
                 listed["nextCursor"] = page.next_cursor
             listed["Resources"] = resources
             return ScimResponse(listed)
-        return ScimResponse(
-            {
-                "schemas": [LIST_RESPONSE],
-                "totalResults": total,
-                "startIndex": params.start_index,
-                "itemsPerPage": len(resources),
-                "Resources": resources,
-            }
-        )
+        return ScimResponse(list_response(resources, total=total, start_index=params.start_index))
 
     def _root_search_sync(self, ctx: ScimContext, params: SearchParams) -> Response:
         """`POST /.search` across Users and Groups; a filter naming attributes that one
@@ -472,15 +382,7 @@ class ScimApi:
                     project(b, ops.resource, attributes=attrs, excluded=excluded)
                     for b in ops.render(session, rows, ctx.base_url, full, extras)
                 ]
-        return ScimResponse(
-            {
-                "schemas": [LIST_RESPONSE],
-                "totalResults": total,
-                "startIndex": params.start_index,
-                "itemsPerPage": len(resources),
-                "Resources": resources,
-            }
-        )
+        return ScimResponse(list_response(resources, total=total, start_index=params.start_index))
 
     def _delete_sync(
         self, ops: ResourceOps, caller: Caller, rid: str, if_match: str | None
@@ -607,9 +509,18 @@ class ScimApi:
                 return exception_response(exc)
             return result
 
+        lane = self.lane
+
         async def list_(request: Request) -> Response:
             query = dict(request.query_params)
-            return await run(request, lambda c: in_thread(self._list_sync, ops, c, query))
+
+            async def call(c: Caller) -> Response:
+                answered = await lane.list(ops, c, query) if lane is not None else None
+                if answered is not None:
+                    return answered
+                return await in_thread(self._list_sync, ops, c, query)
+
+            return await run(request, call)
 
         async def search_(request: Request) -> Response:
             async def call(c: Caller) -> Response:
@@ -637,17 +548,17 @@ class ScimApi:
 
         async def get(request: Request) -> Response:
             rid = request.path_params["rid"]
-            return await run(
-                request,
-                lambda c: in_thread(
-                    self._get_sync,
-                    ops,
-                    c,
-                    rid,
-                    dict(request.query_params),
-                    request.headers.get("if-none-match"),
-                ),
-            )
+            query = dict(request.query_params)
+            if_none_match = request.headers.get("if-none-match")
+
+            async def call(c: Caller) -> Response:
+                if lane is not None:
+                    answered = await lane.get(ops, c, rid, query, if_none_match)
+                    if answered is not None:
+                        return answered
+                return await in_thread(self._get_sync, ops, c, rid, query, if_none_match)
+
+            return await run(request, call)
 
         async def replace(request: Request) -> Response:
             rid = request.path_params["rid"]

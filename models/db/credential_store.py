@@ -9,11 +9,12 @@ token for a short window: `models.credential_cache`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, or_, select
+from sqlalchemy import Select, Table, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from models.credentials import display_prefix, generate_secret, hash_secret, same_hash
@@ -76,17 +77,35 @@ class CredentialStore(Generic[Row]):
         session.flush()
         return secret
 
-    def verify(self, session: Session, presented: str) -> Verified | None:
-        """The identity behind `presented`, or None (unknown, revoked, another kind)."""
+    @property
+    def verify_statement(self) -> Select[Any]:
+        """The lookup `verify` runs (bind: `digest`), for callers with their own driver;
+        they pass its first row to `identity`."""
+        return self._verify
+
+    def verify_params(self, presented: str) -> dict[str, str] | None:
+        """`verify_statement`'s binds for `presented`; None when it is not of this kind."""
         if not presented.startswith(self.kind_prefix):
             return None
-        found = session.execute(self._verify, {"digest": hash_secret(presented)}).first()
+        return {"digest": hash_secret(presented)}
+
+    @staticmethod
+    def identity(found: Sequence[Any] | None, presented: str) -> Verified | None:
+        """The identity in `found` (a row of `verify_statement`, or None), or None when
+        the credential is unknown or revoked; the hash is compared in constant time."""
         if found is None:
             return None
         credential_id, org_id, stored_hash, revoked_at, last_used_at, org_name = found
         if revoked_at is not None or not same_hash(stored_hash, presented):
             return None
         return Verified(credential_id, org_id, org_name, last_used_at)
+
+    def verify(self, session: Session, presented: str) -> Verified | None:
+        """The identity behind `presented`, or None (unknown, revoked, another kind)."""
+        params = self.verify_params(presented)
+        if params is None:
+            return None
+        return self.identity(session.execute(self._verify, params).first(), presented)
 
     def touch(self, session: Session, credential_id: str, now: datetime | None = None) -> None:
         """Record use, at most once per LAST_USED_RESOLUTION (the hot path stays read-only)."""

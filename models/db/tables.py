@@ -75,7 +75,9 @@ class User(Base):
     __table_args__ = (
         UniqueConstraint("org_id", "user_name_norm"),
         Index(None, "org_id", "external_id"),
-        Index(None, "org_id", "created_at", "id"),
+        # The default order, with `active` so that `active eq true` pages and their
+        # COUNT read this index alone (migration 0003).
+        Index(None, "org_id", "created_at", "id", "active"),
         Index(None, "org_id", "updated_at"),
     )
 

@@ -1,0 +1,241 @@
+"""Keyed lookups on the event loop (PostgreSQL): what IdPs send before nearly every write.
+
+Okta asks `GET /Users?filter=userName eq "…"` before creating a user, Entra
+`externalId eq "…"` or `userName eq "…"`, both `displayName eq "…"` for groups, and
+all of them `GET /Users/{id}` to read one back. Each is one equality on an indexed
+column, answered by one prebuilt statement (`scim.listing.keyed_page`). On the thread
+path the hand-off to a worker thread and SQLAlchemy's session, pool and result
+machinery cost several times the index probe itself; here the same statement runs on
+the event loop over psycopg's asyncio connections (`models.db.async_reads`), and the
+bearer token is verified from the per-process cache (`models.credential_cache`) or by
+one prebuilt lookup on the same connection pool.
+
+The lane answers only what it can answer exactly as the thread path would; for anything
+else `list`/`get` return None and the request takes the thread path (`scim.routes`):
+
+- a filter that is not a keyed lookup, `sortBy`, a cursor, `count=0`, or parameters
+  the thread path will refuse (it raises the right error, after authentication);
+- a Group with `members` wanted (a member list has a query of its own);
+- a token that is unknown or revoked (the thread path answers 401) or whose
+  `last_used_at` is due for its once-a-minute write;
+- a page whose totalResults the rows do not tell (`total_if_known`: an externalId
+  shared by more rows than `count`);
+- an event loop other than the one the app's lifespan opened the pool on.
+
+Tests run every lookup through both paths and compare the bodies
+(tests/integration/scim/test_keyed_lane.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from starlette.responses import Response
+
+from models.credential_cache import VerifiedCache
+from models.db.async_reads import AsyncReads, Prepared, prepare
+from models.db.tokens import (
+    SCIM_TOKEN_LOOKUP,
+    TokenIdentity,
+    scim_token_identity,
+    scim_token_lookup_params,
+)
+from scim.errors import NotFound, ScimError
+from scim.filter.keyed import KeyedLookup, keyed_lookup
+from scim.filter.parser import parse_filter
+from scim.http import ScimResponse
+from scim.listing import (
+    ExtraColumn,
+    SearchParams,
+    keyed_page,
+    page_size,
+    parse_params,
+    split_page,
+    total_if_known,
+)
+from scim.projection import project, wants
+from scim.render import etag, list_response
+from scim.resources import Caller, ResourceOps, ScimConfig
+from scim.schemas import ResourceType
+
+
+def projection(params: SearchParams) -> tuple[list[str] | None, list[str] | None]:
+    """`attributes` and `excludedAttributes` as `project` takes them."""
+    attrs = list(params.attributes) if params.attributes is not None else None
+    excluded = list(params.excluded_attributes) if params.excluded_attributes is not None else None
+    return attrs, excluded
+
+
+def resource_response(
+    body: dict[str, Any],
+    version: int,
+    resource: ResourceType,
+    attrs: list[str] | None,
+    excluded: list[str] | None,
+    if_none_match: str | None,
+) -> Response:
+    """GET of one resource: 304 when `If-None-Match` names its version, else its
+    projection with `ETag` and `Location` (RFC 7644 §3.4.1, §3.14)."""
+    tag = etag(version)
+    if if_none_match is not None and tag in [t.strip() for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers={"ETag": tag})
+    return ScimResponse(
+        project(body, resource, attributes=attrs, excluded=excluded),
+        headers={"ETag": tag, "Location": body["meta"]["location"]},
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A request the lane can answer: which statement, with which values."""
+
+    lookup: KeyedLookup
+    extra: ExtraColumn | None  # the rows' `multi_attr`, when wanted
+    offset: int
+    count: int
+    attrs: list[str] | None
+    excluded: list[str] | None
+
+
+class KeyedLane:
+    """Serves keyed lookups of the resources in `ops` from `reads` (see the module doc)."""
+
+    def __init__(
+        self,
+        reads: AsyncReads,
+        dialect: Dialect,
+        tokens: VerifiedCache[TokenIdentity],
+        config: ScimConfig,
+    ) -> None:
+        self.reads = reads
+        self.dialect = dialect
+        self.tokens = tokens
+        self.config = config
+        self._token_lookup = prepare(SCIM_TOKEN_LOOKUP, dialect)
+        self._statements: dict[tuple[str, str, ExtraColumn | None], Prepared] = {}
+
+    # -- planning (pure) -------------------------------------------------------------
+
+    def _plan(self, ops: ResourceOps, params: SearchParams, lookup: KeyedLookup) -> _Plan | None:
+        attrs, excluded = projection(params)
+        full = wants(ops.multi_attr, attrs, excluded, ops.resource)
+        if full and ops.page_extra is None:
+            return None  # a Group's members: a query of their own
+        count = page_size(params, self.config.default_count, self.config.limits.max_results)
+        if count == 0:
+            return None
+        extra = ops.page_extra if full else None
+        return _Plan(lookup, extra, params.start_index - 1, count, attrs, excluded)
+
+    def _list_plan(self, ops: ResourceOps, query: Mapping[str, str]) -> _Plan | None:
+        try:
+            params = parse_params(dict(query))
+            if params.filter is None or params.cursor is not None or params.sort_by:
+                return None
+            lookup = keyed_lookup(parse_filter(params.filter), ops.resource, "postgresql")
+        except ScimError:
+            return None  # the thread path answers with the error, after authentication
+        return None if lookup is None else self._plan(ops, params, lookup)
+
+    def _get_plan(self, ops: ResourceOps, rid: str, query: Mapping[str, str]) -> _Plan | None:
+        try:
+            params = parse_params(dict(query))
+        except ScimError:
+            return None
+        # No paging for a GET: the one row, if it exists (`count` only sizes the LIMIT).
+        plain = SearchParams(
+            attributes=params.attributes, excluded_attributes=params.excluded_attributes, count=1
+        )
+        return self._plan(ops, plain, KeyedLookup("id", rid))
+
+    def _statement(self, ops: ResourceOps, plan: _Plan) -> Prepared:
+        key = (ops.resource.id, plan.lookup.column, plan.extra)
+        found = self._statements.get(key)
+        if found is None:
+            page = keyed_page(ops.resource, plan.lookup, plan.extra, "postgresql")
+            found = self._statements[key] = prepare(page, self.dialect)
+        return found
+
+    # -- I/O -------------------------------------------------------------------------
+
+    async def _identity(self, presented: str) -> TokenIdentity | None:
+        """The token's identity when it needs no write; None sends the request to the
+        thread path (unknown or revoked: 401 there; `last_used_at` due: written there)."""
+        ident = self.tokens.get(presented)
+        if ident is not None and not ident.use_is_stale():
+            return ident
+        params = scim_token_lookup_params(presented)
+        if params is None:
+            return None
+        rows = await self.reads.fetch(self._token_lookup, params)
+        ident = scim_token_identity(rows[0] if rows else None, presented)
+        if ident is None or ident.use_is_stale():
+            return None
+        self.tokens.put(presented, ident)
+        return ident
+
+    async def _rows(
+        self, ops: ResourceOps, plan: _Plan, caller: Caller
+    ) -> tuple[list[dict[str, Any]], list[int], int] | None:
+        """(rendered rows, their versions, how many rows came back), or None."""
+        ident = await self._identity(caller.token)
+        if ident is None:
+            return None
+        values = {
+            "org_id": ident.org_id,
+            "value": plan.lookup.value,
+            "offset": plan.offset,
+            "limit": plan.count + 1,
+        }
+        fetched = await self.reads.fetch(self._statement(ops, plan), values)
+        rows, extras = split_page(fetched, plan.count, plan.extra is not None)
+        bodies = ops.render_rows(rows, caller.base_url, extras)
+        return bodies, [r.version for r in rows], len(fetched)
+
+    async def list(
+        self, ops: ResourceOps, caller: Caller, query: Mapping[str, str]
+    ) -> Response | None:
+        """`GET /Users?filter=<keyed lookup>` (or /Groups), or None: the thread path."""
+        if not self.reads.serves_this_loop():
+            return None
+        plan = self._list_plan(ops, query)
+        if plan is None:
+            return None
+        found = await self._rows(ops, plan, caller)
+        if found is None:
+            return None
+        bodies, _, fetched = found
+        total = total_if_known(plan.offset, plan.count, fetched)
+        if total is None:
+            return None
+        resources = [
+            project(b, ops.resource, attributes=plan.attrs, excluded=plan.excluded) for b in bodies
+        ]
+        return ScimResponse(list_response(resources, total=total, start_index=plan.offset + 1))
+
+    async def get(
+        self,
+        ops: ResourceOps,
+        caller: Caller,
+        rid: str,
+        query: Mapping[str, str],
+        if_none_match: str | None,
+    ) -> Response | None:
+        """`GET /Users/{id}` (or /Groups/{id}), or None: the thread path."""
+        if not self.reads.serves_this_loop():
+            return None
+        plan = self._get_plan(ops, rid, query)
+        if plan is None:
+            return None
+        found = await self._rows(ops, plan, caller)
+        if found is None:
+            return None
+        bodies, versions, _ = found
+        if not bodies:
+            raise NotFound(f"{ops.resource.name} {rid} not found")
+        return resource_response(
+            bodies[0], versions[0], ops.resource, plan.attrs, plan.excluded, if_none_match
+        )
