@@ -54,6 +54,41 @@ def test_malformed_json_is_invalid_syntax(orgs: Orgs) -> None:
     assert orgs.change_count() == before
 
 
+def test_json_that_cannot_be_stored_is_invalid_syntax(orgs: Orgs) -> None:
+    """Python's parser takes NaN/Infinity and escapes of unpaired surrogates; neither is
+    storable JSON (RFC 8259 §6, §8.2). They are 400 invalidSyntax, not a 500 from the
+    database, and write nothing; a surrogate *pair* is a character like any other."""
+    scim = orgs.a
+    headers = {"Authorization": f"Bearer {scim.token}", "Content-Type": "application/scim+json"}
+    uid = scim.post("/Users", user_body("stored@x.io")).json()["id"]
+    before = orgs.change_count()
+
+    def user(rest: str) -> bytes:
+        return ('{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],' + rest + "}").encode()
+
+    bodies = [
+        user('"userName":"nan@x.io","name":{"givenName":NaN}'),
+        user('"userName":"inf@x.io","title":-Infinity'),
+        user('"userName":"lone@x.io","nickName":"a\\ud800b"'),
+        user('"userName":"low@x.io","name":{"formatted":"\\uDC00"}'),
+        user('"userName":"key@x.io","\\udbff":"x"'),
+    ]
+    for body in bodies:
+        _is_scim_error(
+            scim.client.post("/scim/v2/Users", content=body, headers=headers),
+            400,
+            "invalidSyntax",
+        )
+    patch = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"nickName","value":"\\ud83d"}]}'  # noqa: E501
+    r = scim.client.patch(f"/scim/v2/Users/{uid}", content=patch.encode(), headers=headers)
+    _is_scim_error(r, 400, "invalidSyntax")
+    assert orgs.change_count() == before
+    pair = user('"userName":"pair@x.io","nickName":"\\ud83d\\ude00"')
+    made = scim.client.post("/scim/v2/Users", content=pair, headers=headers)
+    assert made.status_code == 201, made.text
+    assert scim.get(f"/Users/{made.json()['id']}").json()["nickName"] == "\U0001f600"
+
+
 def test_plain_json_content_type_is_accepted(scim: Scim) -> None:
     r = scim.client.post(
         "/scim/v2/Users",
