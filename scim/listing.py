@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from models.db.tables import Group, User
+from models.db.tables import Group, Organization, User
 from scim import cursor as cursors
 from scim.errors import InvalidCursor, InvalidValue, ScimError
 from scim.filter.ast import Filter
@@ -32,6 +32,7 @@ from scim.filter.sql import compile_filter
 from scim.filter.storage import check_dialect
 from scim.render import StoredRow
 from scim.schemas import ResourceType
+from scim.totals import Totals
 
 # (dialect, the page's id column) -> a scalar subquery correlated to it (User.groups)
 ExtraColumn = Callable[[str, ColumnElement[Any]], ColumnElement[Any]]
@@ -188,20 +189,27 @@ def keyed_page(
 # than PostgreSQL spends on a 100-row page. The bound values are `org_id`, `offset` and
 # `limit`; the filter's literals are part of the shape.
 PageShape = tuple[str, str | None, str | None, str | None, ExtraColumn | None, str]
-_GENERAL_PAGES: OrderedDict[PageShape, Select[Any]] = OrderedDict()
+_GENERAL_PAGES: OrderedDict[tuple[PageShape, bool], Select[Any]] = OrderedDict()
 _GENERAL_PAGES_MAX = 256
 _GENERAL_PAGES_LOCK = threading.Lock()
 
 
-def general_page(
-    resource: ResourceType,
-    flt: str | None,
-    sort_by: str | None,
-    sort_order: str | None,
-    extra: ExtraColumn | None,
-    dialect: str,
-) -> Select[Any]:
-    """The page statement for a filter and order: PAGE_COLUMNS, `extra`, and `total`.
+def page_shape(
+    resource: ResourceType, params: SearchParams, extra: ExtraColumn | None, dialect: str
+) -> PageShape:
+    """What a page statement is built from, besides the bound values."""
+    order = params.sort_order if params.sort_by else None
+    return (resource.id, params.filter, params.sort_by, order, extra, dialect)
+
+
+def _revision() -> ColumnElement[Any]:
+    """The organization's revision, read in the page's own snapshot (scim.totals)."""
+    orgs = Organization.__table__.c
+    return select(orgs.revision).where(orgs.id == bindparam("org_id")).scalar_subquery()
+
+
+def general_page(resource: ResourceType, shape: PageShape, *, with_total: bool) -> Select[Any]:
+    """The page statement for a shape: PAGE_COLUMNS, `extra`, [`total`,] `revision`.
 
     A deferred join: the page's ids are cut first (filter, order, OFFSET, LIMIT over `id`
     alone, which the `(org_id, created_at, id, active)` index answers without reading
@@ -209,17 +217,22 @@ def general_page(
     OFFSET skips are never fetched whole, and `extra` (each user's groups) is computed
     for the page's rows only: as a select-list subquery beside the OFFSET, PostgreSQL
     evaluates it for every skipped row (28 ms instead of 4 ms at startIndex 9001 over
-    10k users). `total`, the COUNT of every match, is an uncorrelated subquery the
-    database evaluates once: the page and its totalResults are one round trip.
+    10k users).
+
+    `total` (`with_total`), the COUNT of every match, and `revision`, the organization's
+    revision, are uncorrelated subqueries that the database evaluates once, in the
+    page's snapshot: a page and its totalResults are one round trip, and a total
+    remembered at that revision (scim.totals) spares the COUNT.
 
     Binds `org_id`, `offset` and `limit`. Built once per shape (an LRU of
     _GENERAL_PAGES_MAX); an invalid filter or sortBy raises and is not remembered."""
-    key: PageShape = (resource.id, flt, sort_by, sort_order if sort_by else None, extra, dialect)
+    key = (shape, with_total)
     with _GENERAL_PAGES_LOCK:
         found = _GENERAL_PAGES.get(key)
         if found is not None:
             _GENERAL_PAGES.move_to_end(key)
             return found
+    _, flt, sort_by, sort_order, extra, dialect = shape
     table = _table(resource)
     matching = filtered_query(resource, bindparam("org_id"), flt, dialect)
     if sort_by:
@@ -236,13 +249,19 @@ def general_page(
     page = select(*page_columns(resource)).join_from(table, ids, ids.c.id == table.id)
     if extra is not None:
         page = page.add_columns(extra(dialect, table.__table__.c.id))
-    page = page.add_columns(count_statement(matching).scalar_subquery().label("total"))
-    page = page.order_by(*order_by)
+    if with_total:
+        page = page.add_columns(count_statement(matching).scalar_subquery().label("total"))
+    page = page.add_columns(_revision().label("revision")).order_by(*order_by)
     with _GENERAL_PAGES_LOCK:
         _GENERAL_PAGES[key] = page
         while len(_GENERAL_PAGES) > _GENERAL_PAGES_MAX:
             _GENERAL_PAGES.popitem(last=False)
     return page
+
+
+def counted_at_revision(query: Select[Any]) -> Select[Any]:
+    """`SELECT count(*) …, revision`: a COUNT and the revision it was counted at."""
+    return count_statement(query).add_columns(_revision())
 
 
 def split_page(
@@ -280,14 +299,16 @@ def search(
     default_count: int,
     max_results: int,
     extra: ExtraColumn | None = None,
+    totals: Totals | None = None,
 ) -> tuple[int, list[StoredRow], list[Any] | None]:
     """(totalResults, rows of this page, `extra`'s value per row or None).
 
     `extra`, a correlated scalar subquery (each user's `groups`), rides along with the
     page statement, so a page is one query, and the `userName eq` lookup before every
-    create one round trip. A page reads one row more than `count`; the COUNT query then
-    runs only when that row exists, or when the page starts past the end
-    (`total_if_known`)."""
+    create one round trip. A page reads one row more than `count`, so the last page
+    tells its total (`total_if_known`). Otherwise the page statement carries the COUNT,
+    or, when `totals` remembers one for this shape, the organization's revision only:
+    the remembered total holds while the revision is unchanged (scim.totals)."""
     dialect = session.get_bind().dialect.name
     parsed = parse_filter(params.filter) if params.filter else None
     count = page_size(params, default_count, max_results)
@@ -315,16 +336,28 @@ def search(
         result = keyed_rows(
             session, resource, org_id, lookup, offset=offset, limit=count + 1, extra=extra
         )
+        rows, extras = split_page(result, count, extra is not None)
         total = total_if_known(offset, count, len(result))
-    else:
-        statement = general_page(
-            resource, params.filter, params.sort_by, params.sort_order, extra, dialect
-        )
-        values = {"org_id": org_id, "offset": offset, "limit": count + 1}
-        result = session.execute(statement, values).all()
-        total = int(result[0][-1]) if result else total_if_known(offset, count, 0)
+        return (counted() if total is None else total), rows, extras
+    shape = page_shape(resource, params, extra, dialect)
+    with_total = totals is None or not totals.known(org_id, shape)
+    statement = general_page(resource, shape, with_total=with_total)
+    values = {"org_id": org_id, "offset": offset, "limit": count + 1}
+    result = session.execute(statement, values).all()
     rows, extras = split_page(result, count, extra is not None)
-    return (counted() if total is None else total), rows, extras
+    total = total_if_known(offset, count, len(result))
+    if not result:  # past the end: no row to carry a total or a revision
+        return (counted() if total is None else total), rows, extras
+    revision: int | None = result[0][-1]
+    if with_total:
+        total = int(result[0][-2])
+    elif total is None and totals is not None and revision is not None:
+        total = totals.get(org_id, shape, revision)
+    if total is None:  # written since the total was remembered: count again
+        total, revision = session.execute(counted_at_revision(query()), {"org_id": org_id}).one()
+    if totals is not None and revision is not None:
+        totals.put(org_id, shape, revision, total)
+    return int(total), rows, extras
 
 
 @dataclass(frozen=True)

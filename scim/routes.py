@@ -50,6 +50,7 @@ from scim.projection import project, wants
 from scim.render import etag, list_response, render_user
 from scim.resources import GROUPS, USERS, Caller, ResourceOps, Row, ScimConfig
 from scim.schemas import LIST_RESPONSE, SCHEMAS
+from scim.totals import Totals
 
 
 def _projection_args(query: dict[str, str]) -> tuple[list[str] | None, list[str] | None]:
@@ -73,6 +74,7 @@ class ScimApi:
         self.db = db
         self.config = config
         self.tokens = tokens or VerifiedCache(config.token_cache_s)
+        self.totals = Totals()  # list pages' totalResults by organization revision
         # PostgreSQL: keyed lookups on the event loop (scim.keyed_lane), opened by the
         # app's lifespan (`lifespan`); without one, every request takes the thread path.
         self.lane: KeyedLane | None = None
@@ -300,6 +302,7 @@ class ScimApi:
                     default_count=self.config.default_count,
                     max_results=self.config.limits.max_results,
                     extra=ops.page_extra if full else None,
+                    totals=self.totals,
                 )
                 bodies = ops.render(session, rows, ctx.base_url, full, extras)
         resources = [project(b, ops.resource, attributes=attrs, excluded=excluded) for b in bodies]

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
-from sqlalchemy import event
-
-from models.db.async_reads import Prepared
 from tests.support.scim_client import Orgs, Scim, group_body, user_body
+from tests.support.statements import executed_statements
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -227,39 +221,6 @@ def test_member_display_is_returned_on_request_only(scim: Scim) -> None:
     assert asked["members"] == [{"display": "Disp Lay"}]
 
 
-@contextmanager
-def _executed(orgs: Orgs) -> Iterator[list[str]]:
-    """Every SQL statement the app executes inside: through the database's engines
-    (writer and reader) and, on PostgreSQL, on the event loop (the keyed lane)."""
-    statements: list[str] = []
-    database = orgs.db
-
-    def record(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
-        statements.append(statement)
-
-    lane = orgs.a.client.app.state.scim.lane  # type: ignore[attr-defined]
-    reads = lane.reads if lane is not None else None
-    real_fetch = reads.fetch if reads is not None else None
-
-    async def recording_fetch(statement: Prepared, params: Any) -> Any:
-        statements.append(statement.sql)
-        assert real_fetch is not None
-        return await real_fetch(statement, params)
-
-    engines = {database.engine, database.read_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    if reads is not None:
-        reads.fetch = recording_fetch  # type: ignore[method-assign]
-    try:
-        yield statements
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
-        if reads is not None:
-            del reads.fetch
-
-
 def test_a_lookup_is_one_statement_with_each_users_groups(orgs: Orgs) -> None:
     """`userName eq` (what Okta sends before every create) costs one SELECT: the token
     is remembered and each user's `groups` come from the page query itself, sorted by
@@ -271,7 +232,7 @@ def test_a_lookup_is_one_statement_with_each_users_groups(orgs: Orgs) -> None:
     g_b = scim.post("/Groups", group_body("beta", [u1])).json()["id"]
     g_a = scim.post("/Groups", group_body("Alpha", [u1])).json()["id"]
 
-    with _executed(orgs) as executed:
+    with executed_statements(orgs) as executed:
         found = scim.get("/Users", params={"filter": 'userName eq "IN-TWO@x.io"', "count": 100})
         single = scim.get(f"/Users/{u1}")
     assert found.status_code == 200, found.text
@@ -299,7 +260,7 @@ def test_a_user_create_is_one_statement_on_postgresql(orgs: Orgs) -> None:
     scim = orgs.a
     assert scim.post("/Users", user_body("first@x.io")).status_code == 201  # token now known
     before = orgs.change_count()
-    with _executed(orgs) as statements:
+    with executed_statements(orgs) as statements:
         made = scim.post("/Users", user_body("second@x.io"))
         taken = scim.post("/Users", user_body("SECOND@x.io"))
     assert made.status_code == 201, made.text

@@ -18,8 +18,8 @@ from models.db.tables import Organization
 from models.db.tokens import create_scim_token
 from tests.integration.cache.world import World
 from tests.integration.worker.conftest import BROKER_URL, CACHE_URL, WorkerProcess, wait_until
-from tests.integration.worker.tcpproxy import TcpProxy
 from tests.support.scim_client import user_body
+from tests.support.tcpproxy import TcpProxy
 from worker.factory import TASK_RECONCILE, create_celery
 from worker.hooks import install_change_hook
 from worker.lanes import ALL_LANES, PRIORITY
