@@ -298,35 +298,44 @@ class IdsyncTarget(Target):
         self._vacuum("scim_groups", "scim_group_members")
         return gid
 
-    def explain_lookup(self, user_name: str) -> str:
-        """EXPLAIN ANALYZE of what a `userName eq` list request runs: the prebuilt keyed
-        page statement (`scim.listing.keyed_page`, with each user's groups), and the
-        COUNT a full page would add (a lookup's page is never full)."""
+    def explain(self, user_name: str, start_index: int) -> str:
+        """EXPLAIN ANALYZE of the statements behind the benchmark's rows, as the API runs
+        them: a `userName eq` lookup (the prebuilt keyed statement, `scim.listing.
+        keyed_page`, with each user's groups; the event-loop lane runs this same SQL as a
+        prepared statement), and a `filter=active eq true` page at `start_index` with
+        its COUNT (`scim.listing.general_page`; later pages of an unchanged listing run
+        it without the COUNT, scim.totals)."""
         from sqlalchemy import create_engine
         from sqlalchemy.dialects import postgresql
 
         from scim.filter.keyed import keyed_lookup
         from scim.filter.parser import parse_filter
-        from scim.listing import count_statement, filtered_query, keyed_page
+        from scim.listing import SearchParams, general_page, keyed_page, page_shape
         from scim.schemas import USER_RESOURCE
         from scim.users import groups_column
 
-        flt = parse_filter(f'userName eq "{user_name}"')
-        lookup = keyed_lookup(flt, USER_RESOURCE, "postgresql")
-        assert lookup is not None
-        page = keyed_page(USER_RESOURCE, lookup, groups_column, "postgresql").params(
-            org_id=self.org_id, value=lookup.value, offset=0, limit=100
+        lookup = keyed_lookup(
+            parse_filter(f'userName eq "{user_name}"'), USER_RESOURCE, "postgresql"
         )
-        query = filtered_query(USER_RESOURCE, self.org_id, flt, "postgresql")
-        count = count_statement(query)
+        assert lookup is not None
+        keyed = keyed_page(USER_RESOURCE, lookup, groups_column, "postgresql").params(
+            org_id=self.org_id, value=lookup.value, offset=0, limit=101
+        )
+        shape = page_shape(
+            USER_RESOURCE, SearchParams(filter=PAGE_FILTER), groups_column, "postgresql"
+        )
+        page = general_page(USER_RESOURCE, shape, with_total=True).params(
+            org_id=self.org_id, offset=start_index - 1, limit=101
+        )
         dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
         out: list[str] = []
         engine = create_engine(self.db_url)
         try:
             with engine.connect() as conn:
+                conn.exec_driver_sql("SET jit = off")  # as idsync's connections do
                 for label, stmt in (
-                    ("page (the one statement a lookup runs)", page),
-                    ("count (only run when a page is full, so not for a lookup)", count),
+                    ("lookup (the one statement a `userName eq` lookup runs)", keyed),
+                    (f"page at startIndex={start_index}, with its COUNT", page),
                 ):
                     sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
                     plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + sql).all()
@@ -597,6 +606,7 @@ class Results:
     lookup_small: Latency | None = None
     lookup_large: Latency | None = None
     page_small: Latency | None = None
+    page_small_cold: Latency | None = None  # a filter new to the server on every page
     member_add: Latency | None = None
     group_read: Latency | None = None
     walk: dict[str, float] = field(default_factory=dict)  # idsync: paging method -> s
@@ -645,12 +655,15 @@ def run_all(targets: list[Target], sizes: Sizes, log: Callable[[str], None]) -> 
 
         pages = sizes.small // 100
 
-        def page_of(rng: random.Random) -> Callable[[httpx.Client, int], httpx.Response]:
-            def page(c: httpx.Client, _i: int) -> httpx.Response:
+        def page_of(
+            rng: random.Random, cold: bool = False
+        ) -> Callable[[httpx.Client, int], httpx.Response]:
+            def page(c: httpx.Client, i: int) -> httpx.Response:
                 start = rng.randrange(pages) * 100 + 1
-                return c.get(
-                    "/Users", params={"filter": PAGE_FILTER, "startIndex": start, "count": 100}
-                )
+                flt = PAGE_FILTER
+                if cold:  # the same users, by a filter the server has not seen yet
+                    flt = f'{PAGE_FILTER} and userName ne "nobody-{i}-{rng.random()}"'
+                return c.get("/Users", params={"filter": flt, "startIndex": start, "count": 100})
 
             return page
 
@@ -661,6 +674,8 @@ def run_all(targets: list[Target], sizes: Sizes, log: Callable[[str], None]) -> 
 
         page_requests = {name: page_of(rng) for name, rng in rngs.items()}
         report("page_small", timed(clients, sizes.pages, 2, page_requests, full_page, rounds))
+        cold_requests = {name: page_of(rng, cold=True) for name, rng in rngs.items()}
+        report("page_small_cold", timed(clients, sizes.pages, 2, cold_requests, full_page, rounds))
 
         gids: dict[str, str] = {}
         for t in targets:
@@ -747,7 +762,7 @@ def run_all(targets: list[Target], sizes: Sizes, log: Callable[[str], None]) -> 
             res[t.name].walk, res[t.name].walked = walk_all(t, rounds=2)
             for method, seconds in res[t.name].walk.items():
                 log(f"{t.name}: walk of {res[t.name].walked} users by {method}: {seconds:.2f} s")
-            res[t.name].explain = t.explain_lookup(seed_name(sizes.large // 2))
+            res[t.name].explain = t.explain(seed_name(sizes.large // 2), sizes.small - 99)
     return res
 
 
@@ -905,6 +920,12 @@ def table(a: Results, b: Results, sizes: Sizes) -> str:
         a.page_small,
         b.page_small,
     )
+    lat(
+        f'same page, a filter new to the server each time (`{PAGE_FILTER} and userName ne "…"`:'
+        " built, planned and counted afresh)",
+        a.page_small_cold,
+        b.page_small_cold,
+    )
     lat(f"add 1 member to a {k(sizes.group_members)}-member group", a.member_add, b.member_add)
     lat("read that group, `excludedAttributes=members`", a.group_read, b.group_read)
     header = "| operation | idsync | scim2-server | idsync/scim2-server | idsync ahead |"
@@ -960,7 +981,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for name, r in results.items():
             print(f"{name}: creates/s {r.creates_per_s:.0f}")
-            for label in ("lookup_small", "lookup_large", "page_small", "member_add", "group_read"):
+            for label in (
+                "lookup_small",
+                "lookup_large",
+                "page_small",
+                "page_small_cold",
+                "member_add",
+                "group_read",
+            ):
                 v = getattr(r, label)
                 print(f"  {label}: p50 {v.p50:.2f} ms  p99 {v.p99:.2f} ms")
     walk = results["idsync"].walk if "idsync" in results else {}
@@ -973,8 +1001,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "idsync" in results:
         print(
-            "\nEXPLAIN ANALYZE of idsync's `userName eq` lookup on PostgreSQL "
-            f"({sizes.large} users):\n"
+            "\nEXPLAIN ANALYZE of idsync's lookup and page statements on PostgreSQL "
+            f"({sizes.large} users and those created):\n"
         )
         print(results["idsync"].explain)
     log("done")

@@ -14,6 +14,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scim.errors import InvalidSyntax, ScimError
+from scim.projection import project
+from scim.render import etag
+from scim.schemas import ResourceType
 
 SCIM_MEDIA_TYPE = "application/scim+json"
 log = logging.getLogger("idsync.scim")
@@ -148,3 +151,22 @@ def http_exception_response(exc: StarletteHTTPException) -> Response:
     detail = str(exc.detail) if exc.detail else "error"
     headers = dict(exc.headers or {})
     return error_response(ScimError(exc.status_code, detail), headers)
+
+
+def resource_response(
+    body: dict[str, Any],
+    version: int,
+    resource: ResourceType,
+    attrs: list[str] | None,
+    excluded: list[str] | None,
+    if_none_match: str | None,
+) -> Response:
+    """GET of one resource: 304 when `If-None-Match` names its version, else its
+    projection with `ETag` and `Location` (RFC 7644 §3.4.1, §3.14)."""
+    tag = etag(version)
+    if if_none_match is not None and tag in [t.strip() for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers={"ETag": tag})
+    return ScimResponse(
+        project(body, resource, attributes=attrs, excluded=excluded),
+        headers={"ETag": tag, "Location": body["meta"]["location"]},
+    )

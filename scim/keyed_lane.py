@@ -46,7 +46,7 @@ from models.db.tokens import (
 from scim.errors import NotFound, ScimError
 from scim.filter.keyed import KeyedLookup, keyed_lookup
 from scim.filter.parser import parse_filter
-from scim.http import ScimResponse
+from scim.http import ScimResponse, resource_response
 from scim.listing import (
     ExtraColumn,
     SearchParams,
@@ -57,35 +57,8 @@ from scim.listing import (
     total_if_known,
 )
 from scim.projection import project, wants
-from scim.render import etag, list_response
+from scim.render import list_response
 from scim.resources import Caller, ResourceOps, ScimConfig
-from scim.schemas import ResourceType
-
-
-def projection(params: SearchParams) -> tuple[list[str] | None, list[str] | None]:
-    """`attributes` and `excludedAttributes` as `project` takes them."""
-    attrs = list(params.attributes) if params.attributes is not None else None
-    excluded = list(params.excluded_attributes) if params.excluded_attributes is not None else None
-    return attrs, excluded
-
-
-def resource_response(
-    body: dict[str, Any],
-    version: int,
-    resource: ResourceType,
-    attrs: list[str] | None,
-    excluded: list[str] | None,
-    if_none_match: str | None,
-) -> Response:
-    """GET of one resource: 304 when `If-None-Match` names its version, else its
-    projection with `ETag` and `Location` (RFC 7644 §3.4.1, §3.14)."""
-    tag = etag(version)
-    if if_none_match is not None and tag in [t.strip() for t in if_none_match.split(",")]:
-        return Response(status_code=304, headers={"ETag": tag})
-    return ScimResponse(
-        project(body, resource, attributes=attrs, excluded=excluded),
-        headers={"ETag": tag, "Location": body["meta"]["location"]},
-    )
 
 
 @dataclass(frozen=True)
@@ -120,7 +93,7 @@ class KeyedLane:
     # -- planning (pure) -------------------------------------------------------------
 
     def _plan(self, ops: ResourceOps, params: SearchParams, lookup: KeyedLookup) -> _Plan | None:
-        attrs, excluded = projection(params)
+        attrs, excluded = params.projection()
         full = wants(ops.multi_attr, attrs, excluded, ops.resource)
         if full and ops.page_extra is None:
             return None  # a Group's members: a query of their own

@@ -49,6 +49,12 @@ class SearchParams:
     excluded_attributes: tuple[str, ...] | None = None
     cursor: str | None = None  # RFC 9865: "" asks for the first page
 
+    def projection(self) -> tuple[list[str] | None, list[str] | None]:
+        """`attributes` and `excludedAttributes` as `scim.projection.project` takes them."""
+        attrs = list(self.attributes) if self.attributes is not None else None
+        excluded = list(self.excluded_attributes) if self.excluded_attributes is not None else None
+        return attrs, excluded
+
 
 def _int_param(name: str, raw: Any) -> int | None:
     if raw is None or raw == "":

@@ -1,6 +1,8 @@
 """The SCIM 2.0 HTTP API (RFC 7644), mounted under /scim/v2.
 
 Handlers are thin: authenticate, parse, run one transaction in the thread pool, render.
+On PostgreSQL, keyed lookups and GETs by id are first offered to the event-loop lane
+(`scim.keyed_lane`), which answers them without the thread hand-off or declines.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from scim.http import (
     parse_json_object,
     read_body,
     read_json_object,
+    resource_response,
 )
-from scim.keyed_lane import KeyedLane, resource_response
+from scim.keyed_lane import KeyedLane
 from scim.listing import (
     SearchParams,
     cursor_search,
@@ -54,10 +57,7 @@ from scim.totals import Totals
 
 
 def _projection_args(query: dict[str, str]) -> tuple[list[str] | None, list[str] | None]:
-    params = parse_params(query)
-    attrs = list(params.attributes) if params.attributes is not None else None
-    excluded = list(params.excluded_attributes) if params.excluded_attributes is not None else None
-    return attrs, excluded
+    return parse_params(query).projection()
 
 
 class ScimApi:
@@ -277,10 +277,7 @@ class ScimApi:
         """GET with query parameters (`raw` a dict) or POST /.search (`raw` the body)."""
         with self._session(caller, write=False) as (session, ctx):
             params = parse_params(raw if isinstance(raw, dict) else parse_json_object(raw))
-            attrs = list(params.attributes) if params.attributes is not None else None
-            excluded = (
-                list(params.excluded_attributes) if params.excluded_attributes is not None else None
-            )
+            attrs, excluded = params.projection()
             full = wants(ops.multi_attr, attrs, excluded, ops.resource)
             if params.cursor is not None:
                 page = cursor_search(
@@ -339,10 +336,7 @@ class ScimApi:
         if not applicable and error is not None:
             raise error
         count = page_size(params, self.config.default_count, self.config.limits.max_results)
-        attrs = list(params.attributes) if params.attributes is not None else None
-        excluded = (
-            list(params.excluded_attributes) if params.excluded_attributes is not None else None
-        )
+        attrs, excluded = params.projection()
         total = 0
         resources: list[dict[str, Any]] = []
         skip = params.start_index - 1

@@ -144,6 +144,9 @@ class AsyncReads:
                 raise
             if conn.closed or conn.broken:
                 return
+            if self._loop is None:  # closed while this one was out
+                await conn.close()
+                return
             self._idle.append((conn, time.monotonic()))
 
     async def fetch(self, statement: Prepared, params: Mapping[str, Any]) -> Sequence[Row]:
