@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models.db.base import utcnow
+from models.db.base import storable, utcnow
 from models.db.database import record_change
 from models.db.tables import Group, GroupMember, User
 from scim.context import ScimContext
@@ -27,6 +27,8 @@ from scim.users import check_etag, check_length
 
 
 def load_group(session: Session, org_id: str, group_id: str, *, for_update: bool = False) -> Group:
+    if not storable(group_id):
+        raise NotFound(f"Group {group_id} not found")
     query = select(Group).where(Group.org_id == org_id, Group.id == group_id)
     if for_update:
         query = query.with_for_update()

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from scim.errors import InvalidSyntax, ScimError
+from scim.errors import InvalidSyntax, InvalidValue, ScimError
 from scim.projection import project
 from scim.render import etag
 from scim.schemas import ResourceType
@@ -90,27 +90,38 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value (RFC 8259 §6)")
 
 
-def _has_lone_surrogate(value: Any) -> bool:
-    """Whether a string in `value` (keys included) holds an unpaired UTF-16 surrogate,
-    which no UTF-8 text (nor PostgreSQL, nor SQLite) can store."""
+def _unstorable(value: Any) -> str | None:
+    """What makes a string in `value` (keys included) unstorable, or None: an unpaired
+    UTF-16 surrogate, which no UTF-8 text can hold, or U+0000, which PostgreSQL's text
+    and jsonb types cannot."""
     if isinstance(value, str):
+        if "\x00" in value:
+            return "nul"
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return True
-        return False
+            return "surrogate"
+        return None
     if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_lone_surrogate(v) for v in value)
-    return False
+        items: Any = (x for kv in value.items() for x in kv)
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = _unstorable(item)
+        if found is not None:
+            return found
+    return None
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """A request body as a JSON object, or 400 invalidSyntax.
+    """A request body as a JSON object, or a 400.
 
     Python's parser also takes `NaN`/`Infinity` and `\\ud800`-style escapes of unpaired
-    surrogates; neither is JSON that can be stored (RFC 8259 §6, §8.2), so both are
+    surrogates; neither is JSON that can be stored (RFC 8259 §6, §8.2): 400
+    invalidSyntax. A `\\u0000` is JSON, but no attribute value of idsync's may hold it
+    (PostgreSQL cannot store it): 400 invalidValue, on every backend alike. Both are
     refused here rather than failing later in the database."""
     try:
         body = json.loads(raw, parse_constant=_not_json)
@@ -118,9 +129,14 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidSyntax(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidSyntax("request body must be a JSON object")
-    # Only a \u escape can produce a surrogate (UTF-8 input cannot encode one).
-    if (b"\\ud" in raw or b"\\uD" in raw) and _has_lone_surrogate(body):
-        raise InvalidSyntax("request body holds a string with an unpaired UTF-16 surrogate")
+    # Only a \u escape can produce either (UTF-8 JSON text cannot encode a surrogate, and
+    # a raw control character in a string is a parse error).
+    if b"\\u" in raw:
+        found = _unstorable(body)
+        if found == "surrogate":
+            raise InvalidSyntax("request body holds a string with an unpaired UTF-16 surrogate")
+        if found == "nul":
+            raise InvalidValue("string values must not contain U+0000 (NUL)")
     return body
 
 

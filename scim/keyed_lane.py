@@ -37,6 +37,7 @@ from starlette.responses import Response
 
 from models.credential_cache import VerifiedCache
 from models.db.async_reads import AsyncReads, Prepared, prepare
+from models.db.base import storable
 from models.db.tokens import (
     SCIM_TOKEN_LOOKUP,
     TokenIdentity,
@@ -54,6 +55,7 @@ from scim.listing import (
     page_size,
     parse_params,
     split_page,
+    sql_offset,
     total_if_known,
 )
 from scim.projection import project, wants
@@ -69,6 +71,7 @@ class _Plan:
     extra: ExtraColumn | None  # the rows' `multi_attr`, when wanted
     offset: int
     count: int
+    start_index: int  # as asked (the offset stops at listing.MAX_OFFSET)
     attrs: list[str] | None
     excluded: list[str] | None
 
@@ -101,7 +104,8 @@ class KeyedLane:
         if count == 0:
             return None
         extra = ops.page_extra if full else None
-        return _Plan(lookup, extra, params.start_index - 1, count, attrs, excluded)
+        offset = sql_offset(params)
+        return _Plan(lookup, extra, offset, count, params.start_index, attrs, excluded)
 
     def _list_plan(self, ops: ResourceOps, query: Mapping[str, str]) -> _Plan | None:
         try:
@@ -114,6 +118,8 @@ class KeyedLane:
         return None if lookup is None else self._plan(ops, params, lookup)
 
     def _get_plan(self, ops: ResourceOps, rid: str, query: Mapping[str, str]) -> _Plan | None:
+        if not storable(rid):
+            return None  # an id no row can have: the thread path's 404, after authentication
         try:
             params = parse_params(dict(query))
         except ScimError:
@@ -151,9 +157,12 @@ class KeyedLane:
         return ident
 
     async def _rows(
-        self, ops: ResourceOps, plan: _Plan, caller: Caller
+        self, ops: ResourceOps, plan: _Plan | None, caller: Caller
     ) -> tuple[list[dict[str, Any]], list[int], int] | None:
-        """(rendered rows, their versions, how many rows came back), or None."""
+        """(rendered rows, their versions, how many rows came back), or None when the
+        lane does not answer: no plan, another event loop, or a token it cannot use."""
+        if plan is None or not self.reads.serves_this_loop():
+            return None
         ident = await self._identity(caller.token)
         if ident is None:
             return None
@@ -172,13 +181,9 @@ class KeyedLane:
         self, ops: ResourceOps, caller: Caller, query: Mapping[str, str]
     ) -> Response | None:
         """`GET /Users?filter=<keyed lookup>` (or /Groups), or None: the thread path."""
-        if not self.reads.serves_this_loop():
-            return None
         plan = self._list_plan(ops, query)
-        if plan is None:
-            return None
         found = await self._rows(ops, plan, caller)
-        if found is None:
+        if plan is None or found is None:
             return None
         bodies, _, fetched = found
         total = total_if_known(plan.offset, plan.count, fetched)
@@ -187,7 +192,7 @@ class KeyedLane:
         resources = [
             project(b, ops.resource, attributes=plan.attrs, excluded=plan.excluded) for b in bodies
         ]
-        return ScimResponse(list_response(resources, total=total, start_index=plan.offset + 1))
+        return ScimResponse(list_response(resources, total=total, start_index=plan.start_index))
 
     async def get(
         self,
@@ -198,13 +203,9 @@ class KeyedLane:
         if_none_match: str | None,
     ) -> Response | None:
         """`GET /Users/{id}` (or /Groups/{id}), or None: the thread path."""
-        if not self.reads.serves_this_loop():
-            return None
         plan = self._get_plan(ops, rid, query)
-        if plan is None:
-            return None
         found = await self._rows(ops, plan, caller)
-        if found is None:
+        if plan is None or found is None:
             return None
         bodies, versions, _ = found
         if not bodies:

@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from models.db.base import storable
 from models.db.tables import Group, Organization, User
 from scim import cursor as cursors
 from scim.errors import InvalidCursor, InvalidValue, ScimError
@@ -147,6 +148,15 @@ PAGE_COLUMNS = ("id", "attrs", "version", "created_at", "updated_at")
 def page_columns(resource: ResourceType) -> list[ColumnElement[Any]]:
     columns = _table(resource).__table__.c
     return [columns[name] for name in PAGE_COLUMNS]
+
+
+# The largest OFFSET bound (PostgreSQL binds it as INTEGER). A startIndex beyond it is
+# past the end of any listing; the response still echoes the startIndex asked for.
+MAX_OFFSET = 2**31 - 1
+
+
+def sql_offset(params: SearchParams) -> int:
+    return min(params.start_index - 1, MAX_OFFSET)
 
 
 def total_if_known(offset: int, count: int, fetched: int) -> int | None:
@@ -291,6 +301,8 @@ def keyed_rows(
     extra: ExtraColumn | None,
 ) -> Sequence[Any]:
     """The rows of `keyed_page` (PAGE_COLUMNS, then `extra`): `split_page` them."""
+    if not storable(lookup.value):
+        return []  # never stored (a filter cannot say it; a path id can)
     page = keyed_page(resource, lookup, extra, session.get_bind().dialect.name)
     values = {"org_id": org_id, "value": lookup.value, "offset": offset, "limit": limit}
     return session.execute(page, values).all()
@@ -332,7 +344,7 @@ def search(
 
     if count == 0:
         return counted(), [], None
-    offset = params.start_index - 1
+    offset = sql_offset(params)
     lookup = (
         keyed_lookup(parsed, resource, check_dialect(dialect))
         if parsed is not None and not params.sort_by

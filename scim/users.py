@@ -13,7 +13,7 @@ from typing import Any, cast
 from sqlalchemy import JSON, ColumnElement, Table, delete, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from models.db.base import new_id, utcnow
+from models.db.base import new_id, storable, utcnow
 from models.db.database import record_change
 from models.db.tables import Group, GroupMember, User
 from scim.context import ScimContext
@@ -74,6 +74,8 @@ def _flush_unique(session: Session, user_name: str) -> None:
 
 
 def load_user(session: Session, org_id: str, user_id: str, *, for_update: bool = False) -> User:
+    if not storable(user_id):
+        raise NotFound(f"User {user_id} not found")
     query = select(User).where(User.org_id == org_id, User.id == user_id)
     if for_update:
         query = query.with_for_update()
@@ -86,12 +88,13 @@ def load_user(session: Session, org_id: str, user_id: str, *, for_update: bool =
 def groups_of(session: Session, user_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     """(group id, displayName) per user, for the computed `groups` attribute."""
     out: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    if not user_ids:
+    wanted = [uid for uid in user_ids if storable(uid)]
+    if not wanted:
         return out
     rows = session.execute(
         select(GroupMember.user_id, Group.id, Group.display_name)
         .join(Group, Group.id == GroupMember.group_id)
-        .where(GroupMember.user_id.in_(list(user_ids)))
+        .where(GroupMember.user_id.in_(wanted))
         .order_by(Group.display_name_norm, Group.id)
     ).all()
     for user_id, group_id, name in rows:

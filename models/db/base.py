@@ -56,5 +56,12 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def storable(text: str) -> bool:
+    """Whether `text` can be stored (and bound) on every backend: PostgreSQL's text types
+    cannot hold U+0000, so an id containing it was never stored, and binding one fails
+    the statement instead of finding nothing."""
+    return "\x00" not in text
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

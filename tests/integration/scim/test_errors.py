@@ -54,10 +54,12 @@ def test_malformed_json_is_invalid_syntax(orgs: Orgs) -> None:
     assert orgs.change_count() == before
 
 
-def test_json_that_cannot_be_stored_is_invalid_syntax(orgs: Orgs) -> None:
+def test_json_that_cannot_be_stored_is_refused(orgs: Orgs) -> None:
     """Python's parser takes NaN/Infinity and escapes of unpaired surrogates; neither is
-    storable JSON (RFC 8259 §6, §8.2). They are 400 invalidSyntax, not a 500 from the
-    database, and write nothing; a surrogate *pair* is a character like any other."""
+    storable JSON (RFC 8259 §6, §8.2): 400 invalidSyntax. A \\u0000 is JSON, but
+    PostgreSQL cannot store it: 400 invalidValue on both backends. None of them is a 500
+    from the database, and they write nothing; a surrogate *pair* is a character like
+    any other."""
     scim = orgs.a
     headers = {"Authorization": f"Bearer {scim.token}", "Content-Type": "application/scim+json"}
     uid = scim.post("/Users", user_body("stored@x.io")).json()["id"]
@@ -82,6 +84,23 @@ def test_json_that_cannot_be_stored_is_invalid_syntax(orgs: Orgs) -> None:
     patch = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"nickName","value":"\\ud83d"}]}'  # noqa: E501
     r = scim.client.patch(f"/scim/v2/Users/{uid}", content=patch.encode(), headers=headers)
     _is_scim_error(r, 400, "invalidSyntax")
+    assert orgs.change_count() == before
+    for body in (
+        user('"userName":"nul@x.io","nickName":"a\\u0000b"'),
+        user('"userName":"nul\\u0000@x.io"'),
+        user('"userName":"nulkey@x.io","name":{"\\u0000":"x"}'),
+    ):  # JSON, but not storable by PostgreSQL: refused on every backend alike
+        r = scim.client.post("/scim/v2/Users", content=body, headers=headers)
+        _is_scim_error(r, 400, "invalidValue")
+    nul_patch = patch.replace("\\ud83d", "\\u0000")
+    r = scim.client.patch(f"/scim/v2/Users/{uid}", content=nul_patch.encode(), headers=headers)
+    _is_scim_error(r, 400, "invalidValue")
+    r = scim.client.post(
+        "/scim/v2/Groups",
+        content=b'{"displayName":"g","members":[{"value":"\\u0000"}]}',
+        headers=headers,
+    )
+    _is_scim_error(r, 400, "invalidValue")
     assert orgs.change_count() == before
     pair = user('"userName":"pair@x.io","nickName":"\\ud83d\\ude00"')
     made = scim.client.post("/scim/v2/Users", content=pair, headers=headers)
@@ -226,3 +245,31 @@ def test_scim_lane_behind_a_root_path_and_at_its_boundary(orgs: Orgs) -> None:
     assert other.status_code == 404
     _is_scim_error(scim.client.delete("/scim/v2/Users", headers=auth), 405)
     assert scim.client.get("/scim/v2/Users", headers=auth).headers["x-request-id"]
+
+
+def test_ids_no_row_can_have_are_404_and_far_pages_are_empty(orgs: Orgs) -> None:
+    """A path id holding U+0000 was never stored (PostgreSQL cannot hold it): 404, not a
+    500 from binding it. A startIndex past what PostgreSQL binds as an OFFSET is simply
+    past the end: an empty page that echoes the startIndex asked for."""
+    scim = orgs.a
+    scim.post("/Users", user_body("far@x.io"))
+    before = orgs.change_count()
+    for kind in ("Users", "Groups"):
+        path = f"/{kind}/a%00b"
+        _is_scim_error(scim.get(path), 404)
+        _is_scim_error(scim.get(path, params={"excludedAttributes": "members"}), 404)
+        _is_scim_error(scim.delete(path), 404)
+        _is_scim_error(
+            scim.patch(path, scim.ops({"op": "replace", "path": "displayName", "value": "x"})), 404
+        )
+    _is_scim_error(scim.put("/Users/a%00b", user_body("far@x.io")), 404)
+    assert orgs.change_count() == before
+    wrong = scim.client.get("/scim/v2/Users/a%00b", headers={"Authorization": "Bearer nope"})
+    _is_scim_error(wrong, 401)
+    for start in (2**31, 10**12, 2**63, 10**30):
+        for params in ({}, {"filter": 'userName eq "far@x.io"'}, {"filter": "active eq true"}):
+            r = scim.get("/Users", params={**params, "startIndex": start})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["startIndex"] == start and body["Resources"] == []
+            assert body["totalResults"] == 1
