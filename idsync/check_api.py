@@ -19,6 +19,7 @@ import redis
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from idsync.input_guard import storable_input
 from idsync.settings import Settings
 from models.access.errors import ValidationError
 from models.access.inputs import ResourceRef
@@ -221,7 +222,9 @@ class CheckAuth:
 
 def check_router(settings: Settings, database: Database) -> APIRouter:
     url = settings.resolved_cache_redis_url()
-    router = APIRouter(prefix="/api/v1/check", tags=["check"])
+    router = APIRouter(
+        prefix="/api/v1/check", tags=["check"], dependencies=[Depends(storable_input)]
+    )
     state: dict[str, Checker] = {}
 
     def checker() -> Checker:

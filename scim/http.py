@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models.db.base import unstorable
 from scim.errors import InvalidSyntax, InvalidValue, ScimError
 from scim.projection import project
 from scim.render import etag
@@ -90,31 +91,6 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value (RFC 8259 §6)")
 
 
-def _unstorable(value: Any) -> str | None:
-    """What makes a string in `value` (keys included) unstorable, or None: an unpaired
-    UTF-16 surrogate, which no UTF-8 text can hold, or U+0000, which PostgreSQL's text
-    and jsonb types cannot."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "nul"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "surrogate"
-        return None
-    if isinstance(value, dict):
-        items: Any = (x for kv in value.items() for x in kv)
-    elif isinstance(value, list):
-        items = value
-    else:
-        return None
-    for item in items:
-        found = _unstorable(item)
-        if found is not None:
-            return found
-    return None
-
-
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """A request body as a JSON object, or a 400.
 
@@ -132,7 +108,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     # Only a \u escape can produce either (UTF-8 JSON text cannot encode a surrogate, and
     # a raw control character in a string is a parse error).
     if b"\\u" in raw:
-        found = _unstorable(body)
+        found = unstorable(body)
         if found == "surrogate":
             raise InvalidSyntax("request body holds a string with an unpaired UTF-16 surrogate")
         if found == "nul":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from idsync.admin_api import access_routes, config_routes
@@ -12,13 +12,14 @@ from idsync.admin_api.errors import (
     config_error_handler,
     validation_error_handler,
 )
+from idsync.input_guard import storable_input
 from models.access.errors import ValidationError as AccessValidationError
 from models.db.config_errors import ConfigError
 
 
 def install_admin_api(app: FastAPI) -> None:
     """Mount the admin routers and their JSON error handlers on ``app``."""
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(storable_input)])
     api.include_router(config_routes.router)
     api.include_router(access_routes.router)
     app.include_router(api)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
@@ -61,6 +61,31 @@ def storable(text: str) -> bool:
     cannot hold U+0000, so an id containing it was never stored, and binding one fails
     the statement instead of finding nothing."""
     return "\x00" not in text
+
+
+def unstorable(value: Any) -> Literal["nul", "surrogate"] | None:
+    """What makes a string in a JSON value (keys included) unstorable, or None: U+0000,
+    which PostgreSQL's text and jsonb types cannot hold, or an unpaired UTF-16
+    surrogate, which no UTF-8 text can."""
+    if isinstance(value, str):
+        if not storable(value):
+            return "nul"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "surrogate"
+        return None
+    if isinstance(value, dict):
+        items: Any = (x for kv in value.items() for x in kv)
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = unstorable(item)
+        if found is not None:
+            return found
+    return None
 
 
 def utcnow() -> datetime:

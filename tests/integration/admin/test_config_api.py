@@ -231,3 +231,37 @@ def test_openapi_lists_admin_api(api: Api) -> None:
     doc = api.client.get("/openapi.json").json()
     assert "/api/v1/workspaces" in doc["paths"]
     assert "/api/v1/explain" in doc["paths"]
+
+
+def test_values_no_backend_can_store_are_refused_not_500(two: Two) -> None:
+    """U+0000 (PostgreSQL cannot store it) and unpaired surrogates (UTF-8 cannot) are
+    refused before a handler binds them: 422 in a body or query, 404 in a path; nothing
+    is written, on either backend."""
+    api = two.a
+    before = two.change_count()
+    headers = {"Authorization": f"Bearer {api.key}", "Content-Type": "application/json"}
+    for body in (
+        b'{"name": "a\\u0000b"}',
+        b'{"name": "ok", "id": "w\\u0000"}',
+        b'{"name": "\\ud800"}',
+    ):
+        r = api.client.post("/api/v1/workspaces", content=body, headers=headers)
+        assert r.status_code == 422, r.text
+        assert "U+0000" in r.json()["detail"] or "surrogate" in r.json()["detail"]
+    ws = api.ok("post", "/workspaces", {"name": "kept"})["id"]
+    r = api.client.patch(
+        f"/api/v1/workspaces/{ws}", content=b'{"name": "\\u0000"}', headers=headers
+    )
+    assert r.status_code == 422, r.text
+    for path in ("/workspaces/a%00b", "/spaces/a%00b", "/roles/a%00b", "/mapping-rules/a%00b"):
+        assert api.get(path).status_code == 404
+    assert api.delete("/workspaces/a%00b").status_code == 404
+    assert api.get("/workspaces", params={"parent": "a\x00"}).status_code == 422
+    check = api.client.post(
+        "/api/v1/check",
+        json={"user_id": "u\x00", "workspace_id": ws, "action": "create_sources"},
+        headers=headers,
+    )
+    assert check.status_code == 422, check.text
+    assert two.change_count() == before + 1  # the one workspace that was created
+    assert api.ok("get", f"/workspaces/{ws}")["name"] == "kept"
