@@ -162,3 +162,22 @@ def resource_response(
         project(body, resource, attributes=attrs, excluded=excluded),
         headers={"ETag": tag, "Location": body["meta"]["location"]},
     )
+
+
+def written_response(
+    rendered: dict[str, Any],
+    resource: ResourceType,
+    attrs: list[str] | None,
+    excluded: list[str] | None,
+    status: int,
+) -> Response:
+    """A created (201, with `Location`) or updated (200) resource: its projection and
+    `ETag` (RFC 7644 §3.3, §3.5)."""
+    headers = {"ETag": rendered["meta"]["version"]}
+    if status == 201:
+        headers["Location"] = rendered["meta"]["location"]
+    return ScimResponse(
+        project(rendered, resource, attributes=attrs, excluded=excluded),
+        status_code=status,
+        headers=headers,
+    )

@@ -6,9 +6,9 @@ all of them `GET /Users/{id}` to read one back. Each is one equality on an index
 column, answered by one prebuilt statement (`scim.listing.keyed_page`). On the thread
 path the hand-off to a worker thread and SQLAlchemy's session, pool and result
 machinery cost several times the index probe itself; here the same statement runs on
-the event loop over psycopg's asyncio connections (`models.db.async_reads`), and the
+the event loop over psycopg's asyncio connections (`models.db.async_pg`), and the
 bearer token is verified from the per-process cache (`models.credential_cache`) or by
-one prebuilt lookup on the same connection pool.
+one prebuilt lookup on the same connection pool (`scim.lane_auth`).
 
 The lane answers only what it can answer exactly as the thread path would; for anything
 else `list`/`get` return None and the request takes the thread path (`scim.routes`):
@@ -35,19 +35,13 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 from starlette.responses import Response
 
-from models.credential_cache import VerifiedCache
-from models.db.async_reads import AsyncReads, Prepared, prepare
+from models.db.async_pg import AsyncPg, Prepared, prepare
 from models.db.base import storable
-from models.db.tokens import (
-    SCIM_TOKEN_LOOKUP,
-    TokenIdentity,
-    scim_token_identity,
-    scim_token_lookup_params,
-)
 from scim.errors import NotFound, ScimError
 from scim.filter.keyed import KeyedLookup, keyed_lookup
 from scim.filter.parser import parse_filter
 from scim.http import ScimResponse, resource_response
+from scim.lane_auth import LaneAuth
 from scim.listing import (
     ExtraColumn,
     SearchParams,
@@ -77,20 +71,13 @@ class _Plan:
 
 
 class KeyedLane:
-    """Serves keyed lookups of the resources in `ops` from `reads` (see the module doc)."""
+    """Serves keyed lookups of the resources in `ops` from `pg` (see the module doc)."""
 
-    def __init__(
-        self,
-        reads: AsyncReads,
-        dialect: Dialect,
-        tokens: VerifiedCache[TokenIdentity],
-        config: ScimConfig,
-    ) -> None:
-        self.reads = reads
+    def __init__(self, pg: AsyncPg, dialect: Dialect, auth: LaneAuth, config: ScimConfig) -> None:
+        self.pg = pg
         self.dialect = dialect
-        self.tokens = tokens
+        self.auth = auth
         self.config = config
-        self._token_lookup = prepare(SCIM_TOKEN_LOOKUP, dialect)
         self._statements: dict[tuple[str, str, ExtraColumn | None], Prepared] = {}
 
     # -- planning (pure) -------------------------------------------------------------
@@ -140,30 +127,14 @@ class KeyedLane:
 
     # -- I/O -------------------------------------------------------------------------
 
-    async def _identity(self, presented: str) -> TokenIdentity | None:
-        """The token's identity when it needs no write; None sends the request to the
-        thread path (unknown or revoked: 401 there; `last_used_at` due: written there)."""
-        ident = self.tokens.get(presented)
-        if ident is not None and not ident.use_is_stale():
-            return ident
-        params = scim_token_lookup_params(presented)
-        if params is None:
-            return None
-        rows = await self.reads.fetch(self._token_lookup, params)
-        ident = scim_token_identity(rows[0] if rows else None, presented)
-        if ident is None or ident.use_is_stale():
-            return None
-        self.tokens.put(presented, ident)
-        return ident
-
     async def _rows(
         self, ops: ResourceOps, plan: _Plan | None, caller: Caller
     ) -> tuple[list[dict[str, Any]], list[int], int] | None:
         """(rendered rows, their versions, how many rows came back), or None when the
         lane does not answer: no plan, another event loop, or a token it cannot use."""
-        if plan is None or not self.reads.serves_this_loop():
+        if plan is None or not self.pg.serves_this_loop():
             return None
-        ident = await self._identity(caller.token)
+        ident = await self.auth.identity(caller.token)
         if ident is None:
             return None
         values = {
@@ -172,7 +143,7 @@ class KeyedLane:
             "offset": plan.offset,
             "limit": plan.count + 1,
         }
-        fetched = await self.reads.fetch(self._statement(ops, plan), values)
+        fetched = await self.pg.fetch(self._statement(ops, plan), values)
         rows, extras = split_page(fetched, plan.count, plan.extra is not None)
         bodies = ops.render_rows(rows, caller.base_url, extras)
         return bodies, [r.version for r in rows], len(fetched)

@@ -1,8 +1,9 @@
 """The SCIM 2.0 HTTP API (RFC 7644), mounted under /scim/v2.
 
 Handlers are thin: authenticate, parse, run one transaction in the thread pool, render.
-On PostgreSQL, keyed lookups and GETs by id are first offered to the event-loop lane
-(`scim.keyed_lane`), which answers them without the thread hand-off or declines.
+On PostgreSQL, keyed lookups, GETs by id and user creates are first offered to the
+event-loop lanes (`scim.keyed_lane`, `scim.create_lane`), which answer them without the
+thread hand-off or decline.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from starlette.responses import Response
 from starlette.routing import Router
 
 from models.credential_cache import VerifiedCache
-from models.db.async_reads import AsyncReads
+from models.db.async_pg import AsyncPg
 from models.db.base import utcnow
 from models.db.database import Database
 from models.db.tokens import TokenIdentity, touch_token, verify_scim_token
 from scim import users as user_store
 from scim.bulk import run_bulk
 from scim.context import ScimContext
+from scim.create_lane import CreateLane
 from scim.discovery import resource_types, schemas, service_provider_config
 from scim.errors import InvalidValue, NotFound, ScimError
 from scim.filter.keyed import KeyedLookup
@@ -36,8 +38,10 @@ from scim.http import (
     read_body,
     read_json_object,
     resource_response,
+    written_response,
 )
 from scim.keyed_lane import KeyedLane
+from scim.lane_auth import LaneAuth
 from scim.listing import (
     SearchParams,
     cursor_search,
@@ -75,24 +79,29 @@ class ScimApi:
         self.config = config
         self.tokens = tokens or VerifiedCache(config.token_cache_s)
         self.totals = Totals()  # list pages' totalResults by organization revision
-        # PostgreSQL: keyed lookups on the event loop (scim.keyed_lane), opened by the
-        # app's lifespan (`lifespan`); without one, every request takes the thread path.
+        # PostgreSQL: keyed lookups and user creates on the event loop (scim.keyed_lane,
+        # scim.create_lane) over one pool that the app's lifespan opens (`lifespan`);
+        # without it, every request takes the thread path.
+        self.pg: AsyncPg | None = None
         self.lane: KeyedLane | None = None
+        self.create_lane: CreateLane | None = None
         if db.dialect == "postgresql":
-            reads = AsyncReads(db.url, max_size=async_pool_size)
-            self.lane = KeyedLane(reads, db.engine.dialect, self.tokens, config)
+            self.pg = AsyncPg(db.url, max_size=async_pool_size)
+            auth = LaneAuth(self.pg, db.engine.dialect, self.tokens)
+            self.lane = KeyedLane(self.pg, db.engine.dialect, auth, config)
+            self.create_lane = CreateLane(self.pg, db.engine.dialect, auth, db)
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        """Open the keyed lane's connection pool on the serving event loop; close it."""
-        if self.lane is None:
+        """Open the event-loop pool on the serving event loop; close it at the end."""
+        if self.pg is None:
             yield
             return
-        self.lane.reads.open()
+        self.pg.open()
         try:
             yield
         finally:
-            await self.lane.reads.close()
+            await self.pg.close()
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -237,14 +246,7 @@ class ScimApi:
                 rendered = ops.render(session, [row], ctx.base_url, full, None)[0]
         if rendered is None:  # a User renders from loaded state: after COMMIT, off the lock
             rendered = render_user(row, ctx.base_url, groups)
-        headers = {"ETag": rendered["meta"]["version"]}
-        if status == 201:
-            headers["Location"] = rendered["meta"]["location"]
-        return ScimResponse(
-            project(rendered, ops.resource, attributes=attrs, excluded=excluded),
-            status_code=status,
-            headers=headers,
-        )
+        return written_response(rendered, ops.resource, attrs, excluded, status)
 
     def _patch_sync(
         self,
@@ -526,9 +528,16 @@ class ScimApi:
 
             return await run(request, call)
 
+        create_lane = self.create_lane if ops is USERS else None
+
         async def create(request: Request) -> Response:
             async def call(c: Caller) -> Response:
                 raw = await read_body(request, max_bytes)
+                if create_lane is not None:
+                    query = dict(request.query_params)
+                    answered = await create_lane.create(c, query, raw)
+                    if answered is not None:
+                        return answered
                 return await in_thread(
                     self._write_sync,
                     ops,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import JSON, ColumnElement, Table, delete, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from models.db.base import new_id, storable, utcnow
-from models.db.database import record_change
+from models.db.database import ChangeRow, record, record_change
 from models.db.tables import Group, GroupMember, User
 from scim.context import ScimContext
 from scim.errors import InvalidValue, NotFound, PreconditionFailed
@@ -139,30 +140,47 @@ def with_default_active(doc: dict[str, Any]) -> dict[str, Any]:
     return doc if "active" in doc else {**doc, "active": True}
 
 
-def create_user(session: Session, ctx: ScimContext, body: dict[str, Any]) -> User:
+@dataclass(frozen=True)
+class NewUser:
+    """A validated user create: the row to insert and the change that records it."""
+
+    user: User  # transient: rendered once the row is in
+    row: dict[str, Any]  # every column of scim_users
+    change: ChangeRow
+    taken: str  # the 409 detail when the userName is taken
+
+
+def plan_create(ctx: ScimContext, body: dict[str, Any]) -> NewUser:
+    """Validate a POST /Users body (ScimError when it is wrong) into what the one create
+    statement inserts. No I/O: the thread path (`create_user`) and the event-loop path
+    (`scim.create_lane`) run it alike."""
     normalized = normalize_resource(body, USER_RESOURCE, mode="create")
     doc = with_default_active(normalized.document)
     now = utcnow()
     user = User(id=new_id(), org_id=ctx.org_id, version=1, created_at=now, updated_at=now)
     _apply_document(user, doc)
+    change = ChangeRow.of(
+        org_id=ctx.org_id,
+        kind="user.created",
+        resource_type="User",
+        resource_id=user.id,
+        user_ids=[user.id],
+        actor=ctx.actor,
+        request_id=ctx.request_id,
+        summary=f"userName={user.user_name} active={user.active}",
+    )
+    row = {c.key: getattr(user, c.key) for c in _USERS.columns}
+    taken = f"userName {user.user_name!r} is already taken in this organization"
+    return NewUser(user, row, change, taken)
+
+
+def create_user(session: Session, ctx: ScimContext, body: dict[str, Any]) -> User:
+    new = plan_create(ctx, body)
     # The object stays transient (for rendering): its row is inserted by the change
     # statement itself (PostgreSQL: one statement in all), with no unit-of-work flush.
-    with conflict_is_409(
-        "user_name_norm", f"userName {user.user_name!r} is already taken in this organization"
-    ):
-        record_change(
-            session,
-            org_id=ctx.org_id,
-            kind="user.created",
-            resource_type="User",
-            resource_id=user.id,
-            user_ids=[user.id],
-            actor=ctx.actor,
-            request_id=ctx.request_id,
-            summary=f"userName={user.user_name} active={user.active}",
-            insert_row=(_USERS, {c.key: getattr(user, c.key) for c in _USERS.columns}),
-        )
-    return user
+    with conflict_is_409("user_name_norm", new.taken):
+        record(session, new.change, insert_row=(_USERS, new.row))
+    return new.user
 
 
 def _save_changed(

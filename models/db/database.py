@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -167,8 +168,16 @@ class Database:
                 yield session
             pending: list[CommittedChange] = session.info.pop(_PENDING, [])
         if pending:
-            for listener in list(self._listeners):
-                listener(pending)
+            self.publish(pending)
+
+    @property
+    def has_listeners(self) -> bool:
+        return bool(self._listeners)
+
+    def publish(self, committed: list[CommittedChange]) -> None:
+        """Tell the listeners about changes that have committed (never before)."""
+        for listener in list(self._listeners):
+            listener(committed)
 
     def ping(self) -> bool:
         try:
@@ -182,6 +191,74 @@ class Database:
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    """The values of one change row, before its revision is allocated."""
+
+    org_id: str
+    kind: str
+    resource_type: str
+    resource_id: str | None
+    actor: str
+    user_ids: tuple[str, ...]  # sorted, distinct
+    group_ids: tuple[str, ...]
+    request_id: str | None
+    summary: str
+    created_at: datetime
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        org_id: str,
+        kind: str,
+        resource_type: str,
+        resource_id: str | None,
+        actor: str,
+        user_ids: Iterable[str] = (),
+        group_ids: Iterable[str] = (),
+        request_id: str | None = None,
+        summary: str = "",
+    ) -> ChangeRow:
+        return cls(
+            org_id=org_id,
+            kind=kind,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            actor=actor,
+            user_ids=tuple(sorted(set(user_ids))),
+            group_ids=tuple(sorted(set(group_ids))),
+            request_id=request_id,
+            summary=summary,
+            created_at=utcnow(),
+        )
+
+    def values(self) -> dict[str, Any]:
+        """The `changes` columns (all but `revision`)."""
+        out = {name: getattr(self, name) for name in _CHANGE_COLUMNS}
+        out["user_ids"], out["group_ids"] = list(self.user_ids), list(self.group_ids)
+        return out
+
+    def committed(self, revision: int) -> CommittedChange:
+        return CommittedChange(self.org_id, revision, self.kind, self.user_ids, self.group_ids)
+
+
+def record_statement_pg(insert_row: Table | None) -> Insert:
+    """The one PostgreSQL statement that allocates the revision and writes the change row
+    (first inserting one row into `insert_row`, when given); see `record_params_pg`."""
+    return _RECORD_PG if insert_row is None else _record_with_insert_pg(insert_row)
+
+
+def record_params_pg(change: ChangeRow, row: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The binds of `record_statement_pg`: the change's values, and `row`'s (every column
+    of the inserted row) when there is one."""
+    params = {"org_id": change.org_id}
+    params.update({f"v_{name}": value for name, value in change.values().items()})
+    if row is not None:
+        params.update({f"i_{key}": value for key, value in row.items()})
+    return params
 
 
 def record_change(
@@ -209,38 +286,36 @@ def record_change(
     no client round trip happens while the organization row is locked. A unique
     violation of that row raises IntegrityError, as a separate INSERT would.
     """
-    users = sorted(set(user_ids))
-    groups = sorted(set(group_ids))
+    change = ChangeRow.of(
+        org_id=org_id,
+        kind=kind,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        actor=actor,
+        user_ids=user_ids,
+        group_ids=group_ids,
+        request_id=request_id,
+        summary=summary,
+    )
+    return record(session, change, insert_row)
+
+
+def record(
+    session: Session, change: ChangeRow, insert_row: tuple[Table, Mapping[str, Any]] | None = None
+) -> int:
+    """`record_change` for a prepared ChangeRow."""
     # Everything else the transaction writes goes to the database first, so that the
     # organization row lock below is held for one statement and the COMMIT only.
     session.flush()
-    values = {
-        "org_id": org_id,
-        "kind": kind,
-        "resource_type": resource_type,
-        "resource_id": resource_id,
-        "user_ids": users,
-        "group_ids": groups,
-        "actor": actor,
-        "request_id": request_id,
-        "summary": summary,
-        "created_at": utcnow(),
-    }
     if session.get_bind().dialect.name == "postgresql":
         # One round trip: WITH r AS (UPDATE … RETURNING revision) INSERT … SELECT … FROM r.
-        params = {"org_id": org_id, **{f"v_{name}": value for name, value in values.items()}}
-        if insert_row is None:
-            revision = session.execute(_RECORD_PG, params).scalar_one()
-        else:
-            table, row = insert_row
-            params.update({f"i_{key}": value for key, value in row.items()})
-            revision = session.execute(_record_with_insert_pg(table), params).scalar_one()
+        table, row = insert_row if insert_row is not None else (None, None)
+        statement = record_statement_pg(table)
+        revision = session.execute(statement, record_params_pg(change, row)).scalar_one()
     else:  # SQLite: the write lock was taken at BEGIN IMMEDIATE; plain statements suffice.
         if insert_row is not None:
             session.execute(insert(insert_row[0]), dict(insert_row[1]))
-        revision = session.execute(_BUMP, {"org_id": org_id}).scalar_one()
-        session.execute(insert(_CHANGES), {**values, "revision": revision})
-    session.info.setdefault(_PENDING, []).append(
-        CommittedChange(org_id, revision, kind, tuple(users), tuple(groups))
-    )
+        revision = session.execute(_BUMP, {"org_id": change.org_id}).scalar_one()
+        session.execute(insert(_CHANGES), {**change.values(), "revision": revision})
+    session.info.setdefault(_PENDING, []).append(change.committed(revision))
     return int(revision)

@@ -16,11 +16,11 @@ from sqlalchemy.engine import make_url
 
 from idsync.app import create_app
 from models.db import session as session_settings
-from models.db.async_reads import Prepared
 from models.db.database import Database
 from models.db.tokens import create_scim_token, get_or_create_org, revoke_token
 from scim.keyed_lane import KeyedLane
 from tests.support.scim_client import Scim, group_body, make_settings, user_body
+from tests.support.statements import recording_event_loop
 from tests.support.tcpproxy import TcpProxy
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -44,27 +44,20 @@ class LaneApp:
     @contextmanager
     def recording(self) -> Iterator[Paths]:
         paths = Paths()
-        reads = self.lane.reads
-        real_fetch = reads.fetch
-
-        async def fetch(statement: Prepared, params: Any) -> Any:
-            paths.lane.append(statement.sql)
-            return await real_fetch(statement, params)
 
         def record(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
             paths.thread.append(statement)
 
         event.listen(self.db.engine, "before_cursor_execute", record)
-        reads.fetch = fetch  # type: ignore[method-assign]
         try:
-            yield paths
+            with recording_event_loop(self.lane.pg, paths.lane):
+                yield paths
         finally:
             event.remove(self.db.engine, "before_cursor_execute", record)
-            del reads.fetch
 
     @contextmanager
     def thread_path_only(self) -> Iterator[None]:
-        reads = self.lane.reads
+        reads = self.lane.pg
         reads.serves_this_loop = lambda: False  # type: ignore[method-assign]
         try:
             yield
@@ -287,4 +280,4 @@ def test_without_the_lifespan_every_request_takes_the_thread_path(
         "/scim/v2/Users", params={"filter": 'userName eq "ada@x.io"'}, headers=headers
     )
     assert found.status_code == 200 and found.json()["totalResults"] == 1
-    assert not app.state.scim.lane.reads.serves_this_loop()
+    assert not app.state.scim.pg.serves_this_loop()

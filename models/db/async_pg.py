@@ -1,77 +1,107 @@
-"""PostgreSQL reads on the event loop: prebuilt statements over pooled psycopg asyncio
-connections.
+"""Prebuilt statements on the event loop, over pooled psycopg asyncio connections.
 
 Most requests run their transaction in a worker thread through SQLAlchemy
-(`scim.offload`). The reads an IdP sends before nearly every write (its token check and
-a lookup by an indexed key) are one prebuilt statement each, and for them the thread
-hand-off plus SQLAlchemy's session, connection and result machinery cost several times
-the index probe they wrap (measured: docs/benchmarks.md). Here such a statement,
-compiled once by SQLAlchemy for psycopg, runs as a server-side prepared statement on an
-autocommit asyncio connection: one round trip, nothing else.
+(`scim.offload`). The requests an IdP sends most (its token check, a lookup by an
+indexed key, a user create) are one prebuilt statement each, and for them the thread
+hand-off plus SQLAlchemy's session, connection and result machinery cost more than the
+statement itself (measured: docs/benchmarks.md). Here such a statement, compiled once
+by SQLAlchemy for psycopg (bind processors included), runs as a server-side prepared
+statement on an autocommit asyncio connection: one round trip, nothing else.
 
 The pool is deliberately small and plain, with the sync engine's policies
 (`models.db.session`): a connection is created when none is idle (failing fast with
 psycopg's OperationalError when PostgreSQL is down, so the request gets its 503 at
-once instead of waiting for a background reconnect), one idle for PING_AFTER_IDLE_S is
-pinged before use, and a statement that fails on a connection the pool handed out is
-retried once on a new connection (every statement here is a read). A pool belongs to
+once instead of waiting for a background reconnect), and one idle for
+PING_AFTER_IDLE_S is pinged before use. A read (`fetch`) that fails on a connection the
+pool handed out is retried once on a new connection; a write (`write`) never is: it may
+have committed before the connection died, as on the thread path. A pool belongs to
 the event loop that opened it (the app's lifespan).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg
-from sqlalchemy import Select
+from sqlalchemy import ClauseElement
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from models.db import session as session_settings
 
 Row = tuple[Any, ...]
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A statement compiled once for psycopg: its SQL and the bind names it takes."""
+    """A statement compiled once for psycopg: its SQL, the binds the caller supplies,
+    the literal binds the statement carries itself, and how each value is processed
+    for the driver (the bind processors SQLAlchemy itself would apply)."""
 
     sql: str
     binds: frozenset[str]
+    defaults: Mapping[str, Any]
+    processors: Mapping[str, Callable[[Any], Any]]
+
+    def values(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """`params` (exactly `binds`) with the literal binds, processed for psycopg."""
+        if params.keys() != self.binds:
+            raise ValueError(f"binds {sorted(self.binds)} expected, got {sorted(params)}")
+        out = {**self.defaults, **params}
+        for name, process in self.processors.items():
+            out[name] = process(out[name])
+        return out
 
 
-def prepare(statement: Select[Any], dialect: Dialect) -> Prepared:
-    """Compile `statement` for psycopg (`%(name)s` placeholders).
+def prepare(statement: ClauseElement, dialect: Dialect) -> Prepared:
+    """Compile `statement` for psycopg (`%(name)s` placeholders), once.
 
-    Values are passed to psycopg as they are, so every bind must be of a type that
-    needs no bind processing (strings, integers); a statement that binds anything else
-    is refused here, when it is built, not when a request runs it."""
+    Binds whose value the statement holds (a literal such as `revision + 1`) are kept as
+    defaults; the rest the caller supplies to `fetch`/`write`. Expanding binds (`IN`
+    lists) are refused here, when the statement is built, not when a request runs it."""
     if dialect.name != "postgresql" or dialect.driver != "psycopg":
-        raise ValueError(f"async reads need PostgreSQL through psycopg, not {dialect.name}")
-    compiled = statement.compile(dialect=dialect)
+        raise ValueError(f"async statements need PostgreSQL through psycopg, not {dialect.name}")
+    compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+    sql = str(compiled)
+    used = set(_PLACEHOLDER.findall(sql))
+    processors: dict[str, Callable[[Any], Any]] = {}
+    given: set[str] = set()
+    literal: dict[str, Any] = {}
     for name, bind in compiled.binds.items():
-        if bind.type.bind_processor(dialect) is not None or bind.expanding:
-            raise TypeError(f"bind {name!r} ({bind.type!r}) needs processing: not an async read")
-    return Prepared(str(compiled), frozenset(compiled.binds))
+        if name not in used:
+            continue
+        if bind.expanding:
+            raise TypeError(f"bind {name!r} expands (an IN list): not a prebuilt statement")
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors[name] = process
+        if bind.value is None and bind.callable is None:
+            given.add(name)
+        else:
+            literal[name] = bind.effective_value
+    return Prepared(sql, frozenset(given), literal, processors)
 
 
 def conninfo(url: str) -> str:
     """A libpq connection URL for a SQLAlchemy PostgreSQL URL (any driver suffix)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "postgresql":
-        raise ValueError("async reads need PostgreSQL")
+        raise ValueError("async statements need PostgreSQL")
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class AsyncReads:
-    """A pool of psycopg asyncio connections for prebuilt read statements.
+class AsyncPg:
+    """A pool of psycopg asyncio connections for prebuilt statements.
 
     `open()` binds it to the running event loop (the app's lifespan does this);
-    `fetch` from another loop, or before `open`/after `close`, raises RuntimeError.
+    `fetch`/`write` from another loop, or before `open`/after `close`, raise RuntimeError.
     """
 
     def __init__(self, url: str, *, max_size: int = 10, connect_timeout_s: int = 5) -> None:
@@ -134,7 +164,7 @@ class AsyncReads:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[tuple[psycopg.AsyncConnection[Row], bool]]:
         if self._slots is None or not self.serves_this_loop():
-            raise RuntimeError("AsyncReads is not open on this event loop")
+            raise RuntimeError("AsyncPg is not open on this event loop")
         async with self._slots:
             conn, pooled = await self._checkout()
             try:
@@ -150,15 +180,14 @@ class AsyncReads:
             self._idle.append((conn, time.monotonic()))
 
     async def fetch(self, statement: Prepared, params: Mapping[str, Any]) -> Sequence[Row]:
-        """All rows of `statement` with `params` (exactly its binds), one round trip.
+        """All rows of a read statement with `params` (exactly its binds), one round trip.
 
         Raises psycopg.OperationalError when PostgreSQL cannot be reached."""
-        if params.keys() != statement.binds:
-            raise ValueError(f"binds {sorted(statement.binds)} expected, got {sorted(params)}")
+        values = statement.values(params)
         pooled = False
         try:
             async with self._connection() as (conn, pooled):
-                cursor = await conn.execute(statement.sql, params, prepare=True)
+                cursor = await conn.execute(statement.sql, values, prepare=True)
                 return await cursor.fetchall()
         except psycopg.OperationalError:
             if not pooled:
@@ -167,7 +196,16 @@ class AsyncReads:
         # proxy): the others of its age are likely dead too, so retry once on a new one.
         await self._drop_idle()
         async with self._connection() as (conn, _):
-            cursor = await conn.execute(statement.sql, params, prepare=True)
+            cursor = await conn.execute(statement.sql, values, prepare=True)
+            return await cursor.fetchall()
+
+    async def write(self, statement: Prepared, params: Mapping[str, Any]) -> Sequence[Row]:
+        """Run one writing statement as its own transaction (autocommit) and return its
+        RETURNING rows. Never retried: a connection lost mid-statement may have
+        committed it. Database errors propagate (OperationalError: unreachable)."""
+        values = statement.values(params)
+        async with self._connection() as (conn, _):
+            cursor = await conn.execute(statement.sql, values, prepare=True)
             return await cursor.fetchall()
 
     async def _drop_idle(self) -> None:
