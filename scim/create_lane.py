@@ -22,6 +22,7 @@ What the thread path guarantees holds here too:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
@@ -47,8 +48,7 @@ class CreateLane:
         self.pg = pg
         self.auth = auth
         self.db = db
-        table: Table = User.__table__  # type: ignore[assignment]
-        self._statement = prepare(record_statement_pg(table), dialect)
+        self._statement = prepare(record_statement_pg(cast(Table, User.__table__)), dialect)
 
     async def create(self, caller: Caller, query: Mapping[str, str], raw: bytes) -> Response | None:
         """The 201 (or the error) for a POST /Users, or None: the thread path."""

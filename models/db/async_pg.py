@@ -75,10 +75,10 @@ def prepare(statement: ClauseElement, dialect: Dialect) -> Prepared:
     given: set[str] = set()
     literal: dict[str, Any] = {}
     for name, bind in compiled.binds.items():
+        if bind.expanding or bind.literal_execute:  # rendered per execution, not a %(name)s
+            raise TypeError(f"bind {name!r} expands (an IN list): not a prebuilt statement")
         if name not in used:
             continue
-        if bind.expanding:
-            raise TypeError(f"bind {name!r} expands (an IN list): not a prebuilt statement")
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             processors[name] = process
