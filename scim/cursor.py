@@ -3,7 +3,7 @@
 A cursor is the position after the last resource of a page in the default order
 (`meta.created`, then `id`), plus fingerprints of what it was issued for: the resource
 type, the organization and the filter. The next page is then a keyset read
-(`(created, id) > position`) through the `(org_id, created_at, id)` index: as cheap at
+(`(created, id) > position`) through the `(org_id, created_at, id …)` index: as cheap at
 the millionth resource as at the first, where `startIndex` makes PostgreSQL walk and
 discard every row before the page.
 

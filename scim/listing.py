@@ -343,7 +343,7 @@ def search(
         return int(total)
 
     if count == 0:
-        return counted(), [], None
+        return counted(), [], [] if extra is not None else None  # no rows, no extras
     offset = sql_offset(params)
     lookup = (
         keyed_lookup(parsed, resource, check_dialect(dialect))
@@ -400,7 +400,7 @@ def cursor_search(
 ) -> CursorPage:
     """The page after `params.cursor` ("" for the first) in the default order.
 
-    A keyset read: `(created_at, id) > position` through the `(org_id, created_at, id)`
+    A keyset read: `(created_at, id) > position` through the `(org_id, created_at, id …)`
     index, `count + 1` rows to learn whether another page follows. No COUNT query
     (RFC 9865 makes `totalResults` optional) unless `count=0` asks for nothing else.
     No row is skipped, so `extra` rides along in the select list.
@@ -416,7 +416,7 @@ def cursor_search(
     count = page_size(params, default_count, max_results)
     if count == 0:
         total = session.scalar(count_statement(query))
-        return CursorPage([], None, int(total or 0))
+        return CursorPage([], None, int(total or 0), [] if extra is not None else None)
     table = _table(resource)
     columns = table.__table__.c
     if position is not None:

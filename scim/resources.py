@@ -1,6 +1,6 @@
 """How each SCIM resource type is stored and rendered (Users, Groups), and what a
 request presents: the pieces the thread-path routes (`scim.routes`) and the event-loop
-lookups (`scim.keyed_lane`) share."""
+lanes (`scim.keyed_lane`, `scim.create_lane`) share."""
 
 from __future__ import annotations
 
@@ -52,7 +52,6 @@ class ResourceOps:
 
     resource: ResourceType
     multi_attr: str  # the potentially large computed/joined attribute
-    load: Callable[[Session, str, str], Row]
     create: Callable[[Session, ScimContext, dict[str, Any]], Row]
     replace: Callable[[Session, ScimContext, str, dict[str, Any], str | None], Row]
     patch: Callable[[Session, ScimContext, str, dict[str, Any], str | None], Row]
@@ -83,17 +82,17 @@ def _user_rows(
 
 
 def _render_users(
-    session: Session,
+    _session: Session,
     rows: Sequence[Stored],
     base: str,
     with_groups: bool,
     preloaded: Sequence[Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """`preloaded`: `groups_column` values from the page query, one per row."""
-    if not with_groups or preloaded is not None:
-        return _user_rows(rows, base, preloaded if with_groups else None)
-    groups = user_store.groups_of(session, [u.id for u in rows])
-    return [render_user(u, base, groups.get(u.id, [])) for u in rows]
+    """`preloaded`: `groups_column` values from the read's own statement, one per row.
+    Every read of Users carries them (`page_extra`) when `groups` are wanted."""
+    if with_groups and preloaded is None:
+        raise ValueError("a read of Users that wants groups carries them (page_extra)")
+    return _user_rows(rows, base, preloaded if with_groups else None)
 
 
 def _group_rows(
@@ -118,7 +117,6 @@ def _render_groups(
 USERS = ResourceOps(
     resource=USER_RESOURCE,
     multi_attr="groups",
-    load=user_store.load_user,
     create=user_store.create_user,
     replace=user_store.replace_user,
     patch=user_store.patch_user,
@@ -131,7 +129,6 @@ USERS = ResourceOps(
 GROUPS = ResourceOps(
     resource=GROUP_RESOURCE,
     multi_attr="members",
-    load=group_store.load_group,
     create=group_store.create_group,
     replace=group_store.replace_group,
     patch=group_store.patch_group,

@@ -89,6 +89,14 @@ def prepare(statement: ClauseElement, dialect: Dialect) -> Prepared:
     return Prepared(sql, frozenset(given), literal, processors)
 
 
+async def _run(
+    conn: psycopg.AsyncConnection[Row], statement: Prepared, values: Mapping[str, Any]
+) -> Sequence[Row]:
+    """One round trip: `statement` as a server-side prepared statement, all its rows."""
+    cursor = await conn.execute(statement.sql, values, prepare=True)
+    return await cursor.fetchall()
+
+
 def conninfo(url: str) -> str:
     """A libpq connection URL for a SQLAlchemy PostgreSQL URL (any driver suffix)."""
     parsed = make_url(url)
@@ -122,7 +130,7 @@ class AsyncPg:
         self._slots = asyncio.Semaphore(self.max_size)
 
     def serves_this_loop(self) -> bool:
-        """Whether `fetch` may run here (opened, on this event loop)."""
+        """Whether `fetch` and `write` may run here (opened, on this event loop)."""
         try:
             return self._loop is not None and asyncio.get_running_loop() is self._loop
         except RuntimeError:
@@ -187,8 +195,7 @@ class AsyncPg:
         pooled = False
         try:
             async with self._connection() as (conn, pooled):
-                cursor = await conn.execute(statement.sql, values, prepare=True)
-                return await cursor.fetchall()
+                return await _run(conn, statement, values)
         except psycopg.OperationalError:
             if not pooled:
                 raise
@@ -196,17 +203,14 @@ class AsyncPg:
         # proxy): the others of its age are likely dead too, so retry once on a new one.
         await self._drop_idle()
         async with self._connection() as (conn, _):
-            cursor = await conn.execute(statement.sql, values, prepare=True)
-            return await cursor.fetchall()
+            return await _run(conn, statement, values)
 
     async def write(self, statement: Prepared, params: Mapping[str, Any]) -> Sequence[Row]:
         """Run one writing statement as its own transaction (autocommit) and return its
         RETURNING rows. Never retried: a connection lost mid-statement may have
         committed it. Database errors propagate (OperationalError: unreachable)."""
-        values = statement.values(params)
         async with self._connection() as (conn, _):
-            cursor = await conn.execute(statement.sql, values, prepare=True)
-            return await cursor.fetchall()
+            return await _run(conn, statement, statement.values(params))
 
     async def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []

@@ -37,6 +37,17 @@ def recording_event_loop(pg: AsyncPg | None, statements: list[str]) -> Iterator[
 
 
 @contextmanager
+def thread_path_only(pg: AsyncPg) -> Iterator[None]:
+    """Every request takes the thread path: the event-loop lanes decline, as they do on
+    a loop that `pg` was not opened on."""
+    pg.serves_this_loop = lambda: False  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del pg.serves_this_loop
+
+
+@contextmanager
 def executed_statements(orgs: Orgs) -> Iterator[list[str]]:
     """Every SQL statement the app executes inside: through the database's engines
     (writer and reader) and, on PostgreSQL, on the event loop (scim.keyed_lane,

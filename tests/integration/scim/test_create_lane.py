@@ -23,7 +23,7 @@ from models.db.tokens import create_scim_token, get_or_create_org
 from scim.create_lane import CreateLane
 from tests.support.live_server import live_server
 from tests.support.scim_client import Scim, make_settings, user_body
-from tests.support.statements import recording_event_loop
+from tests.support.statements import recording_event_loop, thread_path_only
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -38,11 +38,8 @@ class CreateApp:
 
     @contextmanager
     def thread_path_only(self) -> Iterator[None]:
-        self.lane.pg.serves_this_loop = lambda: False  # type: ignore[method-assign]
-        try:
+        with thread_path_only(self.lane.pg):
             yield
-        finally:
-            del self.lane.pg.serves_this_loop
 
     def changes(self) -> list[Change]:
         with self.db.read() as s:

@@ -20,7 +20,7 @@ from models.db.database import Database
 from models.db.tokens import create_scim_token, get_or_create_org, revoke_token
 from scim.keyed_lane import KeyedLane
 from tests.support.scim_client import Scim, group_body, make_settings, user_body
-from tests.support.statements import recording_event_loop
+from tests.support.statements import recording_event_loop, thread_path_only
 from tests.support.tcpproxy import TcpProxy
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -57,12 +57,8 @@ class LaneApp:
 
     @contextmanager
     def thread_path_only(self) -> Iterator[None]:
-        reads = self.lane.pg
-        reads.serves_this_loop = lambda: False  # type: ignore[method-assign]
-        try:
+        with thread_path_only(self.lane.pg):
             yield
-        finally:
-            del reads.serves_this_loop
 
 
 def _app(db: Database, **settings: Any) -> Iterator[LaneApp]:

@@ -7,7 +7,7 @@ PostgreSQL (and covering-index reads on SQLite): the rows an OFFSET skips, or a 
 counts, are no longer read from the table (docs/benchmarks.md).
 
 Both statements run in the migration's transaction, so CREATE INDEX holds a lock that
-blocks writes to scim_users while it builds (about a second per million users here). To
+blocks writes to scim_users while it builds (1.4-1.6 s per million rows here). To
 avoid that on a large table, build the index beforehand without blocking writes:
 
     CREATE INDEX CONCURRENTLY ix_scim_users_org_id_created_at_id_active
