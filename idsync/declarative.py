@@ -126,16 +126,26 @@ def _pydantic_field(exc: PydanticValidationError) -> tuple[str, str]:
     return path, str(first.get("msg", "invalid"))
 
 
+def _syntax_error(exc: yaml.YAMLError | json.JSONDecodeError) -> str:
+    """One line, with the position and without the parser's own source name."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def parse_config(text: str, *, source: str = "<config>") -> ConfigFile:
     """Parse YAML (a superset of JSON) and validate the shape; ConfigError names the field."""
     try:
         data = yaml.safe_load(text) if not source.endswith(".json") else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError("", f"{source}: not valid YAML/JSON: {exc}") from exc
+        raise ConfigError("", f"not valid YAML/JSON: {_syntax_error(exc)}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError("", f"{source}: the top level must be a mapping")
+        raise ConfigError("", "the top level must be a mapping")
     try:
         return ConfigFile.model_validate(data)
     except PydanticValidationError as exc:
@@ -190,6 +200,17 @@ def _resolve_group(session: Session, org_id: str, ref: GroupRef, where: str) -> 
         what = "no group" if not rows else "more than one group"
         raise ConfigError(f"{where}.group", f"{what} with {key} {value!r} in this organization")
     return rows[0][0], rows[0][1]
+
+
+def _depth(parents: dict[str, str | None], ws_id: str) -> int:
+    """How many parents a workspace has above it (a → b → c: c has 2)."""
+    depth, seen = 0, {ws_id}
+    parent = parents.get(ws_id)
+    while parent is not None and parent not in seen:
+        seen.add(parent)
+        depth += 1
+        parent = parents.get(parent)
+    return depth
 
 
 def _ordered(decls: list[WorkspaceDecl]) -> list[tuple[int, WorkspaceDecl]]:
@@ -282,8 +303,7 @@ class _Applier:
             )
         }
         doomed = [w for w in rows if w not in wanted]
-        # environments first
-        doomed.sort(key=lambda w: rows[w] is None)
+        doomed.sort(key=lambda w: _depth(rows, w), reverse=True)  # environments first
         for ws_id in doomed:
             with _under("workspaces"):
                 store.delete_workspace(self.s, self.ctx, ws_id)

@@ -150,3 +150,29 @@ def test_cli_apply_and_admin_key(api: Api, monkeypatch: pytest.MonkeyPatch) -> N
         assert gone.status_code == 401
     finally:
         get_settings.cache_clear()
+
+
+def test_apply_deletes_a_chain_of_environments(api: Api) -> None:
+    """a → b → c (b an environment of a, c of b): `workspaces: []` deletes all three,
+    deepest first (deleting b before c was a ConflictError)."""
+    chain = parse_config(
+        """
+organization: acme
+workspaces:
+  - {id: a, name: A}
+  - {id: b, name: B, parent_workspace_id: a}
+  - {id: c, name: C, parent_workspace_id: b}
+"""
+    )
+    apply_file(api.db, "acme", chain, dry_run=False, actor="test")
+    assert {w["id"] for w in api.ok("get", "/workspaces")} == {"a", "b", "c"}
+
+    result = apply_file(
+        api.db,
+        "acme",
+        parse_config("organization: acme\nworkspaces: []\n"),
+        dry_run=False,
+        actor="test",
+    )
+    assert result.diff == ["- workspace c", "- workspace b", "- workspace a"]
+    assert api.ok("get", "/workspaces") == []
