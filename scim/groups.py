@@ -88,7 +88,15 @@ def _flush_unique(session: Session, name: str) -> None:
 
 
 def _existing_users(session: Session, org_id: str, user_ids: Iterable[str]) -> list[str]:
-    """The given ids, checked to be users of this organization (400 otherwise)."""
+    """The given ids, checked to be users of this organization (400 otherwise).
+
+    The rows are locked FOR KEY SHARE until commit (PostgreSQL; SQLite writers are
+    serialized anyway): a concurrent DELETE of one of these users either committed
+    first, and then its row is not returned (400 below, nothing written), or waits for
+    this transaction and then deletes the new membership with the user. Without the lock
+    the membership INSERT's foreign key check failed under a racing DELETE (500). The
+    lock does not block updates of the users (those take FOR NO KEY UPDATE).
+    """
     wanted = sorted(set(user_ids))
     if not wanted:
         return []
@@ -96,7 +104,12 @@ def _existing_users(session: Session, org_id: str, user_ids: Iterable[str]) -> l
     for start in range(0, len(wanted), 1000):
         chunk = wanted[start : start + 1000]
         found.update(
-            session.scalars(select(User.id).where(User.org_id == org_id, User.id.in_(chunk)))
+            session.scalars(
+                select(User.id)
+                .where(User.org_id == org_id, User.id.in_(chunk))
+                .order_by(User.id)
+                .with_for_update(key_share=True)
+            )
         )
     missing = [uid for uid in wanted if uid not in found]
     if missing:
