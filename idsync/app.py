@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from idsync.health import HealthProbe, Part
 from idsync.settings import Settings
 from models.db.database import Database
 from scim.discovery import Limits
@@ -130,9 +131,16 @@ class IdsyncApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
-    """Build the app. The caller owns `db` when given (tests); else one is made here."""
+def create_app(
+    settings: Settings,
+    db: Database | None = None,
+    *,
+    health_extra: Callable[[], Sequence[Part]] | None = None,
+) -> FastAPI:
+    """Build the app. The caller owns `db` when given (tests); else one is made here.
+    ``health_extra``: more readiness parts (``idsync up``: the processes it watches)."""
     database = db or Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+    health = HealthProbe(settings, database, health_extra)
     scim = ScimApi(
         database,
         ScimConfig(
@@ -173,10 +181,11 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["health"])
     def readyz() -> Response:
-        """Readiness: the database answers."""
-        if database.ping():
-            return JSONResponse({"status": "ready", "database": "ok"})
-        return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
+        """Readiness: the database, the broker and cache Redis answer, a worker's
+        heartbeat is recent and every organization with data has a built cache. 503
+        when a part fails; each part says `ok` or `fail` with a reason."""
+        readiness = health.check()
+        return JSONResponse(readiness.as_json(), status_code=200 if readiness.ready else 503)
 
     app.state.scim_tokens = scim.tokens  # operators' tools and tests reach the cache here
     app.scim_lane = RequestIdMiddleware(ScimLane(scim.router(), app))

@@ -1,15 +1,24 @@
-"""The operator CLI: `idsync db|token|serve|up|…` (stable; scripts and docs rely on it)."""
+"""The operator CLI: `idsync db|token|serve|up|status|…` (stable; scripts and docs rely
+on it). Operator mistakes (bad settings, unreachable services, a database without its
+schema, a port in use) end a command with one line naming the cause, not a traceback."""
 
 from __future__ import annotations
 
+import errno
 import os
-import subprocess
+import signal
+import socket
 import sys
+import threading
+from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from pydantic import ValidationError
 
+from idsync.operator_errors import describe, settings_error
 from idsync.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -19,24 +28,59 @@ DEFAULT_ORG = "default"
 
 
 def _settings() -> Settings:
-    return get_settings()
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        raise click.ClickException(settings_error(exc)) from None
 
 
-def _database(settings: Settings) -> Database:
+def _database(settings: Settings, *, require_schema: bool = True) -> Database:
+    """The configured database; by default only once it is migrated (a command run where
+    it is not says so instead of failing inside SQLAlchemy, or creating a SQLite file)."""
     from models.db.database import Database
+    from models.db.migrate import require_current
 
-    return Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+    url = settings.resolved_database_url()
+    if require_schema:
+        require_current(url)
+    return Database(url, pool_size=settings.db_pool_size)
 
 
-@click.group()
+class IdsyncGroup(click.Group):
+    """The main group: operator mistakes raised anywhere below become one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            line = _operator_line(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
+
+
+def _operator_line(exc: BaseException) -> str | None:
+    try:
+        settings = get_settings()
+    except ValidationError as bad:
+        return settings_error(bad)
+    return describe(
+        exc,
+        database_url=settings.resolved_database_url(),
+        redis_url=os.environ.get("REDIS_URL") or settings.resolved_cache_redis_url(),
+    )
+
+
+@click.group(cls=IdsyncGroup)
+@click.version_option(version("idsync"), "--version", prog_name="idsync")
 def main() -> None:
     """idsync: SCIM 2.0 identity sync, access model and permission cache."""
     settings = _settings()
     from idsync.logs import configure_logging
 
     configure_logging(settings.log_level)
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
 
 
 @main.group()
@@ -50,7 +94,10 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations (Alembic) to DATABASE_URL."""
     from models.db.migrate import current, upgrade
 
-    url = _settings().resolved_database_url()
+    settings = _settings()
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url()
     upgrade(url, revision)
     click.echo(f"database at revision {current(url)}")
 
@@ -116,6 +163,41 @@ def token_revoke(token_id: str) -> None:
     click.echo(f"revoked {count} token(s)")
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the API's port first, so that a port in use is one line before anything
+    else starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {port} on {host} is in use: stop what holds it, or choose another "
+                "with --port"
+            ) from None
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server(host: str, port: int, app: Any = "idsync.asgi:app") -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+    return uvicorn.Server(config)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -124,6 +206,14 @@ def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API (SCIM under /scim/v2, admin API, check API)."""
     import uvicorn
 
+    from models.db.migrate import require_current
+
+    require_current(_settings().resolved_database_url())
+    sock = _listen(host, port)
+    if workers == 1:
+        _server(host, port).run(sockets=[sock])
+        return
+    sock.close()  # several processes: uvicorn binds and shares the socket itself
     uvicorn.run(
         "idsync.asgi:app",
         host=host,
@@ -154,45 +244,115 @@ def _dev_token(settings: Settings) -> str:
     return secret
 
 
+def _terminate_on_sigterm(signum: int, _frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0 if signum == signal.SIGTERM else 128 + signum)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def up(host: str, port: int) -> None:
     """Set up and run everything on the embedded defaults (SQLite, embedded Redis):
-    migrate, ensure a default organization and token, start a worker, serve the API."""
-    from idsync.embedded_redis import ensure_redis_url
+    migrate, ensure a default organization and token, start a worker (restarted when it
+    exits), serve the API. The banner prints once the API is listening."""
+    from idsync.app import create_app
+    from idsync.embedded_redis import EmbeddedRedis
+    from idsync.supervisor import Child, Probe, Supervisor, say_on_stderr
     from models.db.migrate import upgrade
 
     settings = _settings()
+    sock = _listen(host, port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url())
     secret = _dev_token(settings)
-    redis_url = ensure_redis_url(settings)
+    probes: list[Probe] = []
+    if settings.redis_url:
+        redis_url = settings.redis_url
+    else:
+        embedded = EmbeddedRedis(settings.data_dir)
+        redis_url = embedded.start()
+        redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+        probes.append(
+            Probe(
+                "redis",
+                alive=lambda: _redis_answers(redis_url),
+                restart=lambda: _restart_embedded(embedded, redis_port, redis_url),
+            )
+        )
     os.environ["REDIS_URL"] = redis_url
     get_settings.cache_clear()  # the API (same process) and the worker must see REDIS_URL
-    click.echo(f"SCIM base URL: http://{host}:{port}/scim/v2")
-    click.echo(f"Bearer token (organization '{DEFAULT_ORG}'): {secret}")
-    click.echo(f"Redis: {redis_url}   Database: {settings.resolved_database_url()}")
-    sys.stdout.flush()
-    worker = _start_worker_process()
+    failure: list[str] = []
+
+    def fatal(line: str) -> None:
+        failure.append(line)
+        server.should_exit = True
+
+    worker = Child(
+        "worker",
+        [sys.executable, "-m", "idsync.cli", "worker", "--beat", "-c", "2"],
+        dict(os.environ),
+    )
+    supervisor = Supervisor([worker], probes, on_fatal=fatal)
+    # /readyz shows what `up` watches, beside the deployment-wide parts
+    server = _server(host, port, create_app(get_settings(), health_extra=supervisor.parts))
+
+    def banner() -> None:
+        while not server.started and not server.should_exit:
+            threading.Event().wait(0.05)
+        if server.started:
+            click.echo(f"SCIM base URL: http://{host}:{port}/scim/v2")
+            click.echo(f"Bearer token (organization '{DEFAULT_ORG}'): {secret}")
+            click.echo(f"Redis: {redis_url}   Database: {settings.resolved_database_url()}")
+            sys.stdout.flush()
+
+    threading.Thread(target=banner, name="idsync-banner", daemon=True).start()
+    signal.signal(signal.SIGTERM, _terminate_on_sigterm)
+    supervisor.start()
     try:
-        serve.callback(host=host, port=port, workers=1)  # type: ignore[misc]
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
-        _stop_worker_process(worker)
+        supervisor.stop()
+    if failure:
+        say_on_stderr(failure[0])
+        raise SystemExit(1)
 
 
-def _start_worker_process() -> subprocess.Popen[bytes]:
-    """`idsync up` runs a worker (with the scheduler) next to the API."""
-    cmd = [sys.executable, "-m", "idsync.cli", "worker", "--beat", "-c", "2"]
-    return subprocess.Popen(cmd, env=dict(os.environ))  # noqa: S603 - our own CLI
+def _redis_answers(url: str) -> bool:
+    import redis
 
-
-def _stop_worker_process(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _restart_embedded(embedded: Any, port: int, url: str) -> None:
+    new_url = embedded.start(port)
+    if new_url != url:
+        raise RuntimeError(f"port {port} was taken; it came back at {new_url}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The same JSON as /readyz.")
+def status(as_json: bool) -> None:
+    """Readiness of this deployment, part by part (as /readyz); exits 1 when not ready."""
+    import json
+
+    from idsync.health import HealthProbe
+
+    settings = _settings()
+    probe = HealthProbe(settings, _database(settings, require_schema=False))
+    readiness = probe.check()
+    if as_json:
+        click.echo(json.dumps(readiness.as_json(), indent=2))
+    else:
+        for part in readiness.parts:
+            click.echo(f"{part.name:<12} {part.status:<5} {part.reason}")
+        click.echo("ready" if readiness.ready else "NOT READY")
+    if not readiness.ready:
+        raise SystemExit(1)
 
 
 from idsync.admin_cli import admin_key, apply  # noqa: E402 - registered on main

@@ -118,19 +118,22 @@ class EmbeddedRedis:
 
     # -- public API ---------------------------------------------------------
 
-    def start(self) -> str:
-        """Start the server (or reuse the live one for this directory); return its URL."""
+    def start(self, port: int | None = None) -> str:
+        """Start the server (or reuse the live one for this directory); return its URL.
+        ``port``: try this port first (``idsync up`` restarts a dead server where its
+        clients expect it)."""
         if self.url is not None and self.pid is not None and _pid_alive(self.pid):
             return self.url
         self.dir.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            port = self._live_port()
-            if port is not None:
+            live = self._live_port()
+            if live is not None:
+                port = live
                 self.started = False
                 log.info("embedded redis reused", extra={"port": port, "pid": self.pid})
             else:
                 self._remove_state_files()
-                port = self._spawn()
+                port = self._spawn(port)
                 self.started = True
                 log.info(
                     "embedded redis started",
@@ -228,9 +231,9 @@ class EmbeddedRedis:
             "--appendfsync", "everysec",
         ]  # fmt: skip
 
-    def _spawn(self) -> int:
-        for _attempt in range(_PORT_ATTEMPTS):
-            port = _free_port()
+    def _spawn(self, preferred: int | None = None) -> int:
+        for attempt in range(_PORT_ATTEMPTS):
+            port = preferred if preferred is not None and attempt == 0 else _free_port()
             proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 self._command(port),
                 cwd=self.dir,

@@ -6,8 +6,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATABASE_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg", "sqlite"})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
 class Settings(BaseSettings):
@@ -39,15 +42,17 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_PUBLIC_URL",
         description="Externally visible base URL (for meta.location); default from request",
     )
-    log_level: str = Field(default="INFO", validation_alias="IDSYNC_LOG_LEVEL")
-    db_pool_size: int = Field(default=10, validation_alias="IDSYNC_DB_POOL_SIZE")
-    scim_max_results: int = Field(default=1000, validation_alias="IDSYNC_SCIM_MAX_RESULTS")
-    scim_default_count: int = Field(default=100, validation_alias="IDSYNC_SCIM_DEFAULT_COUNT")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", validation_alias="IDSYNC_LOG_LEVEL"
+    )
+    db_pool_size: int = Field(default=10, ge=1, validation_alias="IDSYNC_DB_POOL_SIZE")
+    scim_max_results: int = Field(default=1000, ge=1, validation_alias="IDSYNC_SCIM_MAX_RESULTS")
+    scim_default_count: int = Field(default=100, ge=1, validation_alias="IDSYNC_SCIM_DEFAULT_COUNT")
     scim_max_bulk_operations: int = Field(
-        default=1000, validation_alias="IDSYNC_SCIM_MAX_BULK_OPERATIONS"
+        default=1000, ge=1, validation_alias="IDSYNC_SCIM_MAX_BULK_OPERATIONS"
     )
     scim_max_payload_bytes: int = Field(
-        default=1_048_576, validation_alias="IDSYNC_SCIM_MAX_PAYLOAD_BYTES"
+        default=1_048_576, ge=1024, validation_alias="IDSYNC_SCIM_MAX_PAYLOAD_BYTES"
     )
     scim_token_cache_s: float = Field(
         default=2.0,
@@ -63,9 +68,9 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_BROKER_VISIBILITY_TIMEOUT",
         description="Seconds before a killed worker's unacknowledged task is redelivered",
     )
-    worker_concurrency: int = Field(default=4, validation_alias="IDSYNC_WORKER_CONCURRENCY")
+    worker_concurrency: int = Field(default=4, ge=1, validation_alias="IDSYNC_WORKER_CONCURRENCY")
     reconcile_interval_s: float = Field(
-        default=300.0, validation_alias="IDSYNC_RECONCILE_INTERVAL_S"
+        default=300.0, gt=0, validation_alias="IDSYNC_RECONCILE_INTERVAL_S"
     )
     tombstone_retention_s: float = Field(
         default=86_400.0,
@@ -74,6 +79,7 @@ class Settings(BaseSettings):
     )
     sweep_interval_s: float = Field(
         default=2.0,
+        gt=0,
         validation_alias="IDSYNC_SWEEP_INTERVAL_S",
         description="Outbox catch-up sweep (changes whose after-commit hook was lost)",
     )
@@ -114,7 +120,9 @@ class Settings(BaseSettings):
     idp_org: str | None = Field(
         default=None, validation_alias="IDSYNC_IDP_ORG", description="Organization id to pull into"
     )
-    idp_pull_interval_s: float = Field(default=900.0, validation_alias="IDSYNC_IDP_PULL_INTERVAL_S")
+    idp_pull_interval_s: float = Field(
+        default=900.0, gt=0, validation_alias="IDSYNC_IDP_PULL_INTERVAL_S"
+    )
     idp_deactivate_missing: bool = Field(
         default=False,
         validation_alias="IDSYNC_IDP_DEACTIVATE_MISSING",
@@ -130,6 +138,31 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_FAULT_DRAIN_PAUSE_S",
         description="Testing only: pause between compute and write in drain batches",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.partition(":")[0].lower()
+        if scheme not in DATABASE_SCHEMES:
+            raise ValueError(
+                f"unsupported scheme {scheme!r}: use postgresql://user@host:port/db "
+                "or sqlite:///path"
+            )
+        return value
+
+    @field_validator("redis_url", "cache_redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and value.partition(":")[0].lower() not in REDIS_SCHEMES:
+            raise ValueError("use redis://host:port/db, rediss:// or unix://")
+        return value
 
     @staticmethod
     def reveal(secret: SecretStr | None) -> str | None:

@@ -22,6 +22,7 @@ from celery import Celery
 from kombu import Queue
 
 from idsync.settings import Settings, get_settings
+from worker.heartbeat import HeartbeatStep
 
 QUEUE_REVOKE: Final = "idsync.revoke"
 QUEUE_RECOMPUTE: Final = "idsync.recompute"
@@ -116,6 +117,7 @@ def create_celery(
 
         register(app)
         app.conf.beat_schedule = beat_schedule(settings)
+        app.steps["worker"].add(HeartbeatStep)
     return app
 
 

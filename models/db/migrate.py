@@ -196,6 +196,27 @@ def current(url: str) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+class SchemaNotReady(Exception):
+    """The database at a URL is missing, has no idsync schema, or an older one."""
+
+
+def require_current(url: str) -> None:
+    """Raise ``SchemaNotReady`` unless the database at ``url`` is migrated to the newest
+    revision. A SQLite file that does not exist is not created."""
+    parsed = make_url(normalize_url(url))
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        path = Path(database.removeprefix("file:").split("?")[0])
+        if not path.exists():
+            raise SchemaNotReady(f"no idsync database at {path}")
+    revision = current(url)
+    newest = heads()
+    if revision is None:
+        raise SchemaNotReady("the database has no idsync schema")
+    if revision not in newest:
+        raise SchemaNotReady(f"the database schema is at {revision}, not {', '.join(newest)}")
+
+
 def heads() -> list[str]:
     """The newest revision(s) of the migrations directory (more than one: branches)."""
     return list(ScriptDirectory.from_config(alembic_config()).get_heads())

@@ -31,6 +31,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+CONNECT_TIMEOUT_S = 5
+"""Seconds to establish a PostgreSQL connection (libpq ``connect_timeout``)."""
+
+
 def make_engine(
     url: str, *, pool_size: int = 10, echo: bool = False, sqlite_writer: bool = True
 ) -> Engine:
@@ -67,6 +71,8 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        # An unreachable server fails in seconds, not after the kernel's TCP timeout.
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
     )
     _ping_when_idle(engine)
     event.listen(engine, "connect", _postgresql_session_settings)
