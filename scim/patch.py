@@ -28,19 +28,27 @@ Semantics (RFC section in brackets; deviations are marked as such):
   sub-attributes; replace of a complex attribute also merges ("sub-attributes that are
   not specified … are left unchanged", §3.5.2.3); a sub-attribute given as null/"" is
   cleared.
+- `{}` merges nothing: for a complex attribute (`name`, `manager`), a matched value of a
+  filter, or a whole extension it changes nothing, and never clears (RFC 7643 §2.5:
+  only null and [] mean unassigned). For a simple attribute or sub-attribute it is no
+  value of that type → 400 invalidValue; so is replace of a whole multi-valued
+  attribute (Group `members` too) with `{}` (ambiguous: `[]`/null clear); add of `{}`
+  to one adds nothing.
 - add on a multi-valued attribute appends; an element equal to an existing one (same
   `value` per caseExact, and same `type` when both have one; whole-object equality for
   attributes without `value`) is merged into it instead of duplicated [§3.5.2.1 "no
   changes SHOULD be made"]. add of null/[] to a multi-valued attribute changes nothing.
 - replace of a multi-valued attribute without filter replaces all values [§3.5.2.3].
 - filtered add/replace (`emails[type eq "work"]`, `…].value`) changes every matching
-  element (replace without sub-attribute replaces the whole element, add merges).
+  element; without a sub-attribute the value is merged into each (replace as add:
+  §3.5.2.3 for complex values; a match is never deleted by a write).
   When nothing matches: replace → 400 noTarget [§3.5.2.3], EXCEPT when the filter is
   `eq` clauses joined by `and`: then a new element is created from those clauses plus
   the value (Entra replaces `emails[type eq "work"].value` for users without a work
   email). add behaves the same way. A null/"" value with no match is a no-op.
 - remove: single-valued → unassigned; multi-valued without filter → all values
-  removed [§3.5.2.2]; with a filter → the matching values (or their sub-attribute);
+  removed [§3.5.2.2]; with a filter → the matching values (or only their
+  sub-attribute: `emails[primary eq true].value` leaves `{"type", "primary"}`);
   a filter matching nothing → 400 noTarget (§3.12: "the specified path … contains a
   filter that yields no match"). Remove with `path` naming a multi-valued attribute
   AND a `value` list (Entra/OneLogin style) removes exactly the listed values and
@@ -48,6 +56,8 @@ Semantics (RFC section in brackets; deviations are marked as such):
   `[]` removes nothing.
 - removing a required attribute, or leaving it unassigned by any op → 400 mutability
   [§3.5.2.2 last paragraph].
+- a value of a multi-valued attribute may lack `value` (as in a POST body); one left
+  with no sub-attribute at all by a write or remove is dropped.
 - `primary`: at most one true per multi-valued attribute; an op that sets primary on
   one value sets it to false on the others [§3.5.2 "automatically set primary to
   false"]; one op setting it on two values → 400 invalidValue.
@@ -398,6 +408,8 @@ def _apply_no_path(state: _State, op: OpName, value: object) -> None:
             _apply_no_path_key(state, op, key, item)
             continue
         schema = name.schema or state.resource.schema.id
+        if item == {}:
+            continue  # merges nothing into the extension (it is not cleared)
         if is_empty(item):
             if schema != state.resource.schema.id:
                 state.doc.pop(schema, None)  # the whole extension set to null: clear it
@@ -439,6 +451,10 @@ def _apply_target(
         if explicit:
             raise MutabilityError(f"'{target.label}' is readOnly")
         return
+    if op != "remove":
+        leaf = sub if sub is not None else attr
+        if target.value_filter is None or sub is not None:
+            _refuse_empty_object(leaf, value, target.label)
     container = state.container(target)
     has_value_now = not is_empty(container.get(attr.name))
     if attr.mutability == "immutable" and has_value_now and (op != "add" or not attr.multi_valued):
@@ -462,11 +478,16 @@ def _write(container: JsonDict, target: _Target, value: object, *, merge: bool) 
         else:
             _set(container, attr.name, coerce_value(attr, value, target.label))
     elif target.value_filter is not None:
-        _write_filtered(container, target, value, merge=merge)
+        _write_filtered(container, target, value)
     elif target.sub is not None:
         _write_sub_all(container, target, value)
     elif merge:
         _add_elements(container, target, value)
+    elif value == {}:
+        raise InvalidValue(
+            f"replace '{target.label}' with {{}} is ambiguous: send [] or null to remove all "
+            "values, or a filter to change some"
+        )
     else:
         _set(container, attr.name, coerce_value(attr, value, target.label))
 
@@ -481,7 +502,7 @@ def _set(container: JsonDict, name: str, value: object) -> None:
 def _merge_complex(existing: object, attr: Attribute, value: object) -> JsonDict | None:
     """Merge a complex value into `existing`: given sub-attributes replace, null/"" clear,
     others stay (RFC 7644 §3.5.2.1, §3.5.2.3)."""
-    if is_empty(value):
+    if is_empty(value) and value != {}:
         return None
     if not isinstance(value, dict):
         value = coerce_single(attr, value, attr.name)  # bare manager id, or a type error
@@ -493,8 +514,18 @@ def _merge_complex(existing: object, attr: Attribute, value: object) -> JsonDict
             raise InvalidValue(f"'{attr.name}' has no sub-attribute '{key}'")
         if sub.mutability == "readOnly":
             continue
-        _set(out, sub.name, coerce_single(sub, raw, f"{attr.name}.{sub.name}"))
+        label = f"{attr.name}.{sub.name}"
+        _refuse_empty_object(sub, raw, label)
+        _set(out, sub.name, coerce_single(sub, raw, label))
     return out or None
+
+
+def _refuse_empty_object(attr: Attribute, value: object, label: str) -> None:
+    """`{}` merges nothing into a complex value, but is no value of a simple attribute:
+    400 rather than the silent clear `is_empty` would make of it (RFC 7643 §2.5: only
+    null and [] mean unassigned)."""
+    if value == {} and attr.type != "complex":
+        raise InvalidValue(f"'{label}' must be a {attr.type}, not {{}}")
 
 
 def _write_sub_of_single(container: JsonDict, target: _Target, value: object) -> None:
@@ -539,7 +570,7 @@ def _merge_same(attr: Attribute, existing: JsonDict, new: JsonDict) -> None:
         existing[key] = item
 
 
-def _write_filtered(container: JsonDict, target: _Target, value: object, *, merge: bool) -> None:
+def _write_filtered(container: JsonDict, target: _Target, value: object) -> None:
     attr, flt = target.attr, target.value_filter
     assert flt is not None
     elements = _elements(container, attr)
@@ -560,34 +591,28 @@ def _write_filtered(container: JsonDict, target: _Target, value: object, *, merg
         if not any(element is m for m in matched):
             result.append(element)
             continue
-        updated = _update_element(element, target, value, merge=merge)
-        if updated is not None:
+        updated = _update_element(element, target, value)
+        if updated:
             result.append(updated)
             written.append(updated)
     _settle_primary(attr, result, written, target.label)
     _set(container, attr.name, result)
 
 
-def _update_element(
-    element: JsonDict, target: _Target, value: object, *, merge: bool
-) -> JsonDict | None:
-    """One matched element after add/replace; None when nothing meaningful is left."""
-    attr = target.attr
+def _update_element(element: JsonDict, target: _Target, value: object) -> JsonDict:
+    """One matched element after add/replace (empty when nothing is left of it).
+
+    Without a sub-attribute the value is merged into the element, for replace as for
+    add: RFC 7644 §3.5.2.3 replaces the matching values, and for a complex value that
+    means "sub-attributes that are not specified … are left unchanged" (what
+    scim2-server and the other libraries do). An element whose `value` becomes
+    unassigned is kept, as a POST body may hold one (RFC 7644 §3.5.2.2).
+    """
     if target.sub is not None:
         updated = dict(element)
         _set(updated, target.sub.name, coerce_single(target.sub, value, target.label))
-    elif merge:
-        updated = _merge_complex(element, attr, value) or {}
-    else:
-        updated = coerce_single(attr, value, target.label) or {}
-    return updated if _has_content(attr, updated) else None
-
-
-def _has_content(attr: Attribute, element: JsonDict) -> bool:
-    """An element of an attribute with a `value` sub-attribute needs a value."""
-    if not element:
-        return False
-    return attr.sub("value") is None or not is_empty(element.get("value"))
+        return updated
+    return _merge_complex(element, target.attr, value) or {}
 
 
 def _element_from_filter(target: _Target, value: object) -> JsonDict | None:
@@ -605,9 +630,7 @@ def _element_from_filter(target: _Target, value: object) -> JsonDict | None:
     else:
         raise InvalidValue(f"'{target.label}' requires an object value")
     created = coerce_single(target.attr, raw, target.label)
-    if not isinstance(created, dict) or not _has_content(target.attr, created):
-        return None
-    return created
+    return created if isinstance(created, dict) and created else None
 
 
 def _eq_clauses(flt: Filter) -> dict[str, CompValue] | None:
@@ -636,7 +659,7 @@ def _write_sub_all(container: JsonDict, target: _Target, value: object) -> None:
     for element in elements:
         updated = dict(element) if isinstance(element, dict) else {}
         _set(updated, sub.name, coerced)
-        if _has_content(attr, updated):
+        if updated:  # an element left with no sub-attribute at all is no value
             result.append(updated)
     _settle_primary(attr, result, result, target.label)
     _set(container, attr.name, result)
@@ -696,7 +719,7 @@ def _remove(container: JsonDict, target: _Target, value: object, has_value: bool
         result = _remove_filtered(elements, target)
     elif target.sub is not None:
         result = [_without(e, target.sub.name) for e in elements]
-        result = [e for e in result if isinstance(e, dict) and _has_content(attr, e)]
+        result = [e for e in result if e]  # an element left empty is no value
     elif has_value:
         result = _remove_listed(elements, target, value)
     else:
@@ -716,7 +739,7 @@ def _remove_filtered(elements: list[Any], target: _Target) -> list[Any]:
             result.append(element)
         elif target.sub is not None:
             kept = _without(element, target.sub.name)
-            if _has_content(attr, kept):
+            if kept:  # only that sub-attribute is unassigned (§3.5.2.2)
                 result.append(kept)
     return result
 
@@ -753,6 +776,10 @@ def _apply_members(
     if op == "add":
         state.members.add_ids(_member_ids(value))
     elif op == "replace":
+        if value == {}:
+            raise InvalidValue(
+                "replace 'members' with {} is ambiguous: send [] or null to remove all members"
+            )
         state.members.set(_member_ids(value))
     elif not has_value:
         state.members.clear()

@@ -201,8 +201,8 @@ CASES = [
     pytest.param(
         USER,
         [{"op": "Replace", "path": 'emails[type eq "work"].value', "value": ""}],
-        {"emails": ABSENT},
-        id="entra-clear-work-email-value-drops-element",
+        {"emails": [{"type": "work", "primary": True}]},  # only `value` is unassigned
+        id="entra-clear-work-email-value-keeps-element",
     ),
     pytest.param(
         USER,
