@@ -7,17 +7,24 @@ unknown), ``allowed`` and the cache ``revision``. ``explain`` is computed from S
 Auth (always required): ``Authorization: Bearer <token>`` where the token is either
 the service token ``IDSYNC_CHECK_API_TOKEN`` (internal services; any organization) or an
 organization admin key (that organization only: asking about another one is 403).
+
+When Redis (or, for admin keys and ``explain``, PostgreSQL) cannot answer, a request is
+503 with ``Retry-After`` in the /api/v1 error shape (``idsync.admin_api.errors``), never
+a guess: the Redis client has connect and read timeouts (``CHECK_REDIS_TIMEOUT_S``).
 """
 
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import redis
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from idsync.input_guard import storable_input
 from idsync.settings import Settings
@@ -151,13 +158,38 @@ def render(result: Result) -> dict[str, Any]:
     }
 
 
+CHECK_REDIS_TIMEOUT_S = 1.0
+"""Connect and read timeout of the check API's Redis client (a check's round trip takes
+tens of microseconds; a Redis that has not answered in a second is treated as down)."""
+SUSPECT_S = 5.0
+"""After a Redis error, checks run in the thread pool for this long (see `Checker`)."""
+
+
+def check_redis_client(url: str) -> redis.Redis:
+    """Bounded timeouts; one immediate retry on a connection error only (a pooled
+    connection closed by a Redis restart), none on a timeout (a stall costs one)."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=CHECK_REDIS_TIMEOUT_S,
+        socket_connect_timeout=CHECK_REDIS_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+    )
+
+
 class Checker:
-    """Check clients per organization over one Redis connection pool."""
+    """Check clients per organization over one Redis connection pool.
+
+    A plain check is one Redis round trip and runs on the event loop. While Redis is
+    suspect (it failed in the last `SUSPECT_S` seconds), checks run in the thread pool
+    instead: a stalled Redis then blocks the event loop for at most one timeout, not
+    one timeout per request.
+    """
 
     def __init__(self, client: redis.Redis, database: Database) -> None:
         self.redis = client
         self.database = database
         self._clients: dict[str, CheckClient] = {}
+        self.suspect_until = 0.0
 
     def client(self, org_id: str) -> CheckClient:
         c = self._clients.get(org_id)
@@ -176,13 +208,17 @@ class Checker:
             return self.client(org_id).batch(queries, min_revision=min_revision)
         except ValidationError as exc:
             raise HTTPException(400, str(exc)) from exc
+        except (redis.ConnectionError, redis.TimeoutError):  # 503 (admin_api.errors)
+            self.suspect_until = time.monotonic() + SUSPECT_S
+            raise
 
     async def arun(
         self, org_id: str, queries: list[Query], min_revision: int | None
     ) -> list[Result]:
         """One Redis round trip (tens of microseconds) runs on the event loop; a request
-        that may wait for freshness or fall back to SQL goes to the thread pool."""
-        if min_revision is None:
+        that may wait for freshness or fall back to SQL, or that would meet a suspect
+        Redis, goes to the thread pool."""
+        if min_revision is None and time.monotonic() >= self.suspect_until:
             return self.run(org_id, queries, None)
         return await in_thread(self.run, org_id, queries, min_revision)
 
@@ -231,7 +267,7 @@ def check_router(settings: Settings, database: Database) -> APIRouter:
         if "c" not in state:
             if not url:
                 raise HTTPException(503, "no permission cache configured (REDIS_URL)")
-            state["c"] = Checker(redis.Redis.from_url(url), database)
+            state["c"] = Checker(check_redis_client(url), database)
         return state["c"]
 
     guard = CheckAuth(settings, database)

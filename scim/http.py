@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.db.base import unstorable
+from models.db.database import CommitRefused
 from scim.errors import InvalidSyntax, InvalidValue, ScimError
 from scim.projection import project
 from scim.render import etag
@@ -127,6 +128,10 @@ def exception_response(exc: BaseException) -> ScimResponse:
         return error_response(exc, {"WWW-Authenticate": 'Bearer realm="idsync"'})
     if isinstance(exc, ScimError):
         return error_response(exc)
+    if isinstance(exc, CommitRefused):  # e.g. a revocation the cache could not take
+        return error_response(
+            ServiceUnavailable(exc.detail), {"Retry-After": str(exc.retry_after_s)}
+        )
     if isinstance(exc, OperationalError | psycopg.OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):

@@ -1,14 +1,21 @@
-"""The after-commit hook: the fast path from a committed change to the worker.
+"""The change hook: revocations before the commit, the fast path to the worker after it.
 
-Registered on ``Database`` by the API process (``idsync/app.py``). After a write
-commits it, in one Redis round trip per organization, marks the affected users /
-groups dirty and sets a wake flag; when the flag was not set yet it enqueues one
-drain task (coalescing: a burst of changes enqueues one task, not one per change).
+Registered on ``Database`` by the API process (``idsync/app.py``) and by the worker's
+runtime (IdP pull and mapping-rule writes), in two parts:
 
-Deactivations and deletions are written to the cache right here as revision-guarded
-tombstones, before the SCIM response leaves: a revocation never waits behind a
-backlog. If Redis or the broker is unreachable the hook logs and returns; the worker
-catches up from the change log (the outbox), so nothing is lost.
+- ``ChangeHook.before_commit``, a commit guard: a deactivation or deletion of a user
+  writes that user's revision-guarded tombstone to the cache inside the write's
+  transaction, before its COMMIT. If Redis does not take it (unreachable, stalled past
+  ``REVOCATION_TIMEOUT_S``, refusing writes), the guard raises ``CommitRefused``: the
+  transaction rolls back and the caller answers 503 (SCIM) or retries (worker). So no
+  deactivation ever commits while the cache can still answer ``allow`` for that user.
+  A tombstone whose transaction then fails to commit (PostgreSQL lost at COMMIT) only
+  denies a user who is still active in SQL: fail-safe; see docs/worker.md.
+- ``ChangeHook.__call__``, after the commit: in one Redis round trip per organization,
+  marks the affected users / groups dirty and sets a wake flag; when the flag was not
+  set yet it enqueues one drain task (coalescing: a burst of changes enqueues one task,
+  not one per change). If Redis or the broker is unreachable it logs and returns; the
+  worker catches up from the change log (the outbox), so nothing is lost.
 """
 
 from __future__ import annotations
@@ -19,11 +26,13 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from idsync.settings import Settings
 from models.cache.layout import NO_ACCESS
 from models.cache.writer import CacheWriter
-from models.db.database import CommittedChange, Database
+from models.db.database import CommitRefused, CommittedChange, Database
 from worker.lanes import TOMBSTONE_KINDS, WAKE_OF, lanes_for
 from worker.pipeline import WAKE_MS
 
@@ -31,9 +40,29 @@ log = logging.getLogger("idsync.worker.hook")
 
 Enqueue = Callable[[str, str], None]
 
+REVOCATION_TIMEOUT_S = 1.0
+"""Connect and read timeout of the hook's Redis client. The revocation is written while
+the write holds its organization's row lock, so a stalled Redis costs at most this long
+before the write is refused (503), never an unbounded wait."""
+RETRY_AFTER_S = 5
+"""Retry-After of a write refused because the cache could not take its revocation."""
+
+
+def hook_client(url: str) -> redis.Redis:
+    """The hook's Redis client: bounded timeouts, and one immediate retry on a connection
+    error only (a pooled connection that a Redis restart closed; a refused connect fails
+    fast either way); a timeout is not retried, so a stall costs one timeout."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=REVOCATION_TIMEOUT_S,
+        socket_connect_timeout=REVOCATION_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+    )
+
 
 class ChangeHook:
-    """``Database.add_listener(ChangeHook(redis_client, enqueue))``."""
+    """``Database.add_commit_guard(hook.before_commit)`` and ``Database.add_listener(hook)``
+    (``install_change_hook`` does both)."""
 
     def __init__(self, client: redis.Redis, enqueue: Enqueue) -> None:
         self.redis = client
@@ -48,6 +77,27 @@ class ChangeHook:
             w = self._writers[org_id] = CacheWriter(self.redis, org_id)
         return w
 
+    def before_commit(self, changes: list[CommittedChange]) -> None:
+        """The commit guard: tombstones for deactivated / deleted users at the revision
+        their change commits as. Raises CommitRefused when Redis cannot take them (the
+        write then rolls back). A cache that is not built yet takes nothing and refuses
+        nothing: it answers ``unknown`` for everyone until a rebuild, which reads SQL."""
+        for ch in changes:
+            if ch.kind not in TOMBSTONE_KINDS or not ch.user_ids:
+                continue
+            try:
+                self._writer(ch.org_id).put(ch.revision, dict.fromkeys(ch.user_ids, NO_ACCESS))
+            except redis.RedisError as exc:
+                log.warning(
+                    "revocation not written: the write is refused",
+                    extra={"org_id": ch.org_id, "kind": ch.kind, "error": type(exc).__name__},
+                )
+                raise CommitRefused(
+                    "the permission cache cannot take this revocation right now; nothing "
+                    "was changed, retry later",
+                    retry_after_s=RETRY_AFTER_S,
+                ) from exc
+
     def __call__(self, changes: list[CommittedChange]) -> None:
         by_org: dict[str, list[CommittedChange]] = defaultdict(list)
         for ch in changes:
@@ -60,9 +110,6 @@ class ChangeHook:
 
     def _publish(self, org_id: str, changes: list[CommittedChange]) -> None:
         writer = self._writer(org_id)
-        for ch in changes:
-            if ch.kind in TOMBSTONE_KINDS and ch.user_ids:
-                writer.put(ch.revision, dict.fromkeys(ch.user_ids, NO_ACCESS))
         pipe = self.redis.pipeline(transaction=False)
         wakes: list[str] = []
         for ch in changes:
@@ -77,8 +124,9 @@ class ChangeHook:
 
 
 def install_change_hook(database: Database, settings: Settings) -> ChangeHook | None:
-    """Register the hook on ``database`` when a Redis is configured (REDIS_URL or
-    CACHE_REDIS_URL); without one, the worker's outbox sweep is the only path."""
+    """Register the hook (commit guard and listener) on ``database`` when a Redis is
+    configured (REDIS_URL or CACHE_REDIS_URL); without one, the worker's outbox sweep is
+    the only path (and no check answers from a cache)."""
     url = settings.resolved_cache_redis_url()
     if not url:
         log.info("no REDIS_URL: changes reach the cache through the worker's outbox sweep")
@@ -87,11 +135,12 @@ def install_change_hook(database: Database, settings: Settings) -> ChangeHook | 
 
     broker = settings.redis_url or url
     app = create_celery(settings, broker, with_tasks=False)
-    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    client = hook_client(url)
 
     def enqueue(org_id: str, wake: str) -> None:
         enqueue_drain(app, org_id, wake)
 
     hook = ChangeHook(client, enqueue)
+    database.add_commit_guard(hook.before_commit)
     database.add_listener(hook)
     return hook

@@ -1,7 +1,12 @@
-"""Admin API errors: JSON ``{"detail": ..., "field": ...}`` with a 4xx status."""
+"""/api/v1 errors: JSON ``{"detail": ..., "field": ...}`` with a 4xx status, or 503 with
+``Retry-After`` when PostgreSQL or the permission cache's Redis cannot answer."""
 
 from __future__ import annotations
 
+import logging
+
+import redis
+import sqlalchemy.exc
 from fastapi import Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -9,12 +14,41 @@ from fastapi.responses import JSONResponse, Response
 
 from models.access.errors import ValidationError as AccessValidationError
 from models.db.config_errors import ConfigError
+from models.db.database import CommitRefused
 
 API_PREFIX = "/api/v1"
+DATABASE_RETRY_AFTER_S = 5
+CACHE_RETRY_AFTER_S = 1
+log = logging.getLogger("idsync.api")
+
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    CommitRefused,
+    sqlalchemy.exc.OperationalError,  # PostgreSQL unreachable, connection lost
+    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
+    redis.ConnectionError,  # Redis unreachable, connection lost, still loading
+    redis.TimeoutError,  # Redis stalled past the client's timeout
+)
+"""What `unavailable_handler` answers with 503 (registered for each)."""
 
 
-def error_response(status: int, detail: str, field: str | None) -> JSONResponse:
-    return JSONResponse({"detail": detail, "field": field}, status_code=status)
+def error_response(
+    status: int, detail: str, field: str | None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"detail": detail, "field": field}, status_code=status, headers=headers)
+
+
+async def unavailable_handler(_request: Request, exc: Exception) -> Response:
+    """503 in the API's error shape, with ``Retry-After``: a backend did not answer."""
+    if isinstance(exc, CommitRefused):
+        detail, retry_after = exc.detail, exc.retry_after_s
+    elif isinstance(exc, redis.RedisError):
+        detail = "the permission cache (Redis) is unavailable; retry later"
+        retry_after = CACHE_RETRY_AFTER_S
+    else:
+        detail = "the database is unavailable; retry later"
+        retry_after = DATABASE_RETRY_AFTER_S
+    log.warning("backend unavailable: %s", type(exc).__name__)
+    return error_response(503, detail, None, {"Retry-After": str(retry_after)})
 
 
 async def config_error_handler(_request: Request, exc: Exception) -> Response:

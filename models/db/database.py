@@ -1,4 +1,4 @@
-"""The database handle: engine, sessions, and after-commit change publication."""
+"""The database handle: engine, sessions, commit guards and after-commit change publication."""
 
 from __future__ import annotations
 
@@ -115,10 +115,25 @@ class CommittedChange:
 
 
 ChangeListener = Callable[[list[CommittedChange]], None]
+CommitGuard = Callable[[list[CommittedChange]], None]
+"""Told a write's changes (revisions allocated) just before its COMMIT; raising rolls the
+transaction back. `Database.add_commit_guard`."""
+
+
+class CommitRefused(Exception):
+    """A commit guard could not do what must happen before the commit (the permission
+    cache did not take a revocation): the transaction was rolled back, nothing of the
+    write is committed, and the caller may try again after `retry_after_s` seconds."""
+
+    def __init__(self, detail: str, *, retry_after_s: int = 5) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after_s = retry_after_s
 
 
 class Database:
-    """Owns the engine and session factory; publishes committed changes to listeners."""
+    """Owns the engine and session factory; runs commit guards before a write commits and
+    publishes committed changes to listeners after."""
 
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         self.url = url
@@ -135,6 +150,7 @@ class Database:
             self.read_engine = make_engine(url, echo=echo, sqlite_writer=False)
         self.read_sessions = make_session_factory(self.read_engine)
         self._listeners: list[ChangeListener] = []
+        self._guards: list[CommitGuard] = []
 
     @property
     def dialect(self) -> str:
@@ -146,6 +162,15 @@ class Database:
     def remove_listener(self, listener: ChangeListener) -> None:
         self._listeners.remove(listener)
 
+    def add_commit_guard(self, guard: CommitGuard) -> None:
+        """Run `guard` inside every write transaction that recorded changes, after its
+        last statement and before its COMMIT (the organization row lock is held, so no
+        other write of the organization commits in between). When it raises, the
+        transaction rolls back and the exception reaches the caller: the write did not
+        happen. (A `one_statement` write has committed by then; such writes must not
+        carry anything a guard has to refuse: they are creates.)"""
+        self._guards.append(guard)
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reading (it must not write: on SQLite it holds no write lock)."""
@@ -155,6 +180,9 @@ class Database:
     @contextmanager
     def write(self, *, one_statement: bool = False) -> Iterator[Session]:
         """One transaction: commit on success, roll back on error; then publish changes.
+
+        The commit guards see the recorded changes first; one that raises (CommitRefused)
+        rolls the transaction back.
 
         `one_statement`: the caller promises to write with exactly one statement (reads
         before it are fine). On PostgreSQL that statement then runs as its own
@@ -166,6 +194,10 @@ class Database:
                 if one_statement and self.dialect == "postgresql":
                     session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
                 yield session
+                recorded: list[CommittedChange] = session.info.get(_PENDING, [])
+                if recorded and self._guards:
+                    for guard in list(self._guards):
+                        guard(list(recorded))
             pending: list[CommittedChange] = session.info.pop(_PENDING, [])
         if pending:
             self.publish(pending)

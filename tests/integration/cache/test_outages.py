@@ -1,0 +1,274 @@
+"""Redis or PostgreSQL down (cut or stalled through a TCP proxy): a deactivation is refused
+(503, nothing committed) rather than committed behind the cache; checks and admin reads
+answer 503 in the /api/v1 error shape with Retry-After, never a 500 or a hang."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from idsync.app import create_app
+from idsync.check_api import CHECK_REDIS_TIMEOUT_S
+from idsync.settings import Settings
+from models.cache.client import CheckClient
+from models.cache.writer import CacheWriter
+from models.db.admin_keys import create_admin_key
+from models.db.database import CommitRefused, CommittedChange, Database
+from models.db.tables import Change, Organization, User
+from models.db.tokens import create_scim_token
+from tests.conftest import REDIS_TEST_URL
+from tests.integration.cache.world import PATCH_SCHEMA, USER_SCHEMA, World
+from tests.support.live_server import live_server
+from tests.support.tcpproxy import TcpProxy
+from worker.hooks import REVOCATION_TIMEOUT_S
+from worker.rebuild import rebuild
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+SERVICE_TOKEN = "svc-t0k"
+DEACTIVATE = {
+    "schemas": [PATCH_SCHEMA],
+    "Operations": [{"op": "replace", "path": "active", "value": False}],
+}
+
+
+class StallableProxy(TcpProxy):
+    """A TcpProxy that can also stall: connections stay open, no byte moves."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.flowing = threading.Event()
+        self.flowing.set()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:  # type: ignore[override]
+        try:
+            while data := src.recv(65536):
+                self.flowing.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_RDWR)
+
+    def restart(self) -> None:
+        """Serve again on the same port after `stop()`."""
+        self.start()
+
+
+@dataclass
+class Setup:
+    world: World
+    scim_token: str
+    admin_key: str
+    proxy: StallableProxy
+    proxied_redis: str
+
+    @property
+    def alice(self) -> str:
+        return self.world.users["alice"]
+
+    def check_body(self) -> dict[str, Any]:
+        return {
+            "org": self.world.org_id,
+            "user": self.alice,
+            "workspace": "ws1",
+            "grant": "create_sources",
+        }
+
+    def active_in_sql(self) -> bool:
+        with self.world.db.read() as s:
+            return bool(s.scalar(select(User.active).where(User.id == self.alice)))
+
+    def changes(self) -> int:
+        with self.world.db.read() as s:
+            return int(
+                s.scalar(select(func.count()).where(Change.org_id == self.world.org_id)) or 0
+            )
+
+
+@pytest.fixture
+def setup(pg_database: Database) -> Iterator[Setup]:
+    """alice (group eng, editor in ws1) with a built cache; Redis behind a proxy."""
+    cache = redis.Redis.from_url(REDIS_TEST_URL)
+    world = World.create(pg_database)
+    world.workspace("ws1")
+    world.user("alice")
+    world.group("eng", ["alice"])
+    world.bind("eng", "ws1", "editor")
+    rebuild(pg_database, CacheWriter(cache, world.org_id), world.org_id)
+    with pg_database.write() as s:
+        org = s.get_one(Organization, world.org_id)
+        token = create_scim_token(s, org, "test")
+        key = create_admin_key(s, org)
+    url = make_url(REDIS_TEST_URL)
+    proxy = StallableProxy(url.host or "127.0.0.1", url.port or 6379)
+    proxy.start()
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        yield Setup(world, token, key, proxy, proxied)
+    finally:
+        proxy.flowing.set()
+        proxy.stop()
+        cache.close()
+
+
+def _app(setup: Setup, db: Database) -> Any:
+    settings = Settings(
+        CACHE_REDIS_URL=setup.proxied_redis,
+        REDIS_URL=setup.proxied_redis,
+        IDSYNC_CHECK_API_TOKEN=SERVICE_TOKEN,
+    )
+    return create_app(settings, db)
+
+
+def _deactivate(client: TestClient | httpx.Client, setup: Setup, how: str) -> httpx.Response:
+    headers = {
+        "Authorization": f"Bearer {setup.scim_token}",
+        "Content-Type": "application/scim+json",
+    }
+    path = f"/scim/v2/Users/{setup.alice}"
+    if how == "patch":
+        return client.patch(path, json=DEACTIVATE, headers=headers)
+    if how == "put":
+        body = {"schemas": [USER_SCHEMA], "userName": "alice", "active": False}
+        return client.put(path, json=body, headers=headers)
+    return client.delete(path, headers=headers)
+
+
+def _assert_503_json(resp: httpx.Response, retry_after: str) -> dict[str, Any]:
+    assert resp.status_code == 503, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    assert resp.headers["retry-after"] == retry_after
+    body: dict[str, Any] = resp.json()
+    assert set(body) == {"detail", "field"} and body["field"] is None
+    return body
+
+
+@pytest.mark.parametrize("how", ["patch", "put", "delete"])
+def test_deactivation_with_redis_down_is_503_and_commits_nothing_then_denies_at_once(
+    setup: Setup, pg_database: Database, how: str
+) -> None:
+    client = TestClient(_app(setup, pg_database))
+    auth = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    allowed = client.post("/api/v1/check", json=setup.check_body(), headers=auth).json()
+    assert allowed["status"] == "allow"
+    changes = setup.changes()
+    setup.proxy.stop()  # Redis unreachable
+
+    started = time.monotonic()
+    refused = _deactivate(client, setup, how)
+    assert time.monotonic() - started < REVOCATION_TIMEOUT_S + 1
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"] == "5"
+    body = refused.json()
+    assert body["schemas"] == [ERROR_SCHEMA] and body["status"] == "503"
+    assert refused.headers["content-type"].startswith("application/scim+json")
+    assert setup.active_in_sql() and setup.changes() == changes  # nothing committed
+    # the same guard stands in front of every write path (IdP pull, worker, scripts)
+    with pytest.raises(CommitRefused):
+        setup.world.set_active("alice", False)
+    assert setup.active_in_sql() and setup.changes() == changes
+    # checks meanwhile: 503 in the API's JSON error shape, not a 500
+    down = client.post("/api/v1/check", json=setup.check_body(), headers=auth)
+    _assert_503_json(down, "1")
+
+    setup.proxy.restart()  # Redis is back; the IdP retries
+    retried = _deactivate(client, setup, how)
+    assert retried.status_code == (204 if how == "delete" else 200), retried.text
+    denied = client.post("/api/v1/check", json=setup.check_body(), headers=auth).json()
+    assert denied["status"] == "deny" and denied["reason"] == "user_inactive_or_deleted"
+    assert not setup.active_in_sql()
+
+
+def test_the_cache_denies_when_a_deactivation_becomes_visible(
+    setup: Setup, pg_database: Database
+) -> None:
+    """Listeners run after COMMIT: one that checks first (registered before the app's
+    hook) must already see the tombstone, i.e. it was written before the commit."""
+    checks = CheckClient(redis.Redis.from_url(REDIS_TEST_URL), setup.world.org_id)
+    seen: list[str] = []
+
+    def at_commit(changes: list[CommittedChange]) -> None:
+        if any(ch.kind == "user.deactivated" for ch in changes):
+            seen.append(checks.check(setup.alice, "ws1", "create_sources").status)
+
+    pg_database.add_listener(at_commit)
+    client = TestClient(_app(setup, pg_database))
+    assert _deactivate(client, setup, "patch").status_code == 200
+    assert seen == ["deny"]
+
+
+def test_stalled_redis_check_is_503_within_the_timeout_and_deactivation_is_refused(
+    setup: Setup, pg_database: Database
+) -> None:
+    auth = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    with (
+        live_server(_app(setup, pg_database)) as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        ok = client.post("/api/v1/check", json=setup.check_body(), headers=auth)
+        assert ok.json()["status"] == "allow"
+        setup.proxy.flowing.clear()  # Redis stalls: connections open, nothing answers
+        for _ in range(2):  # on the event loop, then (Redis suspect) in a thread
+            started = time.monotonic()
+            stalled = client.post("/api/v1/check", json=setup.check_body(), headers=auth)
+            assert time.monotonic() - started < CHECK_REDIS_TIMEOUT_S + 1.5
+            body = _assert_503_json(stalled, "1")
+            assert "Redis" in body["detail"]
+        started = time.monotonic()
+        refused = _deactivate(client, setup, "patch")
+        assert time.monotonic() - started < REVOCATION_TIMEOUT_S + 1.5
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        assert setup.active_in_sql()
+        setup.proxy.flowing.set()
+        assert _deactivate(client, setup, "patch").status_code == 200
+        after = client.post("/api/v1/check", json=setup.check_body(), headers=auth)
+        assert after.json()["status"] == "deny"
+
+
+def test_postgres_down_admin_reads_and_checks_are_503_json(
+    setup: Setup, pg_database: Database, pg_url: str
+) -> None:
+    url = make_url(pg_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxy.start()
+    api_db = Database(
+        url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
+        pool_size=2,
+    )
+    settings = Settings(CACHE_REDIS_URL=REDIS_TEST_URL, IDSYNC_CHECK_API_TOKEN=SERVICE_TOKEN)
+    try:
+        client = TestClient(create_app(settings, api_db))
+        admin = {"Authorization": f"Bearer {setup.admin_key}"}
+        service = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+        assert client.get("/api/v1/organization", headers=admin).status_code == 200
+        proxy.stop()  # PostgreSQL unreachable for this app
+        explain = {"user_id": setup.alice, "workspace_id": "ws1", "grant": "create_sources"}
+        for resp in (
+            client.get("/api/v1/organization", headers=admin),
+            client.post("/api/v1/explain", json=explain, headers=admin),
+            client.post("/api/v1/check", json=setup.check_body(), headers=admin),
+            client.post("/api/v1/check/explain", json=setup.check_body(), headers=service),
+        ):
+            body = _assert_503_json(resp, "5")
+            assert "database" in body["detail"]
+        # the service token needs no database: its checks still come from the cache
+        cached = client.post("/api/v1/check", json=setup.check_body(), headers=service)
+        assert cached.json()["status"] == "allow"
+    finally:
+        proxy.stop()
+        api_db.dispose()
