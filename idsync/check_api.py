@@ -181,8 +181,8 @@ class Checker:
 
     A plain check is one Redis round trip and runs on the event loop. While Redis is
     suspect (it failed in the last `SUSPECT_S` seconds), checks run in the thread pool
-    instead: a stalled Redis then blocks the event loop for at most one timeout, not
-    one timeout per request.
+    instead: a stalled Redis then blocks the event loop for one timeout per `SUSPECT_S`
+    at most, not one timeout per request.
     """
 
     def __init__(self, client: redis.Redis, database: Database) -> None:
