@@ -209,7 +209,11 @@ def require_current(url: str) -> None:
         path = Path(database.removeprefix("file:").split("?")[0])
         if not path.exists():
             raise SchemaNotReady(f"no idsync database at {path}")
-    revision = current(url)
+    with _connect(url) as conn:  # not MigrationContext: it logs at INFO
+        if VERSION_TABLE in inspect(conn).get_table_names():
+            revision = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+        else:
+            revision = None
     newest = heads()
     if revision is None:
         raise SchemaNotReady("the database has no idsync schema")

@@ -104,3 +104,125 @@ def test_token_lifecycle_and_audit(cli_env: dict[str, str]) -> None:
             assert _idsync(cli_env, "token", "revoke", token_id).returncode != 0
     finally:
         db.dispose()
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """An operator mistake ends the command with exit 1 and exactly one line."""
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def _plain_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "IDSYNC_", "REDIS_URL", "CACHE_REDIS_URL"))
+    }
+    env["IDSYNC_DATA_DIR"] = str(tmp_path / "nowhere")
+    return env
+
+
+def test_a_command_before_migrations_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    env = _plain_env(tmp_path)
+    line = _one_error_line(_idsync(env, "token", "list"))
+    db_file = tmp_path / "nowhere" / "idsync.db"
+    assert line == (
+        f"Error: no idsync database at {db_file}: run `idsync db upgrade` "
+        f"(database sqlite:///{db_file})"
+    )
+    assert not (tmp_path / "nowhere").exists()  # no empty SQLite file, no data dir
+
+
+def test_an_empty_postgresql_database_says_run_db_upgrade(
+    pg_empty_url: str, tmp_path: Path
+) -> None:
+    env = {**_plain_env(tmp_path), "DATABASE_URL": pg_empty_url}
+    line = _one_error_line(_idsync(env, "admin-key", "list"))
+    assert line.startswith("Error: the database has no idsync schema: run `idsync db upgrade`")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "IDSYNC_SCIM_MAX_RESULTS",
+            "abc",
+            "Error: IDSYNC_SCIM_MAX_RESULTS: Input should be a valid integer, unable to parse "
+            "string as an integer (got 'abc')",
+        ),
+        (
+            "DATABASE_URL",
+            "mysql://root:hunter2@db/idsync",
+            "Error: DATABASE_URL: unsupported scheme 'mysql': use postgresql://user@host:port/db "
+            "or sqlite:///path (got 'mysql://root:***@db/idsync')",
+        ),
+        (
+            "IDSYNC_WORKER_CONCURRENCY",
+            "0",
+            "Error: IDSYNC_WORKER_CONCURRENCY: Input should be greater than or equal to 1 "
+            "(got '0')",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    env = {**_plain_env(tmp_path), variable: value}
+    assert _one_error_line(_idsync(env, "token", "list")) == expected
+
+
+def test_an_unreachable_postgresql_is_one_line_with_the_password_masked(tmp_path: Path) -> None:
+    env = {**_plain_env(tmp_path), "DATABASE_URL": "postgresql://idsync:hunter2@127.0.0.1:1/x"}
+    result = _idsync(env, "token", "list")
+    line = _one_error_line(result)
+    assert line.startswith("Error: cannot use PostgreSQL at postgresql://idsync:***@127.0.0.1:1/x:")
+    assert "Connection refused" in line
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_an_unreachable_redis_is_one_line(cli_env: dict[str, str]) -> None:
+    assert _idsync(cli_env, "db", "upgrade").returncode == 0
+    assert _idsync(cli_env, "token", "create", "--org", "acme").returncode == 0
+    env = {**cli_env, "REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}
+    result = _idsync(env, "cache", "status")
+    line = _one_error_line(result)
+    assert line.startswith("Error: cannot reach Redis at redis://:***@127.0.0.1:1/0: ")
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_version(tmp_path: Path) -> None:
+    result = _idsync(_plain_env(tmp_path), "--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "idsync, version 0.1.0"
+
+
+def test_status_names_each_part_and_exits_1_when_not_ready(cli_env: dict[str, str]) -> None:
+    assert _idsync(cli_env, "db", "upgrade").returncode == 0
+    env = {**cli_env, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = _idsync(env, "status")
+    assert result.returncode == 1
+    parts = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[:-1]}
+    assert parts == {
+        "database": "ok",
+        "broker": "fail",
+        "cache": "fail",
+        "worker": "fail",
+        "cache_built": "ok",
+    }
+    assert result.stdout.splitlines()[-1] == "NOT READY"
+    as_json = json.loads(_idsync(env, "status", "--json").stdout)
+    assert as_json["status"] == "unavailable"
+    assert "Connection refused" in as_json["parts"]["broker"]["reason"]
+
+
+def test_apply_names_the_file_once(cli_env: dict[str, str], tmp_path: Path) -> None:
+    assert _idsync(cli_env, "db", "upgrade").returncode == 0
+    bad = tmp_path / "acme.yaml"
+    bad.write_text("organization: acme\nworkspaces:\n  - id: a\n - id: b\n")
+    line = _one_error_line(_idsync(cli_env, "apply", str(bad)))
+    assert line.count(str(bad)) == 1, line
+    assert line.startswith(f"Error: {bad}: not valid YAML/JSON: ")
+    assert "(line 4, column 2)" in line

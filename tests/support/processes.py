@@ -1,0 +1,26 @@
+"""Finding the processes a test started, by a marker in their environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def processes_with_env(name: str, value: str) -> list[str]:
+    """``pid: cmdline`` of every live process (not a zombie) whose environment has
+    ``name=value``. Children inherit the environment, so a unique value set for a
+    command finds everything that command started."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if wanted in environ and state != "Z":
+            found.append(f"{entry.name}: {cmdline.strip()}")
+    return found
