@@ -211,7 +211,7 @@ def require_current(url: str) -> None:
             raise SchemaNotReady(f"no idsync database at {path}")
     with _connect(url) as conn:  # not MigrationContext: it logs at INFO
         if VERSION_TABLE in inspect(conn).get_table_names():
-            revision = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         else:
             revision = None
     newest = heads()
