@@ -102,8 +102,18 @@ def _clients(settings: Settings) -> tuple[Database, redis.Redis]:
 @click.option("--org", default=None, help="Organization name or id (default: all).")
 @click.option("--via-worker", is_flag=True, help="Run as worker tasks; show their progress.")
 @click.option("--chunk", default=5000, show_default=True, type=int)
-def cache_rebuild(org: str | None, via_worker: bool, chunk: int) -> None:
-    """Write a new generation from SQL and flip to it atomically (checks keep answering)."""
+@click.option(
+    "--timeout",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="--via-worker: give up after this many seconds without progress.",
+)
+def cache_rebuild(org: str | None, via_worker: bool, chunk: int, timeout: float) -> None:
+    """Write a new generation from SQL and flip to it atomically (checks keep answering).
+
+    A rebuild whose process died is taken over once its lease lapses (at most
+    10 s: this command waits that long for it)."""
     from models.cache.writer import CacheWriter
     from worker import rebuild as rb
 
@@ -117,7 +127,7 @@ def cache_rebuild(org: str | None, via_worker: bool, chunk: int) -> None:
             app = create_celery(settings, with_tasks=False)
             client.delete(writer.keys.rebuild)
             app.send_task(TASK_REBUILD, args=[org_id], queue=ROUTES[TASK_REBUILD]["queue"])
-            _follow(writer, name)
+            _follow(writer, name, timeout)
             continue
         with click.progressbar(length=1, label=f"{name}", show_pos=True) as bar:
 
@@ -126,7 +136,14 @@ def cache_rebuild(org: str | None, via_worker: bool, chunk: int) -> None:
                 bar.update(done - bar.pos)
 
             try:
-                report = rb.rebuild(database, writer, org_id, chunk=chunk, progress=progress)
+                report = rb.rebuild(
+                    database,
+                    writer,
+                    org_id,
+                    chunk=chunk,
+                    progress=progress,
+                    wait_s=rb.LEASE_MS / 1000 + 1,
+                )
             except rb.RebuildBusy as exc:
                 raise click.ClickException(str(exc)) from exc
         click.echo(
@@ -135,23 +152,49 @@ def cache_rebuild(org: str | None, via_worker: bool, chunk: int) -> None:
         )
 
 
-def _follow(writer: Any, name: str) -> None:
+def _follow(writer: Any, name: str, timeout: float) -> None:
+    """Show a worker rebuild's progress until it is done; give up with one line when no
+    worker took it, its worker died (its lease lapsed), or nothing moved for ``timeout``."""
+
     def read() -> dict[str, str]:
         raw = writer.redis.hgetall(writer.keys.rebuild)
         return {k.decode(): v.decode() for k, v in raw.items()}
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     state = read()
     while not state and time.monotonic() < deadline:
         time.sleep(0.2)
         state = read()
     if not state:
-        raise click.ClickException("no worker picked up the rebuild (is `idsync worker` running?)")
+        raise click.ClickException(
+            f"no worker picked up the rebuild of {name} within {timeout:g}s "
+            "(is `idsync worker` running?)"
+        )
+    seen = (state.get("done"), state.get("heartbeat"))
+    moved_at = time.monotonic()
     with click.progressbar(length=max(int(state.get("total", 1)), 1), label=name) as bar:
         while state.get("state") == "running":
             bar.update(int(state.get("done", 0)) - bar.pos)
             time.sleep(0.2)
             state = read()
+            now = (state.get("done"), state.get("heartbeat"))
+            if now != seen:
+                seen, moved_at = now, time.monotonic()
+            if state.get("state") != "running":
+                break
+            if not writer.redis.exists(writer.keys.rebuild_lease):
+                state = read()  # it may have flipped (and let go) since the read above
+                if state.get("state") != "running":
+                    break
+                raise click.ClickException(
+                    f"the rebuild of {name} stopped: its worker no longer renews the "
+                    "rebuild lease (worker died?); run the command again"
+                )
+            if time.monotonic() - moved_at > timeout:
+                raise click.ClickException(
+                    f"the rebuild of {name} made no progress for {timeout:g}s "
+                    "(is `idsync worker` running?); run the command again"
+                )
         bar.update(int(state.get("done", 0)) - bar.pos)
     click.echo(f"{name}: {state.get('state')} (generation {state.get('gen')})")
 

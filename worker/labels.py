@@ -49,13 +49,14 @@ def load_labels(session: Session, org_id: str) -> dict[str, str]:
 
 
 def sync_labels(
-    database: Database, writer: CacheWriter, org_id: str, *, building_only: bool = False
+    database: Database, writer: CacheWriter, org_id: str, *, building: int | None = None
 ) -> tuple[int, LabelsResult]:
-    """Rewrite the labels hash from one SQL snapshot -> (revision, result)."""
+    """Rewrite the labels hash from one SQL snapshot -> (revision, result); ``building``:
+    only into that generation being built."""
     with snapshot(database) as session:
         revision = org_revision(session, org_id)
         entries = load_labels(session, org_id)
-    return revision, writer.put_labels(revision, entries, building_only=building_only)
+    return revision, writer.put_labels(revision, entries, building=building)
 
 
 @dataclass

@@ -41,7 +41,9 @@ GRANT_KINDS: Final = frozenset(
 TOMBSTONE_KINDS: Final = frozenset({"user.deactivated", "user.deleted"})
 """Written straight to the cache by the hook (no SQL needed to know the answer)."""
 RULE_KINDS: Final = frozenset({"group.created", "group.renamed", "group.replaced"})
-"""Group names / externalIds that mapping rules may match: re-apply rules to them."""
+"""Group names / externalIds that mapping rules may match: re-apply rules to them. They
+always wake the priority drain, whose outbox catch-up re-applies the rules (a rename
+carries no user, so no lane would wake anything otherwise)."""
 LABEL_KINDS: Final = frozenset(
     {"config.resource.updated", "config.resource.deleted", "config.workspace.deleted"}
 )
@@ -65,4 +67,6 @@ def lanes_for(
             out.append((LANE_GRANT, tuple(user_ids)))
         else:  # an unknown kind: recompute, conservatively on the revoke lane
             out.append((LANE_REVOKE, tuple(user_ids)))
+    if kind in RULE_KINDS and group_ids and not any(WAKE_OF[lane] == PRIORITY for lane, _ in out):
+        out.append((LANE_CONFIG, ()))  # no member: only wakes the priority drain's catch-up
     return out

@@ -86,6 +86,8 @@ class DrainReport:
     busy: bool = False
     not_built: bool = False
     stale: int = 0
+    continuation: bool = False
+    """The budget ran out: the caller sends the next drain task."""
 
 
 def _apply_rules(database: Database, org_id: str, group_ids: set[str]) -> None:
@@ -96,55 +98,78 @@ def _apply_rules(database: Database, org_id: str, group_ids: set[str]) -> None:
 
 
 def ingest_outbox(database: Database, writer: CacheWriter, org_id: str) -> IngestReport:
-    """Mark everything in the change log past the cursor dirty; advance the cursor."""
+    """Mark everything in the change log past the cursor dirty; advance the cursor.
+
+    One catch-up at a time per organization (the ingest lease). A caller that finds it
+    busy asks the holder to read the outbox once more before it lets go (``claim`` /
+    ``release_idle``), so a change committed after the holder's last read is never left
+    for the sweep."""
     report = IngestReport()
     meta = writer.meta()
     if not meta.writable:
         report.not_built = True
         return report
-    token = writer.acquire(writer.keys.ingest_lease, INGEST_LEASE_MS)
+    lease, again = writer.keys.ingest_lease, writer.keys.ingest_again
+    token = writer.claim(lease, again, INGEST_LEASE_MS)
     if token is None:
         report.busy = True
         return report
+    held = True
     try:
         cursor = meta.cursor
         while True:
-            with database.read() as session:
-                rows = session.execute(
-                    select(Change.revision, Change.kind, Change.user_ids, Change.group_ids)
-                    .where(Change.org_id == org_id, Change.revision > cursor)
-                    .order_by(Change.revision)
-                    .limit(OUTBOX_PAGE)
-                ).all()
-            if not rows:
+            cursor = _ingest_pages(database, writer, org_id, cursor, token, report)
+            if writer.release_idle(lease, again, token, INGEST_LEASE_MS) != 0:
+                held = False
                 break
-            rule_groups = {g for r in rows if r.kind in RULE_KINDS for g in r.group_ids}
-            if rule_groups:
-                _apply_rules(database, org_id, rule_groups)
-                report.rule_groups += len(rule_groups)
-            if any(r.kind in LABEL_KINDS for r in rows):  # before the cursor passes them
-                sync_labels(database, writer, org_id)
-                report.labels_synced += 1
-            pipe = writer.redis.pipeline(transaction=True)
-            wakes: list[str] = []
-            for r in rows:
-                for lane, members in lanes_for(r.kind, r.user_ids, r.group_ids):
-                    writer.mark(lane, int(r.revision), members, WAKE_OF[lane], WAKE_MS, pipe)
-                    wakes.append(WAKE_OF[lane])
-            cursor = int(rows[-1].revision)
-            writer.scripts.raise_field(
-                keys=[writer.keys.meta], args=["cursor", cursor], client=pipe
-            )
-            results = pipe.execute()
-            report.wakes.update(w for w, res in zip(wakes, results, strict=False) if res == 1)
-            report.rows += len(rows)
-            writer.renew(writer.keys.ingest_lease, token, INGEST_LEASE_MS)
-            if len(rows) < OUTBOX_PAGE:
-                break
+            cursor = max(cursor, writer.meta().cursor)
         report.cursor = cursor
     finally:
-        writer.release(writer.keys.ingest_lease, token)
+        if held:
+            writer.release(lease, token)
     return report
+
+
+def _ingest_pages(
+    database: Database,
+    writer: CacheWriter,
+    org_id: str,
+    cursor: int,
+    token: str,
+    report: IngestReport,
+) -> int:
+    """Every change row past ``cursor``, page by page -> the new cursor."""
+    while True:
+        with database.read() as session:
+            rows = session.execute(
+                select(Change.revision, Change.kind, Change.user_ids, Change.group_ids)
+                .where(Change.org_id == org_id, Change.revision > cursor)
+                .order_by(Change.revision)
+                .limit(OUTBOX_PAGE)
+            ).all()
+        if not rows:
+            return cursor
+        rule_groups = {g for r in rows if r.kind in RULE_KINDS for g in r.group_ids}
+        if rule_groups:
+            _apply_rules(database, org_id, rule_groups)
+            report.rule_groups += len(rule_groups)
+        if any(r.kind in LABEL_KINDS for r in rows):  # before the cursor passes them
+            sync_labels(database, writer, org_id)
+            report.labels_synced += 1
+        pipe = writer.redis.pipeline(transaction=True)
+        wakes: list[str] = []
+        for r in rows:
+            for lane, members in lanes_for(r.kind, r.user_ids, r.group_ids):
+                writer.mark(lane, int(r.revision), members, WAKE_OF[lane], WAKE_MS, pipe)
+                wakes.append(WAKE_OF[lane])
+        cursor = int(rows[-1].revision)
+        writer.scripts.raise_field(keys=[writer.keys.meta], args=["cursor", cursor], client=pipe)
+        results = pipe.execute()
+        report.wakes.update(w for w, res in zip(wakes, results, strict=False) if res == 1)
+        report.rows += len(rows)
+        writer.renew(writer.keys.ingest_lease, token, INGEST_LEASE_MS)
+        if len(rows) < OUTBOX_PAGE:
+            return cursor
 
 
 def _fault_pause(seconds: float) -> None:
@@ -227,46 +252,86 @@ def drain(
     batch: int = BATCH,
     pause_s: float = 0.0,
 ) -> DrainReport:
-    """Drain the lanes of ``wake`` (PRIORITY: config then revoke; BULK: grant)."""
+    """Drain the lanes of ``wake`` (PRIORITY: config then revoke; BULK: grant).
+
+    Wake-ups are never lost: a drain that finds the lease held asks the holder to run
+    once more (``claim``); a mark that finds the wake flag set does the same (``MARK``);
+    the holder releases the lease — and clears the wake flag, so the next mark enqueues
+    a drain again — only when no such request came in since its last catch-up and
+    lane read (``release_idle``, one atomic script). Out of budget, it releases and
+    asks for a continuation (``report.continuation``)."""
     lanes = PRIORITY_LANES if wake == PRIORITY else BULK_LANES
     report = DrainReport()
-    writer.redis.delete(writer.keys.wake(wake))
     if not writer.meta().writable:
+        writer.redis.delete(writer.keys.wake(wake))  # later marks enqueue again
         report.not_built = True
         return report
-    lease = writer.keys.lease(wake)
-    token = writer.acquire(lease, LEASE_MS)
+    lease, again = writer.keys.lease(wake), writer.keys.again(wake)
+    token = writer.claim(lease, again, LEASE_MS)
     if token is None:
         report.busy = True
         report.backlog = writer.backlog(lanes)
         return report
+    held = True
+    deadline = time.monotonic() + budget_s
     try:
-        ingest = ingest_outbox(database, writer, org_id)
-        if enqueue is not None:  # a wake flag set means "a drain is on its way": keep it true
-            for w in ingest.wakes:
-                enqueue(org_id, w)
-        deadline = time.monotonic() + budget_s
-        while time.monotonic() < deadline:
-            item = _next_batch(writer, lanes, batch)
-            if item is None:
-                break
-            lane, members = item
-            result = _process(database, writer, org_id, lane, members, pause_s)
-            if result is None:
-                report.not_built = True
-                break
-            report.processed += len(members)
-            report.stale += result
-            report.batches += 1
-            writer.redis.hincrby(writer.keys.stats, f"recomputed:{lane}", len(members))
-            if not writer.renew(lease, token, LEASE_MS):
+        while True:
+            ingest = ingest_outbox(database, writer, org_id)
+            if enqueue is not None:  # the other drain's flag was set here: send its task
+                for w in ingest.wakes - {wake}:
+                    enqueue(org_id, w)
+            lease_at = (lease, token)
+            stop = _drain_lanes(
+                database, writer, org_id, lanes, lease_at, report, deadline, batch, pause_s
+            )
+            if stop == "lost":
                 log.warning("drain lease lost", extra={"org_id": org_id, "wake": wake})
+                held = False
+            if stop is not None:
+                break
+            if writer.release_idle(lease, again, token, LEASE_MS, writer.keys.wake(wake)) != 0:
+                held = False
                 break
     finally:
-        writer.release(lease, token)
+        if held:
+            writer.release(lease, token)
     report.watermark = writer.watermark(ALL_LANES)
     report.backlog = writer.backlog(lanes)
     return report
+
+
+def _drain_lanes(
+    database: Database,
+    writer: CacheWriter,
+    org_id: str,
+    lanes: Sequence[str],
+    lease_at: tuple[str, str],
+    report: DrainReport,
+    deadline: float,
+    batch: int,
+    pause_s: float,
+) -> str | None:
+    """Batches until the lanes are empty (None) or: "budget", "not_built", "lost"
+    (the lease ``(key, token)`` is renewed after every batch)."""
+    lease, token = lease_at
+    while True:
+        if time.monotonic() >= deadline:
+            report.continuation = True
+            return "budget"
+        item = _next_batch(writer, lanes, batch)
+        if item is None:
+            return None
+        lane, members = item
+        result = _process(database, writer, org_id, lane, members, pause_s)
+        if result is None:
+            report.not_built = True
+            return "not_built"
+        report.processed += len(members)
+        report.stale += result
+        report.batches += 1
+        writer.redis.hincrby(writer.keys.stats, f"recomputed:{lane}", len(members))
+        if not writer.renew(lease, token, LEASE_MS):
+            return "lost"
 
 
 def _next_batch(

@@ -40,6 +40,20 @@ def cache_redis_url(settings: Settings) -> str:
     return settings.cache_redis_url or resolve_broker_url(settings)
 
 
+REDIS_TIMEOUT_S = 5.0
+"""Socket timeouts of the worker's cache client: a stalled Redis fails a call (the task
+retries with backoff) instead of hanging a pool process until the hard time limit."""
+
+
+def cache_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        health_check_interval=30,
+    )
+
+
 def runtime(app: Celery) -> Runtime:
     global _RUNTIME  # noqa: PLW0603 - one runtime per process
     if _RUNTIME is None or _RUNTIME.pid != os.getpid():
@@ -48,7 +62,7 @@ def runtime(app: Celery) -> Runtime:
             app=app,
             settings=settings,
             database=Database(settings.resolved_database_url(), pool_size=2),
-            cache=redis.Redis.from_url(cache_redis_url(settings)),
+            cache=cache_client(cache_redis_url(settings)),
             pid=os.getpid(),
         )
         # writes made by the worker itself (mapping rules, IdP pull) take the fast path too

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import time
 from typing import Any
 
@@ -17,7 +16,6 @@ from models.cache.layout import OrgKeys
 from models.db.tables import Organization
 from worker import rebuild as rb
 from worker.factory import (
-    MAX_COUNTDOWN_S,
     RETRY_BACKOFF_MAX_S,
     ROUTES,
     TASK_DRAIN_BULK,
@@ -70,13 +68,10 @@ def _after_drain(rt: Runtime, org_id: str, wake: str, report: DrainReport) -> No
     name = TASK_DRAIN_PRIORITY if wake == PRIORITY else TASK_DRAIN_BULK
     if report.not_built:
         kick_rebuild(rt, org_id)
-    elif report.busy:
-        if report.backlog:  # the lease holder may be dead: look again when it expires
-            pttl = int(rt.cache.pttl(OrgKeys.of(org_id).lease(wake)))
-            countdown = min(max(pttl, 50) / 1000 + random.uniform(0, 0.2), MAX_COUNTDOWN_S)  # noqa: S311
-            _send(rt, name, org_id, countdown=countdown)
-    elif report.backlog:
-        _send(rt, name, org_id)  # continuation: the budget ran out
+    elif report.continuation:
+        _send(rt, name, org_id)  # the budget ran out: the next task goes on
+    # busy: the holder was asked to run once more (``claim``); a dead holder's lease
+    # expires and the sweep wakes the lane
 
 
 def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
@@ -116,13 +111,20 @@ def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
             if not meta.writable:
                 counts["rebuilds"] += int(kick_rebuild(rt, org_id))
                 continue
+            woken: set[str] = set()
             if meta.cursor < int(revision):
                 ingest = ingest_outbox(rt.database, writer, org_id)
                 counts["ingested"] += ingest.rows
+                woken.update(ingest.wakes)
             for wake, lanes in ((PRIORITY, PRIORITY_LANES), (BULK, BULK_LANES)):
-                if writer.backlog(lanes) and not rt.cache.exists(writer.keys.lease(wake)):
-                    rt.enqueue(org_id, wake)
-                    counts["woken"] += 1
+                keys = writer.keys
+                if rt.cache.exists(keys.lease(wake)):
+                    continue  # its holder runs once more when asked (``again``)
+                if writer.backlog(lanes) or rt.cache.exists(keys.again(wake)):
+                    woken.add(wake)
+            for wake in sorted(woken):
+                rt.enqueue(org_id, wake)
+            counts["woken"] += len(woken)
             writer.watermark(ALL_LANES)
         return counts
 
@@ -132,14 +134,16 @@ def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
         rt = runtime(app)
         writer = rt.writer(org_id)
         try:
-            gen = rb.start(writer)
+            build = rb.start(writer, lease_ms=rb.WORKER_LEASE_MS)
         except rb.RebuildBusy as exc:
             return {"busy": str(exc)}
+        gen = build.gen
         try:
             revision, total, ranges = rb.plan(rt.database, org_id)
-            rb.write_labels(rt.database, writer, org_id)
+            rb.write_labels(rt.database, writer, org_id, gen)
         except BaseException:
             writer.abort_rebuild(gen)
+            rb.release(writer, build)
             raise
         rt.cache.delete(writer.keys.rebuild_done)
         rb.set_progress(
@@ -153,23 +157,33 @@ def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
             started_at=time.time(),
         )
         for i, (lo, hi) in enumerate(ranges):
-            _send(rt, TASK_REBUILD_CHUNK, org_id, gen, i, lo, hi)
+            _send(rt, TASK_REBUILD_CHUNK, org_id, gen, i, lo, hi, build.token)
         return {"gen": gen, "chunks": len(ranges), "users": total}
 
     @app.task(name=TASK_REBUILD_CHUNK, **COMMON)
     def rebuild_chunk(
-        self: Task[Any, Any], org_id: str, gen: int, index: int, lo: str | None, hi: str | None
+        self: Task[Any, Any],
+        org_id: str,
+        gen: int,
+        index: int,
+        lo: str | None,
+        hi: str | None,
+        token: str,
     ) -> dict[str, Any]:
         rt = runtime(app)
         writer = rt.writer(org_id)
+        build = rb.Build(gen, token)
+        lease = writer.keys.rebuild_lease
         if writer.meta().building != gen:
             return {"abandoned": gen}
+        writer.renew(lease, token, rb.WORKER_LEASE_MS)
         try:
-            users, sets = rb.build_chunk(rt.database, writer, org_id, lo, hi)
+            users, sets = rb.build_chunk(rt.database, writer, org_id, lo, hi, gen)
         except rb.RebuildBusy:
             return {"abandoned": gen}
-        flipped = rb.finish_chunk(writer, gen, index, users)
-        return {"users": users, "sets": sets, "flipped": flipped}
+        writer.renew(lease, token, rb.WORKER_LEASE_MS)
+        flipped = rb.finish_chunk(writer, build, index, users)
+        return {"users": users, "sets": len(sets), "flipped": flipped}
 
     @app.task(name=TASK_RECONCILE, **COMMON)
     def reconcile_org(self: Task[Any, Any], org_id: str) -> dict[str, Any]:

@@ -15,7 +15,11 @@ Per organization::
     idsync:{org}:changes         STREAM u, ws, rev  (capped, for local-cache invalidation)
     idsync:{org}:dirty:<lane>    ZSET   user/group id -> earliest unapplied revision
     idsync:{org}:dirty:<lane>:hi ZSET   user/group id -> latest marked revision
-    idsync:{org}:drain:<lane>    STRING wake-up flag / drain lease (PX)
+    idsync:{org}:drain:<w>:wake  STRING wake-up flag (PX): a drain task is on its way
+    idsync:{org}:drain:<w>:lease STRING drain lease (token, PX)
+    idsync:{org}:drain:<w>:again STRING rerun request for the lease holder (PX)
+    idsync:{org}:ingest:lease    STRING outbox catch-up lease; ingest:again its rerun request
+    idsync:{org}:rebuild:lease   STRING the running rebuild's lease (token, short PX, renewed)
     idsync:{org}:rebuild         HASH   progress of the running / last full rebuild
     idsync:{org}:rebuild:done    SET    finished chunk numbers of the running rebuild
     idsync:{org}:reconcile       HASH   counts of the last reconcile
@@ -117,9 +121,21 @@ class OrgKeys:
     def lease(self, lane: str) -> str:
         return f"{self.base}:drain:{lane}:lease"
 
+    def again(self, lane: str) -> str:
+        """Rerun request for the holder of the drain lease ``lane`` (see ``CLAIM``)."""
+        return f"{self.base}:drain:{lane}:again"
+
     @property
     def ingest_lease(self) -> str:
         return f"{self.base}:ingest:lease"
+
+    @property
+    def ingest_again(self) -> str:
+        return f"{self.base}:ingest:again"
+
+    @property
+    def rebuild_lease(self) -> str:
+        return f"{self.base}:rebuild:lease"
 
     @property
     def rebuild(self) -> str:

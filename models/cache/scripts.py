@@ -236,9 +236,12 @@ end
 return dropped
 """
 
-# KEYS: dirty, dirty_hi, wake, meta
+# KEYS: dirty, dirty_hi, wake, meta, again (the rerun request of the drain that wake wakes)
 # ARGV: rev, wake_px, is_config (0/1), member...
-# -> 1 when the caller should enqueue a drain (the wake flag was not set yet), else 0
+# -> 1 when the caller should enqueue a drain (the wake flag was not set yet), else 0.
+# A flag already set means a drain task is on its way or running: the mark then also
+# sets ``again``, so a drain that has already read its lanes (or the outbox) reads them
+# once more before it lets its lease go (``RELEASE_IDLE``) — no wake is ever lost.
 MARK: Final = r"""
 local rev = ARGV[1]
 for i = 4, #ARGV do
@@ -251,6 +254,7 @@ if ARGV[3] == '1' and built > 0 then
   if tonumber(rev) > cur then redis.call('HSET', KEYS[4], 'cfgrev', rev) end
 end
 if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then return 1 end
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])
 return 0
 """
 
@@ -301,17 +305,20 @@ if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); r
 return 0
 """
 
-# KEYS: meta, every key of the new generation (users, sets, compiled, labels)
-# ARGV: current gen ('' if none), new gen
-# Marks a generation as being built (the old one keeps serving); clears leftovers.
-# -> {1, gen} started | {0, gen} another rebuild is running | {-1} meta moved
+# KEYS: meta, rebuild lease, every key of the new generation (users, sets, compiled, labels)
+# ARGV: current gen ('' if none), generation being built ('' if none), new gen, token, px
+# Marks a generation as being built (the old one keeps serving) under a lease that its
+# builder renews; clears leftovers. A generation still being built whose lease expired
+# (its builder died) is taken over: the caller drops its keys.
+# -> {1, gen, taken over gen or ''} started | {0, gen} another live rebuild | {-1} meta moved
 BEGIN_REBUILD: Final = r"""
 local m = redis.call('HMGET', KEYS[1], 'gen', 'building')
-if m[2] then return {0, m[2]} end
-if (m[1] or '') ~= ARGV[1] then return {-1} end
-redis.call('DEL', unpack(KEYS, 2))
-redis.call('HSET', KEYS[1], 'building', ARGV[2])
-return {1, ARGV[2]}
+if (m[1] or '') ~= ARGV[1] or (m[2] or '') ~= ARGV[2] then return {-1} end
+if m[2] and redis.call('EXISTS', KEYS[2]) == 1 then return {0, m[2]} end
+redis.call('DEL', unpack(KEYS, 3))
+redis.call('HSET', KEYS[1], 'building', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+return {1, ARGV[3], m[2] or ''}
 """
 
 # KEYS: meta ; ARGV: gen being built — abandon it (the keys are dropped by the caller)
@@ -349,4 +356,34 @@ return 0
 RELEASE: Final = r"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# KEYS: lease, again ; ARGV: token, px
+# Take a lease, or else leave a rerun request for its holder.
+# -> 1 taken (earlier rerun requests are void: the new holder does all the work) |
+#    0 held by another (``again`` set: the holder runs once more before it releases)
+CLAIM: Final = r"""
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 0
+"""
+
+# KEYS: lease, again[, wake] ; ARGV: token, px
+# Release a lease unless a rerun was requested meanwhile (by a claim that found it held,
+# or a mark that found the wake flag set); releasing also clears the wake flag, so the
+# next mark enqueues a drain again. Atomic: a request is either seen here or its
+# claimer finds the lease free.
+# -> 1 released | 0 rerun requested (request cleared, lease renewed) | -1 not the holder
+RELEASE_IDLE: Final = r"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 0
+end
+redis.call('DEL', KEYS[1])
+if KEYS[3] then redis.call('DEL', KEYS[3]) end
+return 1
 """

@@ -90,6 +90,8 @@ class Scripts:
         self.flip = client.register_script(scripts.FLIP)
         self.renew = client.register_script(scripts.RENEW)
         self.release = client.register_script(scripts.RELEASE)
+        self.claim = client.register_script(scripts.CLAIM)
+        self.release_idle = client.register_script(scripts.RELEASE_IDLE)
 
 
 class CacheWriter:
@@ -155,17 +157,19 @@ class CacheWriter:
         users: Mapping[str, str] | None = None,
         sets: Mapping[str, SetPayload] | Iterable[SetPayload] = (),
         *,
-        building_only: bool = False,
+        building: int | None = None,
     ) -> PutResult:
         """Store set payloads, then point users at set keys (``-`` = no access), at ``revision``.
 
         Sets go first so a user never points at a set that is not there. Each call is
         atomic; large inputs are split into several calls (each one atomic per user).
+        ``building``: write only into that generation being built (a rebuild chunk);
+        ``not_built`` when it is no longer the one being built (taken over, flipped).
         """
         set_list = list(sets.values()) if isinstance(sets, Mapping) else list(sets)
         user_list = sorted((users or {}).items())
         result = PutResult()
-        mode = "building" if building_only else "all"
+        mode = "all" if building is None else "building"
         batches: list[tuple[list[SetPayload], list[tuple[str, str]]]] = []
         for i in range(0, len(set_list), SETS_PER_CALL):
             batches.append((set_list[i : i + SETS_PER_CALL], []))
@@ -174,7 +178,7 @@ class CacheWriter:
         for set_batch, user_batch in batches:
             for _attempt in range(10):
                 meta = self.meta()
-                if not meta.writable or (building_only and meta.building is None):
+                if not meta.writable or (building is not None and meta.building != building):
                     result.not_built = True
                     return result
                 out = self._put_once(meta, revision, user_batch, set_batch, mode)
@@ -192,7 +196,7 @@ class CacheWriter:
         return result
 
     def put_labels(
-        self, revision: int, entries: Mapping[str, str], *, building_only: bool = False
+        self, revision: int, entries: Mapping[str, str], *, building: int | None = None
     ) -> LabelsResult:
         """Replace the registered-label hash with ``entries`` (the complete set of the
         organization at SQL ``revision``: ``label_field(...)`` -> ``encode_labels(...)``).
@@ -201,14 +205,14 @@ class CacheWriter:
         newer one); while a rebuild runs it writes both generations. Changed fields of
         the serving generation append one ``u=*`` event per affected workspace.
         """
-        mode = "building" if building_only else "all"
+        mode = "all" if building is None else "building"
         flat: list[Any] = []
         for name, value in sorted(entries.items()):
             flat.extend([name, value])
         result = LabelsResult()
         for _attempt in range(10):
             meta = self.meta()
-            if not meta.writable or (building_only and meta.building is None):
+            if not meta.writable or (building is not None and meta.building != building):
                 result.not_built = True
                 return result
             gen = "" if meta.gen is None else str(meta.gen)
@@ -269,13 +273,15 @@ class CacheWriter:
         wake_ms: int,
         pipe: redis.client.Pipeline | None = None,
     ) -> Any:
-        """Mark members dirty at ``revision``; returns 1 when a drain should be enqueued."""
+        """Mark members dirty at ``revision``; returns 1 when a drain should be enqueued
+        (else a drain is on its way or running, and is asked to look once more)."""
         mem = list(members)
         keys = [
             self.keys.dirty(lane),
             self.keys.dirty_hi(lane),
             self.keys.wake(wake),
             self.keys.meta,
+            self.keys.again(wake),
         ]
         args: list[Any] = [revision, wake_ms, 1 if lane == LANE_CONFIG else 0, *mem]
         return self.scripts.mark(keys=keys, args=args, client=pipe)
@@ -315,20 +321,46 @@ class CacheWriter:
     def release(self, key: str, token: str) -> None:
         self.scripts.release(keys=[key], args=[token])
 
+    def claim(self, key: str, again: str, ttl_ms: int) -> str | None:
+        """Take the lease ``key`` -> token; None when another holds it (which is then
+        asked, through ``again``, to run once more before it releases)."""
+        token = uuid.uuid4().hex
+        if int(self.scripts.claim(keys=[key, again], args=[token, ttl_ms])) == 1:
+            return token
+        return None
+
+    def release_idle(
+        self, key: str, again: str, token: str, ttl_ms: int, wake: str | None = None
+    ) -> int:
+        """Release the lease unless a rerun was asked for meanwhile (then renew it);
+        releasing clears the wake flag ``wake`` too. -> 1 released, 0 run again,
+        -1 the lease is no longer ours."""
+        keys = [key, again] if wake is None else [key, again, wake]
+        return int(self.scripts.release_idle(keys=keys, args=[token, ttl_ms]))
+
     # -- generations -----------------------------------------------------------------
 
-    def begin_rebuild(self) -> tuple[bool, int]:
-        """Start building a new generation; (started, gen). Not started: one is running."""
+    def begin_rebuild(self, token: str, lease_ms: int) -> tuple[bool, int]:
+        """Start building a new generation under the rebuild lease ``token`` (renew it
+        with ``renew(keys.rebuild_lease, …)``) -> (started, gen). Not started: a rebuild
+        whose lease is alive is running. One whose lease expired is taken over."""
         for _attempt in range(10):
             meta = self.meta()
-            if meta.building is not None:
-                return False, meta.building
-            new = (meta.gen or 0) + 1
+            new = max(meta.gen or 0, meta.building or 0) + 1
             out = self.scripts.begin_rebuild(
-                keys=[self.keys.meta, *self.keys.generation_keys(new)],
-                args=["" if meta.gen is None else meta.gen, new],
+                keys=[self.keys.meta, self.keys.rebuild_lease, *self.keys.generation_keys(new)],
+                args=[
+                    "" if meta.gen is None else meta.gen,
+                    "" if meta.building is None else meta.building,
+                    new,
+                    token,
+                    lease_ms,
+                ],
             )
             if int(out[0]) == 1:
+                dead = _s(out[2])
+                if dead:
+                    self.redis.unlink(*self.keys.generation_keys(dead))
                 return True, new
             if int(out[0]) == 0:
                 return False, _int(out[1])

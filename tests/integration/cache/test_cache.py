@@ -156,7 +156,7 @@ def test_rebuild_flip_keeps_changes_made_while_building(
     rb.rebuild(pg_database, writer, w.org_id)
     checks = CheckClient(cache, w.org_id)
     bob = w.users["bob"]
-    gen = rb.start(writer)  # new generation, not yet populated
+    gen = rb.start(writer).gen  # new generation, not yet populated
     rev, _total, ranges = rb.plan(pg_database, w.org_id)
     for lo, hi in ranges:  # the chunk reads SQL before bob's removal...
         rb.build_chunk(pg_database, writer, w.org_id, lo, hi)

@@ -199,7 +199,7 @@ def test_labels_survive_a_rebuild_and_older_snapshots_lose(
     rb.rebuild(pg_database, writer, w.org_id)
     old_gen = writer.meta().gen
     assert old_gen is not None
-    gen = rb.start(writer)
+    gen = rb.start(writer).gen
     rev, _total, ranges = rb.plan(pg_database, w.org_id)
     rb.write_labels(pg_database, writer, w.org_id)
     for lo, hi in ranges:

@@ -185,7 +185,7 @@ def test_prune_is_compare_and_delete_and_skips_a_running_rebuild(
     # u2 was rewritten after the reconcile read it: the newer value stays
     assert writer.prune_tombstones(gen, {"u1": f"{NO_ACCESS}|5", "u2": f"{NO_ACCESS}|6"}) == 1
     assert cache.hget(ukey, "u1") is None and cache.hget(ukey, "u2") == f"{NO_ACCESS}|7".encode()
-    rb_gen = rb.start(writer)  # a generation being built: nothing is pruned meanwhile
+    rb_gen = rb.start(writer).gen  # a generation being built: nothing is pruned meanwhile
     assert writer.prune_tombstones(gen, {"u2": f"{NO_ACCESS}|7"}) == -1
     assert cache.hget(ukey, "u2") is not None
     writer.abort_rebuild(rb_gen)
