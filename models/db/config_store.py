@@ -5,7 +5,9 @@ Every public write:
   caller's transaction rolls back anything already flushed);
 - re-applies the mapping rules when the change can alter what rules produce
   (targets appearing or vanishing), unless ``ctx.defer_rules`` (``idsync apply``
-  re-applies once at the end);
+  re-applies once at the end): a rule write re-applies that rule, a workspace, Space
+  or role write only the (rule, group) pairs it can change
+  (``models.db.rule_application.reapply_for_targets``);
 - records exactly one change row as its last statement, naming every group whose
   members' permissions may change (``models.db.config_impact``), so the worker can
   recompute exactly those users.
@@ -50,7 +52,13 @@ from models.db.config_tables import (
 )
 from models.db.custom_roles import build_custom_role
 from models.db.database import record_change
-from models.db.rule_application import RuleApplication, apply_mapping_rules, rule_from_row
+from models.db.rule_application import (
+    RuleApplication,
+    TargetKind,
+    apply_mapping_rules,
+    reapply_for_targets,
+    rule_from_row,
+)
 from models.db.tables import Group
 
 ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,35}$")
@@ -101,12 +109,29 @@ def _record(
     )
 
 
-def _reapply(session: Session, ctx: WriteContext) -> RuleApplication:
-    """Re-apply every rule to every group (targets may have appeared or vanished)."""
+def _reapply_targets(
+    session: Session, ctx: WriteContext, target: TargetKind, *keys: str
+) -> RuleApplication:
+    """Re-apply what the rules make of a target that may have appeared, vanished or
+    changed (``keys``: its id and names before and after the write)."""
+    if ctx.defer_rules:
+        return RuleApplication()
+    return reapply_for_targets(
+        session, ctx.org_id, target, set(keys), actor=ctx.actor, request_id=ctx.request_id
+    )
+
+
+def _reapply_rule(session: Session, ctx: WriteContext, rule_id: str) -> RuleApplication:
+    """Re-apply one rule to every group (it was created, changed or deleted)."""
     if ctx.defer_rules:
         return RuleApplication()
     return apply_mapping_rules(
-        session, ctx.org_id, actor=ctx.actor, request_id=ctx.request_id, record=False
+        session,
+        ctx.org_id,
+        rule_ids={rule_id},
+        actor=ctx.actor,
+        request_id=ctx.request_id,
+        record=False,
     )
 
 
@@ -194,7 +219,7 @@ def create_workspace(session: Session, ctx: WriteContext, spec: WorkspaceSpec) -
     )
     session.add(ws)
     session.flush()
-    rules = _reapply(session, ctx)
+    rules = _reapply_targets(session, ctx, "workspace", spec.id, spec.name)
     groups = workspace_impact(session, ctx.org_id, [spec.id]) | rules.affected_group_ids
     _record(session, ctx, "config.workspace.created", "workspace", spec.id, groups, spec.name)
     return ws
@@ -216,11 +241,12 @@ def update_workspace(session: Session, ctx: WriteContext, spec: WorkspaceSpec) -
         return ws
     trees_before = [spec.id] + ([ws.parent_workspace_id] if ws.parent_workspace_id else [])
     before = workspace_impact(session, ctx.org_id, trees_before)
+    old_name = ws.name
     for key, value in changed.items():
         setattr(ws, key, value)
     ws.updated_at = utcnow()
     session.flush()
-    rules = _reapply(session, ctx)
+    rules = _reapply_targets(session, ctx, "workspace", spec.id, old_name, spec.name)
     after = workspace_impact(session, ctx.org_id, [spec.id])
     summary = ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
     _record(
@@ -237,7 +263,7 @@ def update_workspace(session: Session, ctx: WriteContext, spec: WorkspaceSpec) -
 
 def delete_workspace(session: Session, ctx: WriteContext, ws_id: str) -> None:
     """Delete a workspace with its Spaces, bindings, subset categories and resources."""
-    get_workspace(session, ctx.org_id, ws_id)
+    ws_name = get_workspace(session, ctx.org_id, ws_id).name
     children = sorted(
         session.scalars(
             select(ConfigWorkspace.id).where(
@@ -266,7 +292,7 @@ def delete_workspace(session: Session, ctx: WriteContext, ws_id: str) -> None:
         )
     )
     session.expire_all()
-    rules = _reapply(session, ctx)
+    rules = _reapply_targets(session, ctx, "workspace", ws_id, ws_name)
     _record(
         session,
         ctx,
@@ -292,7 +318,7 @@ def create_space(
     space = ConfigSpace(org_id=ctx.org_id, id=space_id, workspace_id=workspace_id, name=name)
     session.add(space)
     session.flush()
-    rules = _reapply(session, ctx)
+    rules = _reapply_targets(session, ctx, "space", space_id, name)
     _record(session, ctx, "config.space.created", "space", space_id, rules.affected_group_ids, name)
     return space
 
@@ -302,15 +328,15 @@ def update_space(session: Session, ctx: WriteContext, space_id: str, name: str) 
     space = get_space(session, ctx.org_id, space_id)
     if space.name == name:
         return space
-    space.name = name
+    old_name, space.name = space.name, name
     session.flush()
-    rules = _reapply(session, ctx)  # rules may target Spaces by name
+    rules = _reapply_targets(session, ctx, "space", space_id, old_name, name)
     _record(session, ctx, "config.space.updated", "space", space_id, rules.affected_group_ids, name)
     return space
 
 
 def delete_space(session: Session, ctx: WriteContext, space_id: str) -> None:
-    get_space(session, ctx.org_id, space_id)
+    space_name = get_space(session, ctx.org_id, space_id).name
     groups = groups_in_space(session, ctx.org_id, space_id)
     session.execute(
         delete(SpaceAssignmentRow).where(
@@ -321,7 +347,7 @@ def delete_space(session: Session, ctx: WriteContext, space_id: str) -> None:
         delete(ConfigSpace).where(ConfigSpace.org_id == ctx.org_id, ConfigSpace.id == space_id)
     )
     session.expire_all()
-    rules = _reapply(session, ctx)
+    rules = _reapply_targets(session, ctx, "space", space_id, space_name)
     _record(
         session, ctx, "config.space.deleted", "space", space_id, groups | rules.affected_group_ids
     )
@@ -363,7 +389,7 @@ def create_role(
     )
     session.add(row)
     session.flush()
-    rules = _reapply(session, ctx)
+    rules = _reapply_targets(session, ctx, "role", role_id, name)
     _record(session, ctx, "config.role.created", "role", role_id, rules.affected_group_ids, name)
     return row
 
@@ -390,10 +416,11 @@ def update_role(
         manual = _manual_bindings_of_role(session, ctx.org_id, role_id)
         if manual:
             raise ConflictError("model", f"role is bound by {manual} manual binding(s)")
+    old_name = row.name
     row.name, row.model, row.definition, row.updated_at = name, model, dict(definition), utcnow()
     session.flush()
     groups = groups_with_role(session, ctx.org_id, role_id)
-    rules = _reapply(session, ctx)
+    rules = _reapply_targets(session, ctx, "role", role_id, old_name, name)
     _record(
         session,
         ctx,
@@ -424,8 +451,10 @@ def delete_role(session: Session, ctx: WriteContext, role_id: str) -> None:
     """Delete a custom role; refused while manual bindings use it (rule-made ones go)."""
     if role_id in BUILTIN_ROLES:
         raise ConfigError("id", f"{role_id!r} is a built-in role and cannot be deleted")
-    if session.get(CustomRole, (ctx.org_id, role_id)) is None:
+    role = session.get(CustomRole, (ctx.org_id, role_id))
+    if role is None:
         raise NotFoundError("id", f"no custom role {role_id!r} in this organization")
+    role_name = role.name
     manual = _manual_bindings_of_role(session, ctx.org_id, role_id)
     if manual:
         raise ConflictError("id", f"role is bound by {manual} manual binding(s); delete them first")
@@ -439,7 +468,7 @@ def delete_role(session: Session, ctx: WriteContext, role_id: str) -> None:
         )
     )
     session.expire_all()
-    rules = _reapply(session, ctx)
+    rules = _reapply_targets(session, ctx, "role", role_id, role_name)
     _record(session, ctx, "config.role.deleted", "role", role_id, groups | rules.affected_group_ids)
 
 
@@ -780,7 +809,7 @@ def create_rule(
     row.created_at = row.updated_at = utcnow()
     session.add(row)
     session.flush()
-    rules = _reapply(session, ctx)
+    rules = _reapply_rule(session, ctx, spec.id)
     _record(
         session,
         ctx,
@@ -807,7 +836,7 @@ def update_rule(
         setattr(row, f, getattr(spec, f))
     row.updated_at = utcnow()
     session.flush()
-    rules = _reapply(session, ctx)
+    rules = _reapply_rule(session, ctx, spec.id)
     _record(
         session,
         ctx,
@@ -830,7 +859,7 @@ def delete_rule(session: Session, ctx: WriteContext, rule_id: str) -> RuleApplic
         )
     )
     session.expire_all()
-    rules = _reapply(session, ctx)
+    rules = _reapply_rule(session, ctx, rule_id)
     _record(session, ctx, "config.rule.deleted", "mapping_rule", rule_id, rules.affected_group_ids)
     return rules
 

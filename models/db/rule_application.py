@@ -7,21 +7,29 @@ for deletion, so a rule can never remove what a person made.
 
 Idempotent: re-applying unchanged rules to unchanged groups writes nothing and
 records no change row.
+
+Bounded: an application can be scoped to some rules and some groups (the rule-made
+rows outside the scope are neither read nor written). A rule write re-applies that
+rule only; a workspace, Space or role write re-applies only the (rule, group) pairs
+whose result it can change (``reapply_for_targets``), usually none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from models.access.errors import UnsafePatternError
 from models.access.inputs import MANUAL, OrgConfig
 from models.access.mapping_rules import (
     MappingProblem,
     MappingRule,
     ScimGroup,
+    compile_pattern,
 )
 from models.access.mapping_rules import (
     apply_mapping_rules as produce_bindings,
@@ -38,6 +46,7 @@ from models.db.tables import Group
 
 # (kind, group_id, target, source): target is "" (org admin), "ws/role" or a space id.
 BindingKey = tuple[str, str, str, str]
+TargetKind = Literal["workspace", "space", "role"]
 
 
 @dataclass
@@ -49,10 +58,19 @@ class RuleApplication:
     problems: list[MappingProblem] = field(default_factory=list)
     affected_group_ids: set[str] = field(default_factory=set)
     revision: int | None = None
+    evaluations: int = 0
+    """Regular expressions run (one per regex rule and group): the work done."""
 
     @property
     def changed(self) -> bool:
         return bool(self.created or self.removed)
+
+    def merge(self, other: RuleApplication) -> None:
+        self.created.extend(other.created)
+        self.removed.extend(other.removed)
+        self.problems.extend(other.problems)
+        self.affected_group_ids |= other.affected_group_ids
+        self.evaluations += other.evaluations
 
 
 def rule_from_row(row: MappingRuleRow) -> MappingRule:
@@ -73,13 +91,17 @@ def rule_from_row(row: MappingRuleRow) -> MappingRule:
     )
 
 
-def load_rules(session: Session, org_id: str) -> list[MappingRule]:
-    """Enabled rules of the organization, in application order (position, id)."""
-    rows = session.scalars(
-        select(MappingRuleRow)
-        .where(MappingRuleRow.org_id == org_id, MappingRuleRow.enabled.is_(True))
-        .order_by(MappingRuleRow.position, MappingRuleRow.id)
+def load_rules(
+    session: Session, org_id: str, rule_ids: Collection[str] | None = None
+) -> list[MappingRule]:
+    """Enabled rules of the organization (of ``rule_ids`` when given), in application
+    order (position, id)."""
+    query = select(MappingRuleRow).where(
+        MappingRuleRow.org_id == org_id, MappingRuleRow.enabled.is_(True)
     )
+    if rule_ids is not None:
+        query = query.where(MappingRuleRow.id.in_(sorted(rule_ids)))
+    rows = session.scalars(query.order_by(MappingRuleRow.position, MappingRuleRow.id))
     return [rule_from_row(r) for r in rows]
 
 
@@ -97,10 +119,17 @@ def load_scim_groups(
     return out
 
 
-def _existing(session: Session, org_id: str, group_ids: Sequence[str] | None) -> set[BindingKey]:
-    """Rule-made binding rows of ``group_ids`` (all groups when None)."""
+def _existing(
+    session: Session,
+    org_id: str,
+    group_ids: Sequence[str] | None,
+    rule_ids: Collection[str] | None = None,
+) -> set[BindingKey]:
+    """Rule-made binding rows of ``group_ids`` (all groups when None) made by
+    ``rule_ids`` (any rule when None)."""
     out: set[BindingKey] = set()
     batches: Iterable[list[str] | None] = [None] if group_ids is None else chunks(group_ids)
+    sources = None if rule_ids is None else sorted(rule_ids)
     for chunk in batches:
         oa = select(OrgAdminBindingRow.group_id, OrgAdminBindingRow.source).where(
             OrgAdminBindingRow.org_id == org_id, OrgAdminBindingRow.source != MANUAL
@@ -114,6 +143,10 @@ def _existing(session: Session, org_id: str, group_ids: Sequence[str] | None) ->
         sa = select(
             SpaceAssignmentRow.group_id, SpaceAssignmentRow.space_id, SpaceAssignmentRow.source
         ).where(SpaceAssignmentRow.org_id == org_id, SpaceAssignmentRow.source != MANUAL)
+        if sources is not None:
+            oa = oa.where(OrgAdminBindingRow.source.in_(sources))
+            rb = rb.where(RoleBindingRow.source.in_(sources))
+            sa = sa.where(SpaceAssignmentRow.source.in_(sources))
         if chunk is not None:
             oa = oa.where(OrgAdminBindingRow.group_id.in_(chunk))
             rb = rb.where(RoleBindingRow.group_id.in_(chunk))
@@ -173,9 +206,10 @@ def _remove(session: Session, org_id: str, key: BindingKey) -> None:
         )
 
 
-def desired_bindings(
+def _produce(
     rules: Sequence[MappingRule], groups: Sequence[ScimGroup], config: OrgConfig
-) -> tuple[set[BindingKey], list[MappingProblem]]:
+) -> tuple[set[BindingKey], list[MappingProblem], int]:
+    """Binding keys the rules produce, their problems, and the regex evaluations run."""
     result = produce_bindings(rules, groups, config)
     keys: set[BindingKey] = {("org_admin", b.group_id, "", b.source) for b in result.org_admins}
     keys.update(
@@ -183,7 +217,55 @@ def desired_bindings(
         for b in result.role_bindings
     )
     keys.update(("space", b.group_id, b.space_id, b.source) for b in result.space_assignments)
-    return keys, list(result.problems)
+    return keys, list(result.problems), result.evaluations
+
+
+def desired_bindings(
+    rules: Sequence[MappingRule], groups: Sequence[ScimGroup], config: OrgConfig
+) -> tuple[set[BindingKey], list[MappingProblem]]:
+    keys, problems, _ = _produce(rules, groups, config)
+    return keys, problems
+
+
+def _apply_scope(
+    session: Session,
+    org_id: str,
+    config: OrgConfig,
+    rules: Sequence[MappingRule],
+    groups: Sequence[ScimGroup],
+    *,
+    rule_ids: Collection[str] | None,
+    group_ids: Sequence[str] | None,
+) -> RuleApplication:
+    """Make the rule-made rows of ``group_ids`` x ``rule_ids`` (None: all) what ``rules``
+    (the enabled ones of ``rule_ids``) produce for ``groups`` (those of ``group_ids``)."""
+    desired, problems, evaluations = _produce(rules, groups, config)
+    existing = _existing(session, org_id, group_ids, rule_ids)
+    report = RuleApplication(problems=problems, evaluations=evaluations)
+    for key in sorted(existing - desired):
+        _remove(session, org_id, key)
+        report.removed.append(key)
+    for key in sorted(desired - existing):
+        _insert(session, org_id, key)
+        report.created.append(key)
+    report.affected_group_ids = {k[1] for k in (*report.created, *report.removed)}
+    return report
+
+
+def _record(
+    session: Session, org_id: str, report: RuleApplication, actor: str, request_id: str | None
+) -> None:
+    report.revision = record_change(
+        session,
+        org_id=org_id,
+        kind="config.rules.applied",
+        resource_type="mapping_rule",
+        resource_id=None,
+        actor=actor,
+        group_ids=sorted(report.affected_group_ids),
+        request_id=request_id,
+        summary=f"created={len(report.created)} removed={len(report.removed)}",
+    )
 
 
 def apply_mapping_rules(
@@ -191,11 +273,13 @@ def apply_mapping_rules(
     org_id: str,
     *,
     group_ids: Iterable[str] | None = None,
+    rule_ids: Collection[str] | None = None,
     actor: str,
     request_id: str | None = None,
     record: bool = True,
 ) -> RuleApplication:
-    """Create / remove rule-made bindings of ``group_ids`` (every group when None).
+    """Create / remove the bindings ``rule_ids`` make for ``group_ids`` (None: every rule,
+    every group). A rule of ``rule_ids`` that is disabled or gone loses its bindings.
 
     Unknown group ids (deleted meanwhile, other organization) are ignored. Problems
     (a rule target that does not exist) are returned, never raised. With ``record``
@@ -207,27 +291,108 @@ def apply_mapping_rules(
     groups = load_scim_groups(session, org_id, group_ids)
     known = sorted(g.id for g in groups)
     config = load_org_config(session, org_id)
-    desired, problems = desired_bindings(load_rules(session, org_id), groups, config)
-    existing = _existing(session, org_id, None if group_ids is None else known)
-    report = RuleApplication(problems=problems)
-    for key in sorted(existing - desired):
-        _remove(session, org_id, key)
-        report.removed.append(key)
-    for key in sorted(desired - existing):
-        _insert(session, org_id, key)
-        report.created.append(key)
+    report = _apply_scope(
+        session,
+        org_id,
+        config,
+        load_rules(session, org_id, rule_ids),
+        groups,
+        rule_ids=rule_ids,
+        group_ids=None if group_ids is None else known,
+    )
     session.flush()
-    report.affected_group_ids = {k[1] for k in (*report.created, *report.removed)}
     if record and report.changed:
-        report.revision = record_change(
-            session,
-            org_id=org_id,
-            kind="config.rules.applied",
-            resource_type="mapping_rule",
-            resource_id=None,
-            actor=actor,
-            group_ids=sorted(report.affected_group_ids),
-            request_id=request_id,
-            summary=f"created={len(report.created)} removed={len(report.removed)}",
-        )
+        _record(session, org_id, report, actor, request_id)
     return report
+
+
+_TARGET_RULE_KINDS: dict[str, str] = {
+    "workspace": "workspace_role",
+    "role": "workspace_role",
+    "space": "space",
+}
+
+
+def _captures(rule: MappingRule, target: TargetKind) -> bool:
+    if rule.match != "regex":
+        return False
+    try:
+        return target in compile_pattern(rule.pattern, rule.ignore_case).groupindex
+    except UnsafePatternError:
+        return False  # produces nothing whatever the targets (reported by a full apply)
+
+
+def reapply_for_targets(
+    session: Session,
+    org_id: str,
+    target: TargetKind,
+    keys: Collection[str],
+    *,
+    actor: str,
+    request_id: str | None = None,
+    record: bool = False,
+) -> RuleApplication:
+    """Re-apply what a write to a workspace, Space or role can change, and no more.
+
+    ``keys`` are the object's id and names (before and after the write). A rule
+    resolves a target by id or name (roles: case-insensitive names), so the write can
+    change the result of:
+
+    - a rule whose fixed target (``workspace``, ``space``, ``role``) is one of ``keys``
+      (case-insensitively): re-applied to every group;
+    - a regex rule capturing that target: re-applied to the groups whose attribute
+      contains one of ``keys`` (case-insensitively), since a capture is a substring of
+      the attribute; the other groups' captures cannot name the object.
+
+    Every other (rule, group) pair resolves as before and is not evaluated.
+    """
+    session.flush()
+    folded = {k.casefold() for k in keys}
+    whole: list[MappingRule] = []
+    capturing: dict[str, list[MappingRule]] = {}
+    for rule in load_rules(session, org_id):
+        if rule.kind != _TARGET_RULE_KINDS[target]:
+            continue
+        fixed = getattr(rule, target)
+        if fixed is not None:
+            if fixed.casefold() in folded:
+                whole.append(rule)
+        elif _captures(rule, target):
+            capturing.setdefault(rule.attribute, []).append(rule)
+    report = RuleApplication()
+    if not whole and not capturing:
+        return report
+    groups = load_scim_groups(session, org_id, None)
+    config = load_org_config(session, org_id)
+    if whole:
+        ids = {r.id for r in whole}
+        report.merge(
+            _apply_scope(session, org_id, config, whole, groups, rule_ids=ids, group_ids=None)
+        )
+    for attribute, rules in sorted(capturing.items()):
+        named = [g for g in groups if _names_any(_value(g, attribute), folded)]
+        if named:
+            report.merge(
+                _apply_scope(
+                    session, org_id, config, rules, named,
+                    rule_ids={r.id for r in rules}, group_ids=sorted(g.id for g in named),
+                )
+            )  # fmt: skip
+    session.flush()
+    if record and report.changed:
+        _record(session, org_id, report, actor, request_id)
+    return report
+
+
+def _value(group: ScimGroup, attribute: str) -> str | None:
+    return group.external_id if attribute == "externalId" else group.display_name
+
+
+def _names_any(value: str | None, folded_keys: Collection[str]) -> bool:
+    """Whether ``value`` contains one of the (casefolded) keys, case-insensitively.
+    ``str.casefold`` maps each character on its own, so the casefold of a substring
+    is a substring of the casefold."""
+    if value is None:
+        return False
+    folded = value.casefold()
+    return any(k in folded for k in folded_keys)
