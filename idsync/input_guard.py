@@ -22,6 +22,7 @@ import json
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
+from models import json_text
 from models.db.base import storable, unstorable
 
 _WHY = {
@@ -44,7 +45,10 @@ async def storable_input(request: Request) -> None:
     if request.method not in ("POST", "PUT", "PATCH"):
         return
     body = await request.body()  # Starlette keeps it for the handler's own parsing
-    if b"\\u" not in body:  # only an escape can produce either in JSON text
+    problem = json_text.body_problem(body)  # not UTF-8, nested too deep
+    if problem is not None:
+        raise _invalid(("body",), problem)
+    if b"\\u" not in body:  # only an escape can produce either in UTF-8 JSON text
         return
     try:
         parsed = json.loads(body)

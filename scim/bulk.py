@@ -37,7 +37,9 @@ def _refs(operation: dict[str, Any]) -> set[str]:
 
 def _substitute(operation: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
     def swap(match: re.Match[str]) -> str:
-        return ids[match.group(1)]
+        # `_refs` reads the JSON text, this the raw path: a reference spelled differently
+        # in the two (escapes) is left as written rather than raising KeyError.
+        return ids.get(match.group(1), match.group(0))
 
     path = _BULK_REF.sub(swap, str(operation.get("path", "")))
     data = operation.get("data")
@@ -48,8 +50,8 @@ def _substitute(operation: dict[str, Any], ids: dict[str, str]) -> dict[str, Any
 
 def _validate(body: dict[str, Any], max_ops: int) -> tuple[list[dict[str, Any]], int | None]:
     schemas = body.get("schemas")
-    if schemas is not None and BULK_REQUEST not in schemas:
-        raise InvalidValue(f"schemas must contain {BULK_REQUEST}")
+    if schemas is not None and (not isinstance(schemas, list) or BULK_REQUEST not in schemas):
+        raise InvalidValue(f"schemas must be a list containing {BULK_REQUEST}")
     operations = body.get("Operations")
     if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
         raise InvalidSyntax("Operations must be a list of objects")
@@ -61,13 +63,25 @@ def _validate(body: dict[str, Any], max_ops: int) -> tuple[list[dict[str, Any]],
     return operations, fail_on_errors
 
 
+def _check_shape(op: dict[str, Any]) -> None:
+    """RFC 7644 §3.7: `method`, `path`, `bulkId` and `version` are strings. Anything else
+    is 400 for that operation (a list as `path` used to reach the bulkId substitution
+    as its Python repr, and a number as `version` the ETag comparison: both 500s)."""
+    for name in ("method", "path"):
+        if not isinstance(op.get(name), str):
+            raise InvalidValue(f"operation '{name}' must be a string")
+    for name in ("bulkId", "version"):
+        if op.get(name) is not None and not isinstance(op[name], str):
+            raise InvalidValue(f"operation '{name}' must be a string")
+
+
 def _run_one(
     db: Database, ctx: ScimContext, op: dict[str, Any], endpoints: dict[str, ResourceOps]
 ) -> dict[str, Any]:
-    method = str(op.get("method", "")).upper()
+    method = str(op["method"]).upper()
     if method not in _METHODS:
         raise InvalidValue(f"method must be one of {', '.join(_METHODS)}")
-    parts = [p for p in str(op.get("path", "")).split("/") if p]
+    parts = [p for p in str(op["path"]).split("/") if p]
     if not parts or parts[0] not in endpoints or len(parts) > 2:
         raise InvalidValue(f"unsupported bulk path {op.get('path')!r}")
     ops = endpoints[parts[0]]
@@ -136,6 +150,7 @@ def run_bulk(
                 continue
             progressed = True
             try:
+                _check_shape(op)
                 if waiting:
                     raise ScimError(409, f"unresolvable bulkId reference(s): {sorted(waiting)}")
                 outcome = _run_one(db, ctx, _substitute(op, created), endpoints)

@@ -40,7 +40,7 @@ from scim.render import render_user
 from scim.resources import Caller
 from scim.schemas import USER_RESOURCE
 from scim.uniqueness import conflict_is_409
-from scim.users import plan_create
+from scim.users import manager_id, plan_create
 
 
 class CreateLane:
@@ -61,6 +61,8 @@ class CreateLane:
         body = parse_json_object(raw)
         attrs, excluded = parse_params(dict(query)).projection()
         new = plan_create(ctx, body)
+        if manager_id(new.row["attrs"]) is not None:
+            return None  # the thread path checks the manager's organization (a query)
         with conflict_is_409("user_name_norm", new.taken):
             rows = await self.pg.write(self._statement, record_params_pg(new.change, new.row))
         committed = new.change.committed(int(rows[0][0]))

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models import json_text
 from models.db.base import unstorable
 from models.db.database import CommitRefused
 from scim.errors import InvalidSyntax, InvalidValue, ScimError
@@ -97,17 +98,21 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 
     Python's parser also takes `NaN`/`Infinity` and `\\ud800`-style escapes of unpaired
     surrogates; neither is JSON that can be stored (RFC 8259 §6, §8.2): 400
-    invalidSyntax. A `\\u0000` is JSON, but no attribute value of idsync's may hold it
-    (PostgreSQL cannot store it): 400 invalidValue, on every backend alike. Both are
-    refused here rather than failing later in the database."""
+    invalidSyntax. So are text that is not UTF-8 (the raw bytes of a surrogate included)
+    and nesting deeper than `models.json_text.MAX_DEPTH` levels. A `\\u0000` is JSON, but
+    no attribute value of idsync's may hold it (PostgreSQL cannot store it): 400
+    invalidValue, on every backend alike. All are refused here rather than failing later
+    (in the database, or as a RecursionError in whatever walks the body)."""
     try:
-        body = json.loads(raw, parse_constant=_not_json)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = json_text.loads(raw, parse_constant=_not_json)
+    except json_text.JsonTextError as exc:
+        raise InvalidSyntax(exc.detail) from None
+    except ValueError as exc:
         raise InvalidSyntax(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidSyntax("request body must be a JSON object")
-    # Only a \u escape can produce either (UTF-8 JSON text cannot encode a surrogate, and
-    # a raw control character in a string is a parse error).
+    # Only a \u escape can produce either (strict UTF-8 text cannot encode a surrogate,
+    # and a raw control character in a string is a parse error).
     if b"\\u" in raw:
         found = unstorable(body)
         if found == "surrogate":

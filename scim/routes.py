@@ -398,7 +398,7 @@ class ScimApi:
         Not a FastAPI router: these endpoints take the raw request (no dependency
         injection, validation or OpenAPI schema), and FastAPI's per-request machinery
         cost more CPU than an indexed lookup (measured: docs/benchmarks.md)."""
-        router = Router()
+        router = Router(redirect_slashes=False)  # one URL per resource: a trailing / is 404
         max_bytes = self.config.limits.max_payload_bytes
 
         async def guarded(request: Request, handler: Callable[[ScimContext], Any]) -> Response:

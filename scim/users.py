@@ -22,7 +22,7 @@ from scim.errors import InvalidValue, NotFound, PreconditionFailed
 from scim.normalize import normalize_resource
 from scim.patch import apply_patch
 from scim.render import etag
-from scim.schemas import USER_RESOURCE
+from scim.schemas import ENTERPRISE_USER, USER_RESOURCE
 from scim.uniqueness import conflict_is_409, flush_or_conflict
 
 _USERS = cast(Table, User.__table__)
@@ -50,6 +50,27 @@ def check_length(name: str, value: object) -> None:
     and SQLite would accept what PostgreSQL refuses)."""
     if isinstance(value, str) and len(value) > MAX_COLUMN_LENGTH:
         raise InvalidValue(f"'{name}' is longer than {MAX_COLUMN_LENGTH} characters")
+
+
+def manager_id(doc: dict[str, Any]) -> str | None:
+    """The Enterprise User `manager.value` of a normalized document, if any."""
+    ext = doc.get(ENTERPRISE_USER)
+    manager = ext.get("manager") if isinstance(ext, dict) else None
+    value = manager.get("value") if isinstance(manager, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def check_manager(session: Session, org_id: str, doc: dict[str, Any], was: str | None) -> None:
+    """A user may not name another organization's user as `manager.value` (400
+    invalidValue, as another organization's users are refused as group members). An id
+    no user has is kept as given: IdPs may send a manager before provisioning them. A
+    value that did not change is not checked again."""
+    wanted = manager_id(doc)
+    if wanted is None or wanted == was or not storable(wanted):
+        return
+    owner = session.scalar(select(User.org_id).where(User.id == wanted))
+    if owner is not None and owner != org_id:
+        raise InvalidValue("'manager.value' must be a user of this organization")
 
 
 def _apply_document(user: User, doc: dict[str, Any]) -> None:
@@ -176,6 +197,7 @@ def plan_create(ctx: ScimContext, body: dict[str, Any]) -> NewUser:
 
 def create_user(session: Session, ctx: ScimContext, body: dict[str, Any]) -> User:
     new = plan_create(ctx, body)
+    check_manager(session, ctx.org_id, new.row["attrs"], None)
     # The object stays transient (for rendering): its row is inserted by the change
     # statement itself (PostgreSQL: one statement in all), with no unit-of-work flush.
     with conflict_is_409("user_name_norm", new.taken):
@@ -218,6 +240,7 @@ def replace_user(
     user = load_user(session, ctx.org_id, user_id, for_update=True)
     check_etag(if_match, user.version)
     normalized = normalize_resource(body, USER_RESOURCE, mode="replace")
+    check_manager(session, ctx.org_id, normalized.document, manager_id(user.attrs))
     _save_changed(session, ctx, user, with_default_active(normalized.document), "user.replaced")
     return user
 
@@ -229,6 +252,7 @@ def patch_user(
     check_etag(if_match, user.version)
     result = apply_patch(dict(user.attrs), body, USER_RESOURCE, resource_id=user.id)
     if result.changed:
+        check_manager(session, ctx.org_id, result.document, manager_id(user.attrs))
         _save_changed(session, ctx, user, result.document, "user.patched")
     return user
 

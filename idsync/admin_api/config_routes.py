@@ -78,6 +78,12 @@ ERRORS: dict[int | str, dict[str, object]] = {
 router = APIRouter(responses=ERRORS)
 
 
+def _id_or_new(given: str | None) -> str:
+    """A generated id when the body leaves `id` out (or null); an empty string is an
+    id like any other given one, and refused as such (422 on `id`), not replaced."""
+    return new_id() if given is None else given
+
+
 def _ctx(admin: AdminIdentity, request_id: str | None = None) -> store.WriteContext:
     return store.WriteContext(org_id=admin.org_id, actor=admin.actor, request_id=request_id)
 
@@ -123,7 +129,7 @@ def list_workspaces(admin: Admin, db: DB) -> list[WorkspaceOut]:
 @router.post("/workspaces", status_code=201, tags=["workspaces"])
 def create_workspace(body: WorkspaceIn, admin: Admin, db: DB) -> WorkspaceOut:
     spec = store.WorkspaceSpec(
-        id=body.id or new_id(),
+        id=_id_or_new(body.id),
         name=body.name,
         permissions_model=body.permissions_model,
         spaces_enabled=body.spaces_enabled,
@@ -190,7 +196,7 @@ def list_spaces(admin: Admin, db: DB, workspace_id: str | None = None) -> list[S
 @router.post("/spaces", status_code=201, tags=["spaces"])
 def create_space(body: SpaceIn, admin: Admin, db: DB) -> SpaceOut:
     with db.write() as s:
-        sp = store.create_space(s, _ctx(admin), body.id or new_id(), body.workspace_id, body.name)
+        sp = store.create_space(s, _ctx(admin), _id_or_new(body.id), body.workspace_id, body.name)
         return space_out(sp)
 
 
@@ -221,8 +227,9 @@ def role_definition(body: RoleIn) -> dict[str, object]:
     if body.model == "v2":
         if body.statements is not None:
             raise ConfigError("statements", "only legacy roles have policy statements")
+        store.check_unique(body.workspace_grants, "workspace_grants", "grant")
         return {
-            "workspace_grants": sorted(set(body.workspace_grants or [])),
+            "workspace_grants": sorted(body.workspace_grants or []),
             "resource_grants": list(body.resource_grants or []),
         }
     for name in ("workspace_grants", "resource_grants"):
@@ -500,7 +507,7 @@ def list_rules(admin: Admin, db: DB) -> list[RuleOut]:
 def create_rule(body: RuleIn, admin: Admin, db: DB) -> RuleWriteOut:
     """Create a rule and apply it to every group (the response says what it did)."""
     with db.write() as s:
-        row, app = store.create_rule(s, _ctx(admin), rule_spec(body.id or new_id(), body))
+        row, app = store.create_rule(s, _ctx(admin), rule_spec(_id_or_new(body.id), body))
         return RuleWriteOut(rule=rule_out(row), application=application_out(app))
 
 

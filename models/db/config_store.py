@@ -356,9 +356,48 @@ def delete_space(session: Session, ctx: WriteContext, space_id: str) -> None:
 # --- custom roles ---------------------------------------------------------------------
 
 
+def check_unique(values: object, where: str, what: str) -> None:
+    """A list given twice the same string is refused (naming the repeat), not folded."""
+    if not isinstance(values, list):
+        return  # models.access says what is wrong with it
+    seen: set[object] = set()
+    for j, value in enumerate(values):
+        if isinstance(value, str) and value in seen:
+            raise ConfigError(f"{where}[{j}]", f"{what} {value!r} is listed twice")
+        seen.add(value)
+
+
+def _check_definition(definition: Mapping[str, Any]) -> None:
+    """What ``models.access`` parsing would fold or coerce silently: repeated grants,
+    actions and resource grants (a role of 10,000 copies of one grant), and a
+    ``resource_id`` that is not a string (``null`` became the id ``"None"``)."""
+    check_unique(definition.get("workspace_grants"), "workspace_grants", "grant")
+    grants = definition.get("resource_grants")
+    targets: dict[tuple[str, str], int] = {}
+    for i, item in enumerate(grants if isinstance(grants, list) else []):
+        if not isinstance(item, Mapping):
+            continue
+        where = f"resource_grants[{i}]"
+        rid = item.get("resource_id")
+        if "resource_id" in item and not isinstance(rid, str):
+            raise ConfigError(f"{where}.resource_id", "must be a resource id or '*'")
+        check_unique(item.get("grants"), f"{where}.grants", "grant")
+        target = (str(item.get("scope")), str(rid))
+        if target in targets:
+            raise ConfigError(
+                where, f"repeats the scope and resource_id of resource_grants[{targets[target]}]"
+            )
+        targets[target] = i
+    statements = definition.get("statements")
+    for i, st in enumerate(statements if isinstance(statements, list) else []):
+        if isinstance(st, Mapping):
+            check_unique(st.get("actions"), f"statements[{i}].actions", "action")
+
+
 def validate_role(role_id: str, name: str, model: str, definition: Mapping[str, Any]) -> None:
     """``models.access`` validation; raises ConfigError naming the field of the request."""
     check_id(role_id, "id")
+    _check_definition(definition)
     try:
         build_custom_role(role_id, name, model, definition)
     except ValidationError as exc:
@@ -728,6 +767,10 @@ def delete_resource(
 # --- mapping rules --------------------------------------------------------------------------
 
 
+POSITION_MIN: Final = -(2**31)
+POSITION_MAX: Final = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class RuleSpec:
     id: str
@@ -753,6 +796,8 @@ def validate_rule(spec: RuleSpec) -> None:
         value = getattr(spec, name)
         if value is not None and not (0 < len(value) <= 200):
             raise ConfigError(name, "must be 1-200 characters")
+    if not POSITION_MIN <= spec.position <= POSITION_MAX:  # an INTEGER column
+        raise ConfigError("position", f"must be between {POSITION_MIN} and {POSITION_MAX}")
     # rule_from_row maps unknown enum values to defaults: check them first.
     if spec.attribute not in ("externalId", "displayName"):
         raise ConfigError("attribute", "must be 'externalId' or 'displayName'")
