@@ -85,6 +85,9 @@ class World:
                 None,
             )
 
+    def rename(self, group: str, display_name: str) -> None:
+        self._patch_group(group, [{"op": "replace", "path": "displayName", "value": display_name}])
+
     def add_member(self, group: str, user: str) -> None:
         self._patch_group(
             group, [{"op": "add", "path": "members", "value": [{"value": self.users[user]}]}]
