@@ -42,8 +42,9 @@ Enqueue = Callable[[str, str], None]
 
 REVOCATION_TIMEOUT_S = 1.0
 """Connect and read timeout of the hook's Redis client. The revocation is written while
-the write holds its organization's row lock, so a stalled Redis costs at most this long
-before the write is refused (503), never an unbounded wait."""
+the write holds its organization's row lock, so a stalled Redis costs one timeout (per
+round trip: a tombstone write is two, the meta read and the script) before the write is
+refused (503), never an unbounded wait."""
 RETRY_AFTER_S = 5
 """Retry-After of a write refused because the cache could not take its revocation."""
 
