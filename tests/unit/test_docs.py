@@ -40,3 +40,28 @@ def test_every_cli_command_is_in_the_readme() -> None:
         if not re.search(rf"`{re.escape(prefix)} [^`]*\b{re.escape(name)}\b", README)
     ]
     assert undocumented == [], f"README lacks CLI commands {undocumented}"
+
+
+# Shell snippets that must run as written from the project root, without an activated
+# venv: `idsync`/`python` through .venv/bin, and every variable defined in the snippet.
+RUNNABLE_DOCS = ["docs/worked-example.md"]
+SH_BLOCK = re.compile(r"```(?:sh|bash|shell)\n(.*?)```", re.S)
+VARIABLE_USE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+VARIABLE_SET = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=", re.M)
+BARE_COMMAND = re.compile(r"(?:^|[;&|(]\s*|\$\(\s*)(idsync|python3?|pip|pytest)\b", re.M)
+SHELL_VARIABLES = {"!", "?", "HOME", "PATH", "PWD"}
+
+
+def test_runnable_doc_snippets_define_their_variables_and_use_the_venv() -> None:
+    problems = []
+    for name in RUNNABLE_DOCS:
+        for snippet in SH_BLOCK.findall((ROOT / name).read_text()):
+            defined = set(VARIABLE_SET.findall(snippet)) | SHELL_VARIABLES
+            code = "\n".join(line.split(" #", 1)[0] for line in snippet.splitlines())
+            undefined = sorted(set(VARIABLE_USE.findall(code)) - defined)
+            if undefined:
+                problems.append(f"{name}: {undefined} not defined in\n{snippet}")
+            bare = BARE_COMMAND.findall(code)
+            if bare:
+                problems.append(f"{name}: {bare} without .venv/bin/ in\n{snippet}")
+    assert problems == [], "\n".join(problems)
