@@ -25,7 +25,7 @@ ISSUE_PATTERN = "(?:[^!]{0,10}){1,99}!z1"
 ALLOWED_PATTERN = "(?:[^!]{0,10}){1,5}!z"
 GROUPS = 300
 
-pytestmark = pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+POSTGRESQL = pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 
 
 def _long_names(api: Api, n: int) -> list[str]:
@@ -35,6 +35,7 @@ def _long_names(api: Api, n: int) -> list[str]:
     ]
 
 
+@POSTGRESQL
 def test_rule_over_the_program_size_limit_is_refused_naming_pattern_and_limit(api: Api) -> None:
     api.ok("post", "/workspaces", {"id": "w0"})
     n = len(api.changes())
@@ -61,6 +62,7 @@ def test_rule_over_the_program_size_limit_is_refused_naming_pattern_and_limit(ap
     assert api.ok("get", "/mapping-rules/costly")["pattern"] == "team-x"
 
 
+@POSTGRESQL
 def test_rule_writes_evaluate_only_that_rule(api: Api) -> None:
     assert compile_pattern(ALLOWED_PATTERN + "0").programsize <= MAX_PROGRAM_SIZE
     api.ok("post", "/workspaces", {"id": "w0"})
@@ -87,6 +89,7 @@ def test_rule_writes_evaluate_only_that_rule(api: Api) -> None:
     assert app.evaluations == 0
 
 
+@POSTGRESQL
 def test_workspace_writes_evaluate_only_rules_and_groups_they_can_change(api: Api) -> None:
     api.ok("post", "/workspaces", {"id": "w0"})
     _long_names(api, GROUPS)
@@ -122,3 +125,76 @@ def test_workspace_writes_evaluate_only_rules_and_groups_they_can_change(api: Ap
     assert [(b["workspace_id"], b["role_id"], b["source"]) for b in bindings] == [
         ("analytics", "viewer", "ds")
     ]
+
+
+def _full_apply_is_a_no_op(api: Api, step: str) -> None:
+    """What a targeted re-application left is what every rule on every group makes."""
+    done = api.ok("post", "/mapping-rules/apply", status=200)
+    assert (done["created"], done["removed"]) == ([], []), step
+
+
+def _rule_made(api: Api) -> list[tuple[str, str, str]]:
+    return sorted(
+        (b["group_id"], b.get("workspace_id") or b.get("space_id") or "", b["source"])
+        for b in api.ok("get", "/bindings")
+        if b["source"] != "manual"
+    )
+
+
+def test_targeted_re_application_equals_a_full_one(api: Api) -> None:
+    groups = {
+        name: api.group(name, external_id=ext)
+        for name, ext in [
+            ("ds-Marketing-viewer", None),
+            ("ds-Sales-analyst", "ext-Sales"),
+            ("ds-dup-editor", None),
+            ("team-emea", "ext-dup"),
+            ("unrelated", None),
+        ]
+    }
+    rules = [
+        {"id": "ds", "attribute": "displayName", "match": "regex",
+         "pattern": r"ds-(?P<workspace>[A-Za-z0-9]+)-(?P<role>[a-z]+)"},
+        {"id": "ext", "attribute": "externalId", "match": "regex",
+         "pattern": r"(?i)EXT-(?P<workspace>.+)", "role": "Analyst"},
+        {"id": "team", "attribute": "displayName", "match": "prefix", "pattern": "team-",
+         "workspace": "Marketing", "role": "viewer"},
+        {"id": "eu", "attribute": "displayName", "match": "prefix", "pattern": "team-",
+         "kind": "space", "space": "EU"},
+        {"id": "sp", "attribute": "displayName", "match": "regex",
+         "pattern": r"ds-(?P<space>[A-Za-z]+)-.*", "kind": "space"},
+    ]  # fmt: skip
+    for rule in rules:
+        api.ok("post", "/mapping-rules", rule)
+    role = {"id": "an", "name": "ANALYST", "workspace_grants": ["access_agents"]}
+    steps: list[tuple[str, str, str, dict[str, object] | None]] = [
+        ("create workspace by name", "post", "/workspaces", {"id": "mkt", "name": "Marketing"}),
+        ("create workspace by id", "post", "/workspaces", {"id": "Sales", "name": "s"}),
+        ("custom role by name", "post", "/roles", role),
+        ("ambiguous name 1", "post", "/workspaces", {"id": "d1", "name": "dup"}),
+        ("ambiguous name 2", "post", "/workspaces", {"id": "d2", "name": "dup"}),
+        ("ambiguity resolved", "delete", "/workspaces/d1", None),
+        ("legacy model", "patch", "/workspaces/d2", {"permissions_model": "legacy"}),
+        ("rename away", "patch", "/workspaces/mkt", {"name": "Mkt"}),
+        ("rename back", "patch", "/workspaces/mkt", {"name": "Marketing"}),
+        ("becomes an environment", "patch", "/workspaces/Sales", {"parent_workspace_id": "mkt"}),
+        ("detached again", "patch", "/workspaces/Sales", {"parent_workspace_id": None}),
+        ("space by name", "post", "/spaces", {"id": "s-eu", "workspace_id": "mkt", "name": "EU"}),
+        ("space by capture", "post", "/spaces", {"id": "s-ds", "workspace_id": "mkt",
+                                                  "name": "Marketing"}),
+        ("space renamed", "patch", "/spaces/s-eu", {"name": "Europe"}),
+        ("space deleted", "delete", "/spaces/s-ds", None),
+        ("role renamed", "put", "/roles/an", {**role, "name": "Other"}),
+        ("role renamed back", "put", "/roles/an", role),
+        ("role deleted", "delete", "/roles/an", None),
+        ("workspace deleted", "delete", "/workspaces/d2", None),
+    ]  # fmt: skip
+    seen: set[tuple[str, str, str]] = set()
+    for step, method, path, body in steps:
+        resp = getattr(api, method)(path) if body is None else getattr(api, method)(path, body)
+        assert resp.status_code in (200, 201, 204), (step, resp.text)
+        seen.update(_rule_made(api))
+        _full_apply_is_a_no_op(api, step)
+    # the sequence exercised every rule on the groups it names
+    assert {source for _, _, source in seen} == {"ds", "ext", "team", "eu", "sp"}
+    assert groups["unrelated"] not in {g for g, _, _ in seen}

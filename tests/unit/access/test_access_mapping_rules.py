@@ -16,6 +16,7 @@ from models.access import (
     apply_mapping_rules,
     validate_mapping_rule,
 )
+from models.access.mapping_rules import MAX_PROGRAM_SIZE, compile_pattern
 
 CFG = OrgConfig(
     workspaces=(
@@ -129,3 +130,39 @@ def test_rule_validation_names_the_field(kw: dict[str, object], field: str):
     with pytest.raises(ValidationError) as err:
         validate_mapping_rule(rule(**kw))
     assert err.value.field == field
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(?:[^!]{0,10}){1,99}!z1", r"[a-z0-9-]{1,200}", r"\pL+"],
+    ids=["issue-10", "counted-repetition", "unicode-class"],
+)
+def test_patterns_over_the_program_size_limit_are_refused_naming_the_limit(pattern: str):
+    with pytest.raises(UnsafePatternError) as err:
+        validate_mapping_rule(rule(pattern=pattern, workspace="ws-1", role="viewer"))
+    assert err.value.field == "pattern"
+    assert f"the limit is {MAX_PROGRAM_SIZE}" in err.value.message
+
+
+def test_usual_patterns_are_well_under_the_program_size_limit():
+    for pattern in (
+        REGEX,
+        r"(?i)^(?:okta|entra)-(?P<workspace>[a-z0-9-]+)-(?P<role>admin|editor|viewer)$",
+        r"^CN=(?P<role>[^,]+),OU=(?P<workspace>[^,]+),DC=example,DC=com$",
+        r"^(?:okta|entra)-(?P<workspace>[a-z0-9-]{1,64})-(?P<role>admin|editor|viewer)$",
+    ):
+        assert compile_pattern(pattern).programsize <= MAX_PROGRAM_SIZE
+
+
+def test_stored_rule_over_the_limit_is_a_problem_and_evaluations_are_counted():
+    # A rule stored before the limit existed: reported once, never raised, never run.
+    costly = rule(id="old", pattern=r"(?:[^!]{0,10}){1,99}!z1", workspace="ws-1", role="viewer")
+    groups = [ScimGroup("g1", "ds-ws-1-editor"), ScimGroup("g2", "x", external_id="e")]
+    res = apply_mapping_rules([costly, rule()], groups, CFG)
+    assert [(p.rule_id, p.group_id, p.field) for p in res.problems] == [("old", None, "pattern")]
+    assert res.role_bindings == (RoleBinding("g1", "ws-1", "editor", "r1"),)
+    assert res.evaluations == 2  # r1 on both groups; the refused rule on none
+    by_external_id = rule(id="e", attribute="externalId")
+    assert apply_mapping_rules([by_external_id], groups, CFG).evaluations == 1  # g1 has none
+    exact = MappingRule("x", "displayName", "exact", "x", workspace="ws-1", role="viewer")
+    assert apply_mapping_rules([exact], groups, CFG).evaluations == 0
