@@ -32,8 +32,9 @@ from tests.conftest import REDIS_TEST_URL
 from tests.integration.cache.world import PATCH_SCHEMA, USER_SCHEMA, World
 from tests.support.live_server import live_server
 from tests.support.tcpproxy import TcpProxy
-from worker.hooks import REVOCATION_TIMEOUT_S
+from worker.hooks import REVOCATION_TIMEOUT_S, install_change_hook
 from worker.rebuild import rebuild
+from worker.reconcile import reconcile
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -272,3 +273,32 @@ def test_postgres_down_admin_reads_and_checks_are_503_json(
     finally:
         proxy.stop()
         api_db.dispose()
+
+
+def test_a_tombstone_whose_commit_fails_only_denies_until_reconcile_sees_sql_past_it(
+    setup: Setup, pg_database: Database
+) -> None:
+    """PostgreSQL lost at COMMIT, after the tombstone was written: fail-safe (deny), and
+    healed by the first reconcile once the organization's revision reaches the
+    tombstone's (documented in docs/worker.md)."""
+    cache = redis.Redis.from_url(REDIS_TEST_URL)
+    install_change_hook(pg_database, Settings(CACHE_REDIS_URL=REDIS_TEST_URL))
+
+    def commit_fails(changes: list[CommittedChange]) -> None:  # runs after the hook's guard
+        if any(ch.kind == "user.deactivated" for ch in changes):
+            raise RuntimeError("connection lost at COMMIT")
+
+    pg_database.add_commit_guard(commit_fails)
+    checks = CheckClient(cache, setup.world.org_id)
+    writer = CacheWriter(cache, setup.world.org_id)
+    with pytest.raises(RuntimeError):
+        setup.world.set_active("alice", False)
+    assert setup.active_in_sql()
+    assert checks.check(setup.alice, "ws1", "create_sources").status == "deny"  # fail-safe
+    reconcile(pg_database, writer, setup.world.org_id)
+    # the tombstone is newer than SQL: reconcile leaves it (it might be in flight)
+    assert checks.check(setup.alice, "ws1", "create_sources").status == "deny"
+    setup.world.user("bob")  # any later write: the revision reaches the tombstone's
+    report = reconcile(pg_database, writer, setup.world.org_id)
+    assert report.users_wrong == 1
+    assert checks.check(setup.alice, "ws1", "create_sources").status == "allow"
