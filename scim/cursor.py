@@ -24,6 +24,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from models import json_text
+from models.db.base import storable
 from scim.errors import InvalidCursor
 
 VERSION = 1
@@ -57,13 +59,19 @@ def decode(cursor: str, *, resource_type: str, org_id: str, flt: str | None) -> 
     """The position `cursor` names; InvalidCursor when it is not one this query issued."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        doc = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        # strict UTF-8 and bounded nesting: a forged cursor is a client's input like any
+        doc = json_text.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         if not isinstance(doc, dict) or doc.get("v") != VERSION:
             raise ValueError("unknown cursor version")
         created = datetime.fromisoformat(str(doc["c"]))
         rid = doc["i"]
         fingerprint = doc["q"]
-        if created.tzinfo is None or not isinstance(rid, str) or not isinstance(fingerprint, str):
+        if (
+            created.tzinfo is None
+            or not isinstance(rid, str)
+            or not storable(rid)
+            or not isinstance(fingerprint, str)
+        ):
             raise ValueError("malformed cursor")
     except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
         raise InvalidCursor(

@@ -360,9 +360,11 @@ def check_unique(values: object, where: str, what: str) -> None:
     """A list given twice the same string is refused (naming the repeat), not folded."""
     if not isinstance(values, list):
         return  # models.access says what is wrong with it
-    seen: set[object] = set()
+    seen: set[str] = set()
     for j, value in enumerate(values):
-        if isinstance(value, str) and value in seen:
+        if not isinstance(value, str):
+            continue  # models.access says what is wrong with it
+        if value in seen:
             raise ConfigError(f"{where}[{j}]", f"{what} {value!r} is listed twice")
         seen.add(value)
 

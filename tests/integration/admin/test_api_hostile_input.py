@@ -175,6 +175,8 @@ def test_null_resource_ids_and_repeated_grants_are_422(two: Two) -> None:
     ]
     for extra, field in cases:
         _api_error(api.post("/roles", {**base, **extra}), 422, field)
+    nested = {"scope": "source", "resource_id": "*", "grants": [["view_data"], ["view_data"]]}
+    _api_error(api.post("/roles", {**base, "resource_grants": [nested]}), 422)  # was a 500
     legacy = {
         "id": "l",
         "name": "l",

@@ -4,6 +4,8 @@ each is now a SCIM error with the right status and scimType, and writes nothing.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from tests.support.scim_client import Orgs, Scim, group_body, user_body
@@ -208,3 +210,27 @@ def test_trailing_slash_is_404_not_a_redirect(scim: Scim) -> None:
     for path in ("/Users/", f"/Users/{uid}/", "/Groups/", "/ServiceProviderConfig/"):
         r = scim.get(path, follow_redirects=False)
         _scim_error(r, 404)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def test_forged_cursors_are_invalid_cursor(scim: Scim) -> None:
+    """A cursor is client input: one nested 5000 levels deep was a RecursionError, and
+    a well-formed one naming an id with U+0000 or surrogate bytes failed in the database
+    (the fingerprint is a plain hash of the query anyone can recompute)."""
+    for name in ("c1@x.io", "c2@x.io", "c3@x.io"):
+        scim.post("/Users", user_body(name))
+    issued = scim.get("/Users", params={"cursor": "", "count": 1}).json()["nextCursor"]
+    doc = json.loads(base64.urlsafe_b64decode(issued + "=" * (-len(issued) % 4)))
+    forged = [
+        _b64(b"[" * 5000 + b"]" * 5000),
+        _b64(json.dumps({**doc, "i": "a\u0000b"}).encode()),
+        _b64(json.dumps(doc).replace(doc["i"], "x").encode().replace(b'"x"', b'"\xed\xa0\x80"')),
+        _b64(b'{"v":1,"c":"\xed\xa0\x80"}'),
+    ]
+    for cursor in forged:
+        r = scim.get("/Users", params={"cursor": cursor, "count": 1})
+        _scim_error(r, 400, "invalidCursor")
+    assert scim.get("/Users", params={"cursor": issued, "count": 1}).status_code == 200
