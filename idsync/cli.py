@@ -340,10 +340,16 @@ def status(as_json: bool) -> None:
     """Readiness of this deployment, part by part (as /readyz); exits 1 when not ready."""
     import json
 
+    from idsync.embedded_redis import EmbeddedRedis
     from idsync.health import HealthProbe
 
     settings = _settings()
-    probe = HealthProbe(settings, _database(settings, require_schema=False))
+    unset = "not configured: set REDIS_URL"
+    if not settings.redis_url:  # embedded defaults: the running embedded Redis, if any
+        url = EmbeddedRedis(settings.data_dir).running_url()
+        settings = settings.model_copy(update={"redis_url": url})
+        unset = "the embedded Redis is not running (`idsync up` starts it)"
+    probe = HealthProbe(settings, _database(settings, require_schema=False), unset_redis=unset)
     readiness = probe.check()
     if as_json:
         click.echo(json.dumps(readiness.as_json(), indent=2))

@@ -142,6 +142,14 @@ class EmbeddedRedis:
             self.url = f"redis://{HOST}:{port}/0"
             return self.url
 
+    def running_url(self) -> str | None:
+        """The URL of this directory's live server, without starting one."""
+        if not self.dir.exists():
+            return None
+        with self._locked():
+            port = self._live_port()
+        return None if port is None else f"redis://{HOST}:{port}/0"
+
     def stop(self) -> None:
         """Stop the server of this directory (whoever started it) and wait until it is gone."""
         if not self.dir.exists():

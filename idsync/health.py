@@ -87,9 +87,12 @@ class HealthProbe:
         settings: Settings,
         database: Database,
         extra: Callable[[], Sequence[Part]] | None = None,
+        *,
+        unset_redis: str = "not configured: set REDIS_URL",
     ) -> None:
         self.database = database
         self.extra = extra
+        self.unset_redis = unset_redis
         self.broker_url = settings.redis_url
         self.cache_url = settings.resolved_cache_redis_url()
         self._broker = self._client(self.broker_url)
@@ -105,11 +108,11 @@ class HealthProbe:
 
     def check(self) -> Readiness:
         database, orgs = self._database()
-        broker = self._ping("broker", self._broker, self.broker_url, "REDIS_URL")
+        broker = self._ping("broker", self._broker, self.broker_url, self.unset_redis)
         cache = (
-            _ok("cache", broker.reason.replace("broker", "cache"))
-            if self._cache is self._broker and broker.ok
-            else self._ping("cache", self._cache, self.cache_url, "CACHE_REDIS_URL or REDIS_URL")
+            Part("cache", broker.status, broker.reason)
+            if self._cache is self._broker
+            else self._ping("cache", self._cache, self.cache_url, "not configured")
         )
         parts = [
             database,
@@ -133,9 +136,9 @@ class HealthProbe:
         return _ok("database", "answers"), [(r[0], r[1]) for r in rows]
 
     @staticmethod
-    def _ping(name: str, client: redis.Redis | None, url: str | None, variable: str) -> Part:
+    def _ping(name: str, client: redis.Redis | None, url: str | None, unset: str) -> Part:
         if client is None or url is None:
-            return _fail(name, f"not configured: set {variable}")
+            return _fail(name, unset)
         try:
             client.ping()
         except redis.RedisError as exc:

@@ -146,7 +146,7 @@ def _drive(run: Running, workdir: Path) -> None:
         timeout=10,
     )
     # The banner prints once the API listens: the first request just works.
-    ada = scim.post("/Users", json={"userName": "ada@example.com"})
+    ada = scim.post("/Users", json={"userName": "ann@example.com"})
     assert ada.status_code == 201, ada.text
     bob = scim.post("/Users", json={"userName": "bob@example.com"})
     assert bob.status_code == 201, bob.text
@@ -245,8 +245,33 @@ def test_readme_first_command_in_a_fresh_copy_without_dev_extras(workdir: Path) 
         for tool in ("pytest", "mypy", "ruff", "respx"):  # no dev extra in this venv
             assert f"\n{tool}==" not in f"\n{installed}", f"{tool} is installed"
         _drive(run, workdir)
+        # The README's "Try it" block, as written, from the project root.
+        tried = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", _readme_try_it(port)],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert tried.returncode == 0, tried.stdout + tried.stderr
+        created, found, *status = tried.stdout.split("\n", 2)
+        assert '"userName":"ada@example.com"' in created.replace(" ", "")
+        assert '"totalResults":1' in found.replace(" ", "")
+        assert status[0].rstrip().endswith("ready")
     finally:
         _after(run, marker, workdir)
+
+
+def _readme_try_it(port: int) -> str:
+    """The shell block after "Try it" in README.md, on the test's port."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Try it", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    assert "127.0.0.1:8000" in block
+    # curl -s prints no newline after a body: one per command keeps outputs apart
+    block = block.replace("%22'\n", "%22'; echo\n").replace("/Users\n", "/Users; echo\n")
+    return block.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
 
 
 def test_the_wheel_installed_like_the_dockerfile_does(workdir: Path) -> None:
