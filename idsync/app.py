@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from importlib.metadata import version
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from idsync.api_docs import install_api_docs
 from idsync.health import HealthProbe, Part
 from idsync.settings import Settings
 from models.db.database import Database
@@ -163,9 +165,11 @@ def create_app(
 
     app = IdsyncApp(
         title="idsync",
-        version="0.1.0",
+        version=version("idsync"),
         description="SCIM 2.0 identity sync, access model and permission checks",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served from local assets below (no CDN)
+        redoc_url=None,
     )
     app.state.db = database
     app.state.settings = settings
@@ -208,5 +212,6 @@ def create_app(
             {"detail": exc.detail}, status_code=exc.status_code, headers=dict(exc.headers or {})
         )
 
+    install_api_docs(app)
     app.add_middleware(RequestIdMiddleware)
     return app

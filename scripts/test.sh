@@ -278,6 +278,17 @@ ensure_redis() {
   wait_for "Redis ($IDSYNC_TEST_REDIS_URL)" 30 redis_answers
 }
 
+# ---------------------------------------------------------------- 2c. a browser
+# Browser tests (the offline OpenAPI page) drive Debian's headless Chromium through
+# chromedriver; they fail rather than skip without it, so make sure it is there.
+ensure_chromium() {
+  local chromium="${IDSYNC_TEST_CHROMIUM:-/usr/bin/chromium}"
+  local driver="${IDSYNC_TEST_CHROMEDRIVER:-/usr/bin/chromedriver}"
+  [ -x "$chromium" ] && [ -x "$driver" ] && return 0
+  apt_install chromium chromium-driver ||
+    die "no $chromium / $driver: install Debian's chromium and chromium-driver"
+}
+
 # ---------------------------------------------------------------- 3. checks
 FAILED=()
 PASSED=()
@@ -306,6 +317,7 @@ run_pytest() {
 install_venv
 ensure_postgres
 ensure_redis
+ensure_chromium
 
 check "ruff check" "$VENV/bin/ruff" check .
 check "ruff format" "$VENV/bin/ruff" format --check .
