@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from importlib.metadata import version
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
