@@ -125,7 +125,7 @@ def cache() -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(REDIS_URL=BROKER_URL, CACHE_REDIS_URL=CACHE_URL)  # type: ignore[call-arg]
+    return Settings(REDIS_URL=BROKER_URL, CACHE_REDIS_URL=CACHE_URL)
 
 
 @pytest.fixture
