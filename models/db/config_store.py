@@ -883,7 +883,12 @@ def update_rule(
         setattr(row, f, getattr(spec, f))
     row.updated_at = utcnow()
     session.flush()
-    rules = _reapply_rule(session, ctx, spec.id)
+    # What a rule makes does not depend on its description or position.
+    rules = (
+        _reapply_rule(session, ctx, spec.id)
+        if changed - {"description", "position"}
+        else RuleApplication()
+    )
     _record(
         session,
         ctx,

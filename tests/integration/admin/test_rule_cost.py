@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import string
+from dataclasses import replace
 
 import pytest
 
@@ -82,8 +83,11 @@ def test_rule_writes_evaluate_only_that_rule(api: Api) -> None:
         # one rule against every group, not every rule against every group
         assert app.evaluations == GROUPS
     with api.db.write() as s:
-        _, app = store.update_rule(s, ctx, store.RuleSpec(**{**spec.__dict__, "position": 3}))
+        _, app = store.update_rule(s, ctx, replace(spec, pattern=f"{ALLOWED_PATTERN}x"))
     assert app.evaluations == GROUPS
+    with api.db.write() as s:  # what a rule makes does not depend on its position
+        _, app = store.update_rule(s, ctx, replace(spec, pattern=f"{ALLOWED_PATTERN}x", position=3))
+    assert app.evaluations == 0
     with api.db.write() as s:
         app = store.delete_rule(s, ctx, "r9")
     assert app.evaluations == 0
@@ -166,7 +170,7 @@ def test_targeted_re_application_equals_a_full_one(api: Api) -> None:
     ]  # fmt: skip
     for rule in rules:
         api.ok("post", "/mapping-rules", rule)
-    role = {"id": "an", "name": "ANALYST", "workspace_grants": ["access_agents"]}
+    role: dict[str, object] = {"id": "an", "name": "ANALYST", "workspace_grants": ["access_agents"]}
     steps: list[tuple[str, str, str, dict[str, object] | None]] = [
         ("create workspace by name", "post", "/workspaces", {"id": "mkt", "name": "Marketing"}),
         ("create workspace by id", "post", "/workspaces", {"id": "Sales", "name": "s"}),
