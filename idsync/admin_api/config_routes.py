@@ -46,6 +46,7 @@ from idsync.admin_api.views import (
     space_out,
     workspace_out,
 )
+from idsync.logs import get_request_id
 from models.access.catalogue import BUILTIN_ROLES
 from models.db import config_store as store
 from models.db.admin_keys import AdminIdentity
@@ -84,8 +85,10 @@ def _id_or_new(given: str | None) -> str:
     return new_id() if given is None else given
 
 
-def _ctx(admin: AdminIdentity, request_id: str | None = None) -> store.WriteContext:
-    return store.WriteContext(org_id=admin.org_id, actor=admin.actor, request_id=request_id)
+def _ctx(admin: AdminIdentity) -> store.WriteContext:
+    """Who writes, for the change log: the key, and the request (as SCIM writes record
+    it; the request-id middleware sets it for this request's context)."""
+    return store.WriteContext(org_id=admin.org_id, actor=admin.actor, request_id=get_request_id())
 
 
 # --- organization and groups ---------------------------------------------------------------
@@ -527,7 +530,7 @@ def rule_problems(admin: Admin, db: DB) -> RuleApplicationOut:
 def apply_rules(admin: Admin, db: DB) -> RuleApplicationOut:
     """Re-apply every rule to every group (idempotent)."""
     with db.write() as s:
-        app = apply_mapping_rules(s, admin.org_id, actor=admin.actor)
+        app = apply_mapping_rules(s, admin.org_id, actor=admin.actor, request_id=get_request_id())
     return application_out(app)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 
 from models.db.config_tables import ConfigWorkspace, RoleBindingRow
@@ -265,3 +267,25 @@ def test_values_no_backend_can_store_are_refused_not_500(two: Two) -> None:
     assert check.status_code == 422, check.text
     assert two.change_count() == before + 1  # the one workspace that was created
     assert api.ok("get", f"/workspaces/{ws}")["name"] == "kept"
+
+
+def test_admin_writes_record_the_request_id(api: Api) -> None:
+    """The change log answers "which request did this" for admin writes as for SCIM."""
+    group = api.group("Editors")
+
+    def post(path: str, body: object, request_id: str) -> Any:
+        headers = {"Authorization": f"Bearer {api.key}", "X-Request-Id": request_id}
+        return api.client.post(f"/api/v1{path}", json=body, headers=headers)
+
+    made = post("/workspaces", {"id": "mkt", "name": "Marketing"}, "req-admin-1")
+    assert made.status_code == 201, made.text
+    bound = post(
+        "/bindings/roles",
+        {"group_id": group, "workspace_id": "mkt", "role_id": "viewer"},
+        "req-admin-2",
+    )
+    assert bound.status_code == 201, bound.text
+    by_kind = {c.kind: c.request_id for c in api.changes()}
+    assert by_kind["config.workspace.created"] == "req-admin-1"
+    bindings = [c.request_id for c in api.changes() if c.kind.startswith("config.binding")]
+    assert bindings == ["req-admin-2"]
