@@ -40,7 +40,7 @@ def rule(**kw: object) -> MappingRule:
     return MappingRule(**base)  # type: ignore[arg-type]
 
 
-def test_regex_captures_produce_bindings_with_rule_provenance():
+def test_regex_captures_produce_bindings_with_rule_provenance() -> None:
     r = rule()
     validate_mapping_rule(r)
     groups = [
@@ -56,7 +56,7 @@ def test_regex_captures_produce_bindings_with_rule_provenance():
     assert res.problems == ()
 
 
-def test_missing_targets_are_reported_not_dropped():
+def test_missing_targets_are_reported_not_dropped() -> None:
     groups = [ScimGroup("g1", "ds-nowhere-editor"), ScimGroup("g2", "ds-ws-1-dev-admin")]
     res = apply_mapping_rules([rule()], groups, CFG)
     assert res.role_bindings == ()
@@ -70,17 +70,17 @@ def test_missing_targets_are_reported_not_dropped():
     assert res2.problems[0].field == "role" and res2.problems[0].rule_id == "r2"
 
 
-def test_legacy_workspace_alias_and_mismatch():
+def test_legacy_workspace_alias_and_mismatch() -> None:
     res = apply_mapping_rules([rule()], [ScimGroup("g1", "ds-ws-2-viewer")], CFG)
     assert res.role_bindings == (RoleBinding("g1", "ws-2", "legacy_workspace_viewer", "r1"),)
 
 
-def test_regex_is_full_match():
+def test_regex_is_full_match() -> None:
     res = apply_mapping_rules([rule()], [ScimGroup("g1", "prefix-ds-ws-1-editor-suffix")], CFG)
     assert res.role_bindings == () and res.problems == ()
 
 
-def test_exact_prefix_external_id_and_spaces_and_org_admin():
+def test_exact_prefix_external_id_and_spaces_and_org_admin() -> None:
     rules = [
         MappingRule("e", "externalId", "exact", "00gABC", workspace="ws-1", role="viewer"),
         MappingRule(
@@ -108,7 +108,7 @@ def test_exact_prefix_external_id_and_spaces_and_org_admin():
     [r"(a)\1", r"(?=x)y", r"(?<!x)y", "(", "a" * 2000],
     ids=["backref", "lookahead", "lookbehind", "syntax", "too-long"],
 )
-def test_unsafe_or_invalid_patterns_rejected_at_creation(pattern: str):
+def test_unsafe_or_invalid_patterns_rejected_at_creation(pattern: str) -> None:
     with pytest.raises(UnsafePatternError) as err:
         validate_mapping_rule(rule(pattern=pattern))
     assert err.value.field == "pattern"
@@ -126,7 +126,7 @@ def test_unsafe_or_invalid_patterns_rejected_at_creation(pattern: str):
         ({"match": "exact", "pattern": "x", "kind": "space"}, "space"),
     ],
 )
-def test_rule_validation_names_the_field(kw: dict[str, object], field: str):
+def test_rule_validation_names_the_field(kw: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError) as err:
         validate_mapping_rule(rule(**kw))
     assert err.value.field == field
@@ -137,14 +137,14 @@ def test_rule_validation_names_the_field(kw: dict[str, object], field: str):
     [r"(?:[^!]{0,10}){1,99}!z1", r"[a-z0-9-]{1,200}", r"\pL+"],
     ids=["issue-10", "counted-repetition", "unicode-class"],
 )
-def test_patterns_over_the_program_size_limit_are_refused_naming_the_limit(pattern: str):
+def test_patterns_over_the_program_size_limit_are_refused_naming_the_limit(pattern: str) -> None:
     with pytest.raises(UnsafePatternError) as err:
         validate_mapping_rule(rule(pattern=pattern, workspace="ws-1", role="viewer"))
     assert err.value.field == "pattern"
     assert f"the limit is {MAX_PROGRAM_SIZE}" in err.value.message
 
 
-def test_usual_patterns_are_well_under_the_program_size_limit():
+def test_usual_patterns_are_well_under_the_program_size_limit() -> None:
     for pattern in (
         REGEX,
         r"(?i)^(?:okta|entra)-(?P<workspace>[a-z0-9-]+)-(?P<role>admin|editor|viewer)$",
@@ -154,7 +154,7 @@ def test_usual_patterns_are_well_under_the_program_size_limit():
         assert compile_pattern(pattern).programsize <= MAX_PROGRAM_SIZE
 
 
-def test_stored_rule_over_the_limit_is_a_problem_and_evaluations_are_counted():
+def test_stored_rule_over_the_limit_is_a_problem_and_evaluations_are_counted() -> None:
     # A rule stored before the limit existed: reported once, never raised, never run.
     costly = rule(id="old", pattern=r"(?:[^!]{0,10}){1,99}!z1", workspace="ws-1", role="viewer")
     groups = [ScimGroup("g1", "ds-ws-1-editor"), ScimGroup("g2", "x", external_id="e")]
