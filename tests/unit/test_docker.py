@@ -7,12 +7,13 @@ where a Compose implementation is installed."""
 from __future__ import annotations
 
 import re
-import shlex
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
+
+from tests.support.dockerfile import copies, stages
 
 ROOT = Path(__file__).resolve().parents[2]
 IDSYNC_SERVICES = {"migrate", "api", "worker", "beat"}
@@ -26,46 +27,6 @@ def compose() -> dict[str, Any]:
 
 def services() -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = compose()["services"]
-    return found
-
-
-# ------------------------------------------------------------------ Dockerfile
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
-    logical: list[str] = []
-    pending = ""
-    for raw in (ROOT / "Dockerfile").read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        logical.append(pending + line)
-        pending = ""
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in logical]
-
-
-def stages() -> list[list[tuple[str, str]]]:
-    out: list[list[tuple[str, str]]] = []
-    for instruction, args in dockerfile_instructions():
-        if instruction == "FROM":
-            out.append([])
-        out[-1].append((instruction, args))
-    return out
-
-
-def copies(stage: list[tuple[str, str]]) -> list[tuple[list[str], str]]:
-    """(sources, destination) of the stage's COPY lines that read the build context."""
-    found = []
-    for instruction, args in stage:
-        if instruction != "COPY":
-            continue
-        words = shlex.split(args)
-        if any(word.startswith("--from") for word in words):
-            continue
-        paths = [word for word in words if not word.startswith("--")]
-        found.append((paths[:-1], paths[-1]))
     return found
 
 
