@@ -189,12 +189,15 @@ def bench_rebuild(db: Database, cache: redis.Redis, org_id: str, users: int) -> 
     cache.flushdb()
     base_mem = int(cache.info("memory")["used_memory"])
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report = rebuild(db, CacheWriter(cache, org_id), org_id)
+    writer = CacheWriter(cache, org_id)
+    report = rebuild(db, writer, org_id)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stored = int(cache.hlen(writer.keys.sets(report.gen)))
     mem = int(cache.info("memory")["used_memory"]) - base_mem
     print(
         f"time {report.seconds:.2f} s ({users / report.seconds:,.0f} users/s), "
-        f"{report.sets} distinct group-set profiles, {report.chunks} chunks"
+        f"{report.sets} distinct group-set profiles (profile hash holds {stored}), "
+        f"{report.chunks} chunks"
     )
     print(
         f"peak RSS of the rebuilding process {rss1 / 1024:.0f} MiB "

@@ -20,6 +20,7 @@ from idsync.settings import Settings
 from models.cache.client import Check, CheckClient
 from models.cache.writer import CacheWriter
 from models.db.base import utcnow
+from models.db.config_store import RuleSpec, create_rule
 from models.db.database import Database
 from models.db.tables import GroupMember, User
 from tests.integration.cache.world import World
@@ -91,6 +92,18 @@ def run_freshness(
             ],
         )
     w.bind("big", "ws1", "viewer")
+    with db.write() as s:  # a group renamed into / out of this pattern gains / loses admin
+        create_rule(
+            s,
+            w.admin,
+            RuleSpec(
+                id="ds",
+                attribute="displayName",
+                match="regex",
+                pattern=r"^ds-(?P<workspace>[a-z0-9-]+)-(?P<role>admin|editor|viewer)$",
+            ),
+        )
+    w.group("renamed", names[:3])
     rebuild(db, CacheWriter(cache, w.org_id), w.org_id)
     install_change_hook(db, settings)
     env = dict(
@@ -147,6 +160,17 @@ def run_freshness(
             w.set_active(name, True)
             _until(lambda uid=uid: checks.check(uid, "ws1", "read").allowed)
         _report("deactivation", deact)
+        renamed, unrenamed = [], []
+        first = w.users[names[0]]
+        for _ in range(trials):
+            w.rename("renamed", "ds-ws1-admin")  # mapping rule binds it: admin
+            renamed.append(_until(lambda: checks.check(first, "ws1", "manage_workspace").allowed))
+            w.rename("renamed", "renamed")
+            unrenamed.append(
+                _until(lambda: not checks.check(first, "ws1", "manage_workspace").allowed)
+            )
+        _report("group rename into a mapping rule", renamed)
+        _report("group rename out of a mapping rule", unrenamed)
         queries = [Check(u, "ws1", "create_sources") for u in big_users]
 
         def all_are(allowed: bool) -> bool:
