@@ -162,7 +162,8 @@ def request_and_answer(method: str, path: str, body: Any, answer: Any) -> str:
 
 
 def summary(label: str, answer: dict[str, Any]) -> str:
-    lines = [f"{label}: {'allowed' if answer['allowed'] else 'denied'}"]
+    verdict = "allowed" if answer["allowed"] else f"denied ({answer['reason']})"
+    lines = [f"{label}: {verdict}"]
     if answer["missing"]:
         lines.append(f"  missing: {'; '.join(answer['missing'])}")
     lines.append(f"  rules: {', '.join(answer['rules'])}")
@@ -211,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         ana_eu: dict[str, Any] = {
-            "user_id": users["ana"],
-            "workspace_id": "marketing",
+            "user": users["ana"],
+            "workspace": "marketing",
             "grant": "view_parent_model_data",
             "resource": {
                 "type": "audience",
@@ -234,30 +235,28 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         approve = {
-            "workspace_id": "finance",
+            "workspace": "finance",
+            "source": "snowflake",
+            "destination": "braze",
             "action": "approve",
-            "sync": {
-                "source": {"type": "source", "id": "snowflake"},
-                "destination": {"type": "destination", "id": "braze"},
-            },
         }
         who_can_body = {
-            "workspace_id": "finance",
+            "workspace": "finance",
             "grant": "approve_syncs",
             "resource": {"type": "destination", "id": "braze"},
         }
         who_can = checked(admin.post("/api/v1/who-can", json=who_can_body))
         pat_dev = {
-            "user_id": users["pat"],
-            "workspace_id": "marketing-dev",
+            "user": users["pat"],
+            "workspace": "marketing-dev",
             "grant": "manage_workspace",
         }
 
         def olga_start(sync_id: str) -> dict[str, Any]:
             # No labels in the question: idsync uses the ones registered in acme.yaml.
             return {
-                "user_id": users["olga"],
-                "workspace_id": "ops",
+                "user": users["olga"],
+                "workspace": "ops",
                 "grant": "start",
                 "resource": {"type": "sync", "id": sync_id},
             }
@@ -265,14 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         lines = [
             summary(
                 "dan approves sync snowflake -> braze in finance",
-                explain(admin, {**approve, "user_id": users["dan"]}),
+                explain(admin, {**approve, "user": users["dan"]}),
             ),
             summary(
                 "fay approves sync snowflake -> braze in finance",
-                explain(admin, {**approve, "user_id": users["fay"]}),
+                explain(admin, {**approve, "user": users["fay"]}),
             ),
             "who-can approve_syncs on destination:braze in finance: "
-            + ", ".join(sorted(names[user_id] for user_id in who_can["user_ids"])),
+            + ", ".join(sorted(names[user_id] for user_id in who_can["users"])),
             summary("pat manages workspace marketing-dev", explain(admin, pat_dev)),
             summary(
                 "olga starts sync nightly-export in ops",

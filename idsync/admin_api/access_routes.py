@@ -28,7 +28,7 @@ from idsync.admin_api.views import conflict_out, what_can_out
 from models.access.access_model import AccessModel
 from models.access.inputs import ResourceRef, labels_of
 from models.access.refs import SyncRef
-from models.db.config_errors import ConfigError, NotFoundError
+from models.db.config_errors import ConfigError, ForbiddenError, NotFoundError
 from models.db.config_impact import groups_bound_in, org_admin_groups, workspace_trees
 from models.db.config_loader import load_org_config, load_user_inputs, users_in_groups
 from models.db.config_store import get_workspace
@@ -52,11 +52,6 @@ def resource_ref(body: ResourceRefIn | None) -> ResourceRef | None:
         ),
         space_scoped=body.space_scoped,
     )
-
-
-def _required(ref: ResourceRef | None) -> ResourceRef:
-    assert ref is not None
-    return ref
 
 
 def candidate_users(session: Session, org_id: str, ws_ids: list[str]) -> set[str]:
@@ -84,54 +79,81 @@ def user_permissions(user_id: str, admin: Admin, db: DB) -> UserPermissionsOut:
     )
 
 
+def _ref_or_id(value: ResourceRefIn | str | None) -> ResourceRef | str | None:
+    return value if value is None or isinstance(value, str) else resource_ref(value)
+
+
+SYNC_FIELDS = ("source", "destination", "action", "space_id", "id", "labels", "model")
+CHECK_FIELDS = ("grant", "resource")
+
+
+def _explain_form(body: ExplainIn) -> str:
+    """``check`` or ``sync``; fields of the other form are refused (422 naming one)."""
+    given = body.model_fields_set
+    form = body.type or ("sync" if given & {"source", "destination", "action"} else "check")
+    other = SYNC_FIELDS if form == "check" else CHECK_FIELDS
+    for name in other:
+        if getattr(body, name) is not None:
+            raise ConfigError(name, f"not part of a {form} question")
+    needed = ("grant",) if form == "check" else ("source", "destination", "action")
+    for name in needed:
+        if getattr(body, name) is None:
+            raise ConfigError(name, f"required in a {form} question")
+    return form
+
+
 @router.post("/explain")
 def explain(body: ExplainIn, admin: Admin, db: DB) -> dict[str, Any]:
-    """Why a check answers what it answers: groups, roles, bindings (with the rule or
-    'manual' that made them), decision rules, and for a deny what is missing.
+    """Why a check answers what it answers: the answer (``status``, ``allowed``,
+    ``reason``), groups, roles, bindings (with the rule or 'manual' that made them),
+    decision rules, and for a deny what is ``missing``.
 
-    Check form: ``grant`` (+ ``resource``). Sync form: ``sync`` + ``action``.
-    Unknown or inactive users get a deny, never an error.
+    Takes the body of a check or of a sync check (``user``, ``workspace``…). An unknown
+    workspace is 422 naming ``workspace``; unknown or inactive users get a deny, never
+    an error.
     """
+    if body.org is not None and body.org != admin.org_id:
+        raise ForbiddenError("org", "this admin key belongs to another organization")
+    form = _explain_form(body)
     with db.read() as s:
-        get_workspace(s, admin.org_id, body.workspace_id, "workspace_id")
-        users = load_user_inputs(s, admin.org_id, [body.user_id])
+        get_workspace(s, admin.org_id, body.workspace, "workspace")
+        users = load_user_inputs(s, admin.org_id, [body.user])
         config = load_org_config(s, admin.org_id)
     model = AccessModel(config)
-    user = users.get(body.user_id)
-    if body.sync is not None:
-        if body.action is None:
-            raise ConfigError("action", "required with sync")
-        sync = SyncRef(
-            source=_required(resource_ref(body.sync.source)),
-            destination=_required(resource_ref(body.sync.destination)),
-            space_id=body.sync.space_id,
-            id=body.sync.id,
-            labels=None if body.sync.labels is None else labels_of(body.sync.labels),
-            model=resource_ref(body.sync.model),
+    user = users.get(body.user)
+    if form == "sync":
+        source, destination = _ref_or_id(body.source), _ref_or_id(body.destination)
+        assert source is not None and destination is not None and body.action is not None
+        sync = SyncRef.of(
+            source,
+            destination,
+            body.space_id,
+            id=body.id,
+            labels=None if body.labels is None else labels_of(body.labels),
+            model=_ref_or_id(body.model),
         )
-        result = model.explain_sync(user, body.workspace_id, sync, body.action)
+        result = model.explain_sync(user, body.workspace, sync, body.action)
     else:
-        if body.grant is None:
-            raise ConfigError("grant", "required (or give sync and action)")
-        result = model.explain(user, body.workspace_id, body.grant, resource_ref(body.resource))
+        assert body.grant is not None
+        result = model.explain(user, body.workspace, body.grant, resource_ref(body.resource))
     out = result.to_dict()
-    out["user_id"] = body.user_id
+    out["user"] = body.user
     return out
 
 
 @router.post("/who-can")
 def who_can(body: WhoCanIn, admin: Admin, db: DB) -> WhoCanOut:
-    """Users allowed ``grant`` (on ``resource``) in ``workspace_id``."""
+    """Users allowed ``grant`` (on ``resource``) in ``workspace``."""
     with db.read() as s:
-        get_workspace(s, admin.org_id, body.workspace_id, "workspace_id")
+        get_workspace(s, admin.org_id, body.workspace, "workspace")
         config = load_org_config(s, admin.org_id)
         users = load_user_inputs(
-            s, admin.org_id, candidate_users(s, admin.org_id, [body.workspace_id])
+            s, admin.org_id, candidate_users(s, admin.org_id, [body.workspace])
         )
     ids = AccessModel(config).who_can(
-        users.values(), body.workspace_id, body.grant, resource_ref(body.resource)
+        users.values(), body.workspace, body.grant, resource_ref(body.resource)
     )
-    return WhoCanOut(workspace_id=body.workspace_id, grant=body.grant, user_ids=list(ids))
+    return WhoCanOut(workspace=body.workspace, grant=body.grant, users=list(ids))
 
 
 @router.get("/reports/legacy-conflicts")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 PermissionsModel = Literal["v2", "legacy"]
 
@@ -248,34 +249,67 @@ class ResourceRefIn(Strict):
     space_scoped: bool = False
 
 
-class SyncRefIn(Strict):
-    source: ResourceRefIn
-    destination: ResourceRefIn
-    space_id: str | None = None
-    id: str | None = None
-    labels: dict[str, str] | None = None
-    model: ResourceRefIn | None = None
+RENAMED: dict[str, str] = {
+    "user_id": "user",
+    "workspace_id": "workspace",
+    "sync": "source, destination, space_id, id, labels and model at the top level",
+}
+"""explain's names before it took a check's body (refused since, naming the new ones)."""
 
 
 class ExplainIn(Strict):
-    user_id: str
-    workspace_id: str
+    """The body of a check (``POST /check``) or of a sync check (``POST /check/sync``):
+    the same names, so a check that surprises can be pasted here as it was sent.
+
+    Check form: ``grant`` (+ ``resource``); sync form: ``source``, ``destination``,
+    ``action`` (+ ``space_id``, and for legacy ``id``, ``labels``, ``model``). ``type``
+    (``check`` or ``sync``) may say which; left out, the sync form is meant when
+    ``source``, ``destination`` or ``action`` is given. ``org``, when given, must be the
+    admin key's organization; ``min_revision`` is accepted and has no effect (explain
+    reads the database, which is never behind)."""
+
+    user_id: SkipJsonSchema[Any] = None
+    workspace_id: SkipJsonSchema[Any] = None
+    sync: SkipJsonSchema[Any] = None
+    type: Literal["check", "sync"] | None = None
+    org: str | None = None
+    min_revision: int | None = None
+    user: str
+    workspace: str
     grant: str | None = Field(default=None, description="check form: the grant or action")
     resource: ResourceRefIn | None = None
-    sync: SyncRefIn | None = Field(default=None, description="check_sync form (with action)")
-    action: str | None = None
+    source: ResourceRefIn | str | None = Field(
+        default=None, description="sync form: a source id, or a resource (parent model…)"
+    )
+    destination: ResourceRefIn | str | None = Field(
+        default=None, description="sync form: a destination id or resource"
+    )
+    action: str | None = Field(default=None, description="sync form: the action on the sync")
+    space_id: str | None = Field(default=None, description="sync form: the sync's Space")
+    id: str | None = Field(default=None, description="sync form, legacy: the sync's id")
+    labels: dict[str, str] | None = Field(
+        default=None, description="sync form, legacy: the sync's labels"
+    )
+    model: ResourceRefIn | str | None = Field(
+        default=None, description="sync form, legacy: the sync's model"
+    )
+
+    @field_validator("user_id", "workspace_id", "sync", mode="before")
+    @classmethod
+    def _renamed(cls, value: object, info: ValidationInfo) -> object:
+        raise ValueError(f"renamed: use {RENAMED[str(info.field_name)]} (as in a check)")
 
 
 class WhoCanIn(Strict):
-    workspace_id: str
+    workspace: str
     grant: str
     resource: ResourceRefIn | None = None
 
 
 class WhoCanOut(BaseModel):
-    workspace_id: str
+    workspace: str
     grant: str
-    user_ids: list[str]
+    users: list[str]
 
 
 class WorkspacePermissionsOut(BaseModel):

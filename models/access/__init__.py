@@ -22,7 +22,10 @@ Compiled cache form (``compiled``, ``compiler``, ``compiled_checks``):
 ``compile_for_groups``, ``Compiler``, ``Compiled``, ``encode_compiled``,
 ``decode_compiled``, ``encode_workspace_map``, ``decode_workspace_map``,
 ``group_set_key``, ``check_compiled``, ``check_sync_compiled``,
+``check_compiled_reason``, ``check_sync_compiled_reason``,
 ``check_model_edit_compiled``, ``visible_spaces_compiled``.
+
+Reason codes of an answer (``reasons``): ``REASONS``, ``DENY_REASONS``, ``GRANTED``….
 
 Mapping rules (``mapping_rules``): ``MappingRule``, ``ScimGroup``,
 ``validate_mapping_rule``, ``apply_mapping_rules``, ``MappingResult``.
@@ -49,8 +52,10 @@ from .compiled import (
 )
 from .compiled_checks import (
     check_compiled,
+    check_compiled_reason,
     check_model_edit_compiled,
     check_sync_compiled,
+    check_sync_compiled_reason,
     visible_spaces_compiled,
 )
 from .compiler import Compiler, compile_for_groups
@@ -87,6 +92,7 @@ from .mapping_rules import (
     apply_mapping_rules,
     validate_mapping_rule,
 )
+from .reasons import DENY_REASONS, GRANTED, REASONS
 from .refs import SyncRef
 from .roles import (
     LegacyRole,
@@ -102,9 +108,12 @@ from .subsets import SubsetCategory, SubsetLimit
 
 __all__ = [
     "ALL",
+    "DENY_REASONS",
+    "GRANTED",
     "LEGACY_BUILTIN",
     "LEGACY_PRECEDENCE",
     "MANUAL",
+    "REASONS",
     "RULES",
     "V2_PREBUILT",
     "V2_PREBUILT_TABLE",
@@ -147,8 +156,10 @@ __all__ = [
     "WorkspaceAccess",
     "apply_mapping_rules",
     "check_compiled",
+    "check_compiled_reason",
     "check_model_edit_compiled",
     "check_sync_compiled",
+    "check_sync_compiled_reason",
     "compile_for_groups",
     "config_problems",
     "decide_check",

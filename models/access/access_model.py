@@ -10,7 +10,7 @@ never an error.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .compiled import Compiled
 from .compiled_checks import check_compiled
@@ -26,6 +26,7 @@ from .evaluator import VisibleSpaces, WorkspaceAccess, evaluate_workspace
 from .explain import Explanation, build_explanation
 from .grants import V2_GRANTS_BY_CODE
 from .inputs import OrgConfig, ResourceRef, User
+from .reasons import UNKNOWN_USER
 from .refs import SyncRef, as_ref
 
 _MEMO_LIMIT = 50_000
@@ -114,7 +115,8 @@ class AccessModel:
         self, user: User | None, workspace_id: str, grant: str, resource: ResourceRef | None = None
     ) -> Decision:
         access = self.workspace_access(user, workspace_id)
-        return decide_check(access, self.config, grant, self._ref(workspace_id, resource))
+        decision = decide_check(access, self.config, grant, self._ref(workspace_id, resource))
+        return _user_reason(user, decision)
 
     def check(
         self, user: User | None, workspace_id: str, grant: str, resource: ResourceRef | None = None
@@ -141,7 +143,7 @@ class AccessModel:
     ) -> Decision:
         access = self.workspace_access(user, workspace_id)
         sync = sync.with_registered_labels(workspace_id, self.config)
-        return decide_sync(access, self.config, sync, action)
+        return _user_reason(user, decide_sync(access, self.config, sync, action))
 
     def check_sync(
         self,
@@ -328,6 +330,13 @@ class AccessModel:
             access=self.workspace_access(user, workspace_id),
             decision=decision,
         )
+
+
+def _user_reason(user: User | None, decision: Decision) -> Decision:
+    """An unknown user's deny says so (``unknown_user``), not ``user_inactive_or_deleted``."""
+    if user is None and not decision.allowed:
+        return replace(decision, reason=UNKNOWN_USER)
+    return decision
 
 
 def describe_token(token: str) -> str:

@@ -26,6 +26,17 @@ from .grants import (
     v2_code,
 )
 from .inputs import ResourceRef
+from .reasons import (
+    GRANT_MISSING,
+    GRANTED,
+    LABELS_NOT_MATCHED,
+    NO_ROLE_IN_WORKSPACE,
+    NOT_SAME_GROUP,
+    NOT_VALID_FOR_MODEL,
+    SPACE_ID_REQUIRED,
+    SPACE_NOT_VISIBLE,
+    SUBSET_NOT_ALLOWED,
+)
 from .refs import SyncRef
 from .roles import WILDCARD
 from .subsets import limit_allows
@@ -39,12 +50,50 @@ def visible_spaces_compiled(c: Compiled | None) -> VisibleSpaces:
     return ALL if c.spaces is None else c.spaces
 
 
-def _space_ok(c: Compiled, space_id: str | None, needs_space: bool) -> bool:
+def _space_reason(c: Compiled, space_id: str | None, needs_space: bool) -> str:
     if c.spaces is None:
-        return True
+        return GRANTED
     if space_id is None:
-        return not needs_space
-    return space_id in c.spaces
+        return SPACE_ID_REQUIRED if needs_space else GRANTED
+    return GRANTED if space_id in c.spaces else SPACE_NOT_VISIBLE
+
+
+def _hold_reason(
+    c: Compiled,
+    tokens: frozenset[str],
+    limited: frozenset[tuple[str, int]] | None,
+    grant: tuple[str, str],
+    ref: ResourceRef | None,
+) -> str:
+    """``granted``; ``subset_not_allowed`` when only subset-limited grants cover the
+    resource (in ``limited``, or anywhere when None) and none allows it; else
+    ``grant_missing``."""
+    scope, name = grant
+    code = v2_code(scope, name)
+    if scope == WORKSPACE:
+        return GRANTED if code in tokens else GRANT_MISSING
+    rid = ref.id if ref is not None else None
+    wildcard = f"{code}:{WILDCARD}"
+    exact = None if rid is None else f"{code}:{rid}"
+    if wildcard in tokens or (exact is not None and exact in tokens):
+        return GRANTED
+    by_base = c.limited_by_base
+    candidates = [*by_base.get(wildcard, ()), *(by_base.get(exact, ()) if exact else ())]
+    if not candidates:
+        return GRANT_MISSING
+    cats = c.categories_by_model.get(rid, ()) if scope == PARENT_MODEL and rid else ()
+    subsets = ref.subsets if ref is not None else None
+    reason = GRANT_MISSING
+    for base in (wildcard, exact):
+        if base is None:
+            continue
+        for k in by_base.get(base, ()):
+            if limited is not None and (base, k) not in limited:
+                continue
+            if limit_allows(cats, c.limits[k], subsets):
+                return GRANTED
+            reason = SUBSET_NOT_ALLOWED
+    return reason
 
 
 def _holds(
@@ -54,60 +103,55 @@ def _holds(
     grant: tuple[str, str],
     ref: ResourceRef | None,
 ) -> bool:
-    scope, name = grant
-    code = v2_code(scope, name)
-    if scope == WORKSPACE:
-        return code in tokens
-    rid = ref.id if ref is not None else None
-    wildcard = f"{code}:{WILDCARD}"
-    exact = None if rid is None else f"{code}:{rid}"
-    if wildcard in tokens or (exact is not None and exact in tokens):
-        return True
-    by_base = c.limited_by_base
-    candidates = [*by_base.get(wildcard, ()), *(by_base.get(exact, ()) if exact else ())]
-    if not candidates:
-        return False
-    cats = c.categories_by_model.get(rid, ()) if scope == PARENT_MODEL and rid else ()
-    subsets = ref.subsets if ref is not None else None
-    for base in (wildcard, exact):
-        if base is None:
-            continue
-        for k in by_base.get(base, ()):
-            if limited is not None and (base, k) not in limited:
-                continue
-            if limit_allows(cats, c.limits[k], subsets):
-                return True
-    return False
+    return _hold_reason(c, tokens, limited, grant, ref) == GRANTED
 
 
 def check_compiled(c: Compiled | None, grant: str, ref: ResourceRef | None = None) -> bool:
     """``check`` from the compiled entry of the asked workspace."""
+    return check_compiled_reason(c, grant, ref) == GRANTED
+
+
+def check_compiled_reason(c: Compiled | None, grant: str, ref: ResourceRef | None = None) -> str:
+    """``check``'s reason code (``models.access.reasons``): ``granted`` or why not.
+    No entry (no role in the workspace) is ``no_role_in_workspace``; the caller knows
+    whether the user is unknown, inactive or deleted instead."""
     models = question_models(grant, ref.type if ref is not None else None)
-    if c is None or c.model not in models:
-        return False
-    if ref is not None and not _space_ok(c, ref.space_id, ref.needs_space):
-        return False
+    if c is None:
+        return NO_ROLE_IN_WORKSPACE
+    if c.model not in models:
+        return NOT_VALID_FOR_MODEL
+    if ref is not None:
+        space = _space_reason(c, ref.space_id, ref.needs_space)
+        if space != GRANTED:
+            return space
     if c.model == "v2":
         if grant == READ or c.admin:
-            return True
+            return GRANTED
         scope = WORKSPACE if ref is None else REF_TYPE_TO_SCOPE[ref.type]
         needed: Sequence[str] = (grant,)
         if c.approvals and (scope, grant) in APPROVAL_SPLIT:
             needed = APPROVAL_SPLIT[(scope, grant)]
         elif not c.approvals and (scope, grant) in SPLIT_HALVES:
             needed = (SPLIT_HALVES[(scope, grant)][1],)
-        return all(_holds(c, c.tokens, None, (scope, n), ref) for n in needed)
+        for n in needed:
+            reason = _hold_reason(c, c.tokens, None, (scope, n), ref)
+            if reason != GRANTED:
+                return reason
+        return GRANTED
     assert ref is not None
-    return _legacy_allows(c, grant, ref)
+    return _legacy_reason(c, grant, ref)
 
 
-def _legacy_allows(c: Compiled, action: str, ref: ResourceRef) -> bool:
+def _legacy_reason(c: Compiled, action: str, ref: ResourceRef) -> str:
     if legacy_token(ref.type, action) in c.tokens:
-        return True
-    return any(
-        rtype == ref.type and action in acts and labels_match(conds, ref.labels)
-        for rtype, acts, conds in c.conditional
-    )
+        return GRANTED
+    conditioned = False
+    for rtype, acts, conds in c.conditional:
+        if rtype == ref.type and action in acts:
+            if labels_match(conds, ref.labels):
+                return GRANTED
+            conditioned = True
+    return LABELS_NOT_MATCHED if conditioned else GRANT_MISSING
 
 
 def _pair_ok(
@@ -125,15 +169,23 @@ def _pair_ok(
 
 def check_sync_compiled(c: Compiled | None, sync: SyncRef, action: str) -> bool:
     """``check_sync`` from the compiled entry (same-group rule via per-group pair sets)."""
+    return check_sync_compiled_reason(c, sync, action) == GRANTED
+
+
+def check_sync_compiled_reason(c: Compiled | None, sync: SyncRef, action: str) -> str:
+    """``check_sync``'s reason code: ``granted`` or why not (see ``check_compiled_reason``)."""
     models = validate_sync_question(sync, action)
-    if c is None or c.model not in models:
-        return False
-    if not _space_ok(c, sync.space_id, True):
-        return False
+    if c is None:
+        return NO_ROLE_IN_WORKSPACE
+    if c.model not in models:
+        return NOT_VALID_FOR_MODEL
+    space = _space_reason(c, sync.space_id, True)
+    if space != GRANTED:
+        return space
     if c.model == "v2":
         act = v2_sync_action(action)
         if act == "read" or c.admin:
-            return True
+            return GRANTED
         scope = sync_source_scope(sync.source.type)
         src = ResourceRef(scope, sync.source.id, subsets=sync.source.subsets)
         for sg, dg in v2_sync_requirements(scope, act, c.approvals):
@@ -141,24 +193,26 @@ def check_sync_compiled(c: Compiled | None, sync: SyncRef, action: str) -> bool:
                 continue
             if sg is None:
                 assert dg is not None
-                ok = _holds(c, c.tokens, None, ("destination", dg), sync.destination)
+                reason = _hold_reason(c, c.tokens, None, ("destination", dg), sync.destination)
             elif dg is None:
-                ok = _holds(c, c.tokens, None, (scope, sg), src)
-            else:
-                ok = any(
-                    _pair_ok(
-                        c,
-                        p,
-                        src_grant=(scope, sg),
-                        src=src,
-                        dst_grant=("destination", dg),
-                        dst=sync.destination,
-                    )
-                    for p in c.pair_sets
+                reason = _hold_reason(c, c.tokens, None, (scope, sg), src)
+            elif any(
+                _pair_ok(
+                    c,
+                    p,
+                    src_grant=(scope, sg),
+                    src=src,
+                    dst_grant=("destination", dg),
+                    dst=sync.destination,
                 )
-            if not ok:
-                return False
-        return True
+                for p in c.pair_sets
+            ):
+                reason = GRANTED
+            else:
+                reason = _pair_reason(c, (scope, sg), src, ("destination", dg), sync.destination)
+            if reason != GRANTED:
+                return reason
+        return GRANTED
     act = legacy_sync_action(action)
     checks = [
         (act, ResourceRef("sync", sync.id, None, sync.labels)),
@@ -174,9 +228,26 @@ def check_sync_compiled(c: Compiled | None, sync: SyncRef, action: str) -> bool:
         )
     for a, r in checks:
         question_models(a, r.type)
-        if not _legacy_allows(c, a, r):
-            return False
-    return True
+        reason = _legacy_reason(c, a, r)
+        if reason != GRANTED:
+            return reason
+    return GRANTED
+
+
+def _pair_reason(
+    c: Compiled,
+    src_grant: tuple[str, str],
+    src: ResourceRef,
+    dst_grant: tuple[str, str],
+    dst: ResourceRef,
+) -> str:
+    """No single group holds both sides: held by different groups (``not_same_group``),
+    or the first side nobody holds says why."""
+    src_reason = _hold_reason(c, c.tokens, None, src_grant, src)
+    dst_reason = _hold_reason(c, c.tokens, None, dst_grant, dst)
+    if src_reason == GRANTED and dst_reason == GRANTED:
+        return NOT_SAME_GROUP
+    return src_reason if src_reason != GRANTED else dst_reason
 
 
 def check_model_edit_compiled(

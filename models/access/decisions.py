@@ -23,6 +23,18 @@ from .grants import (
     question_models,
 )
 from .inputs import OrgConfig, ResourceRef
+from .reasons import (
+    GRANT_MISSING,
+    GRANTED,
+    LABELS_NOT_MATCHED,
+    NO_ROLE_IN_WORKSPACE,
+    NOT_SAME_GROUP,
+    NOT_VALID_FOR_MODEL,
+    SPACE_ID_REQUIRED,
+    SPACE_NOT_VISIBLE,
+    SUBSET_NOT_ALLOWED,
+    USER_INACTIVE_OR_DELETED,
+)
 from .refs import SyncRef
 from .roles import WILDCARD
 from .subsets import limit_allows
@@ -51,10 +63,39 @@ class Decision:
     rules: tuple[str, ...] = ()
     matched: tuple[Match, ...] = ()
     missing: tuple[str, ...] = ()
+    reason: str = GRANTED
+    """``granted``, or the code of the first thing missing (``models.access.reasons``)."""
 
 
-def _deny(rules: Sequence[str], missing: Sequence[str]) -> Decision:
-    return Decision(False, tuple(sorted(set(rules))), (), tuple(missing))
+class _Missing:
+    """What a deny lacks, in the order checked; the first item's code is the reason."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.reasons: list[str] = []
+
+    def add(self, reason: str, text: str) -> None:
+        self.reasons.append(reason)
+        self.items.append(text)
+
+    def extend(self, decision: Decision) -> None:
+        if not decision.allowed:
+            self.reasons.append(decision.reason)
+            self.items.extend(decision.missing)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def decision(self, rules: set[str], matched: list[Match]) -> Decision:
+        if not self.items:
+            return Decision(True, tuple(sorted(rules)), tuple(matched), (), GRANTED)
+        return Decision(
+            False, tuple(sorted(rules)), tuple(matched), tuple(self.items), self.reasons[0]
+        )
+
+
+def _deny(rules: Sequence[str], missing: Sequence[str], reason: str) -> Decision:
+    return Decision(False, tuple(sorted(set(rules))), (), tuple(missing), reason)
 
 
 def _ref_text(ref: ResourceRef | None) -> str:
@@ -65,22 +106,30 @@ def _ref_text(ref: ResourceRef | None) -> str:
 
 def _space_gate(
     access: WorkspaceAccess, space_id: str | None, needs_space: bool, rules: set[str]
-) -> list[str]:
-    """Missing items for the Space part of a check (empty list: Space is fine)."""
+) -> _Missing:
+    """Missing items for the Space part of a check (empty: the Space is fine)."""
+    missing = _Missing()
     if access.visible is None:
         if access.spaces_enabled and space_id is not None:
             rules.add("spaces.admins_see_all")
-        return []
+        return missing
     if space_id is None:
         if needs_space:
             rules.add("spaces.space_and_grant")
-            return ["a space id (Spaces are enabled and the resource is Space-scoped)"]
-        return []
+            missing.add(
+                SPACE_ID_REQUIRED,
+                "a space_id (Spaces are enabled and the resource lives in a Space)",
+            )
+        return missing
     rules.add("spaces.space_and_grant")
     if space_id not in access.visible:
         rules.add("spaces.visibility_per_user")
-        return [f"Space {space_id!r} visible (a group with a role here assigned to it)"]
-    return []
+        missing.add(
+            SPACE_NOT_VISIBLE,
+            f"Space {space_id!r} of workspace {access.root_id!r} visible: no group of the "
+            "user that holds a role there is assigned to it",
+        )
+    return missing
 
 
 def _group_holds(
@@ -119,16 +168,47 @@ def _holds(
     return None
 
 
+def _why_not(access: WorkspaceAccess, scope: str, name: str, ref: ResourceRef | None) -> str:
+    """Why no group holds ``name`` on ``ref``: only subset-limited grants cover the
+    resource (``subset_not_allowed``), or none does (``grant_missing``)."""
+    rid = ref.id if ref is not None else None
+    for g in access.groups:
+        for e in g.grants:
+            if e.scope != scope or e.name != name or e.limit is None:
+                continue
+            if scope == WORKSPACE or e.resource_id in (WILDCARD, rid):
+                return SUBSET_NOT_ALLOWED
+    return GRANT_MISSING
+
+
+def _missing_grant(name: str, ref: ResourceRef | None, reason: str) -> str:
+    on = _ref_text(ref)
+    if reason != SUBSET_NOT_ALLOWED:
+        return f"{name} on {on}"
+    used = ", ".join(f"{c}={v}" for c, v in sorted(ref.subsets or ())) if ref else ""
+    what = f"the subset values used ({used})" if used else "audiences on it"
+    return f"{name} on {on} covering {what}: the user's grants are subset-limited"
+
+
 def _preamble(access: WorkspaceAccess | None, models: frozenset[str]) -> Decision | None:
     if access is None:
-        return _deny(["users.inactive_or_deleted_denied"], ["an active, known user"])
+        return _deny(
+            ["users.inactive_or_deleted_denied"],
+            ["an active, known user"],
+            USER_INACTIVE_OR_DELETED,
+        )
     if not access.has_role:
         rules = [*access.rules, "groups.no_role_sees_nothing"]
-        return _deny(rules, [f"a role binding in workspace {access.workspace_id!r}"])
+        return _deny(
+            rules,
+            [f"a role binding in workspace {access.workspace_id!r}"],
+            NO_ROLE_IN_WORKSPACE,
+        )
     if access.model not in models:
         return _deny(
             [*access.rules, "check.invalid_for_model"],
             [f"a question valid in a {access.model} workspace"],
+            NOT_VALID_FOR_MODEL,
         )
     return None
 
@@ -175,7 +255,8 @@ def decide_check(
                 _subset_rules(access, config, (scope, name), ref, rules)
                 m = _holds(access, config, scope, name, ref)
                 if m is None:
-                    missing.append(f"{name} on {_ref_text(ref) if ref else 'workspace'}")
+                    why = _why_not(access, scope, name, ref)
+                    missing.add(why, _missing_grant(name, ref, why))
                 else:
                     _match_rules(m, rules)
                     matched.append(m)
@@ -183,19 +264,27 @@ def decide_check(
         assert ref is not None and access.legacy is not None
         rules.add("legacy.one_role_per_user")
         ok = (ref.type, grant) in access.legacy.actions
+        conditioned = False
         if not ok:
             for rtype, acts, conds in access.legacy.conditional:
                 if rtype == ref.type and grant in acts:
                     rules.add("legacy.label_conditions")
+                    conditioned = True
                     if labels_match(conds, ref.labels):
                         ok = True
                         break
         _legacy_rules(access.legacy_role, grant, ref.type, rules)
         if ok:
             matched.append(_legacy_match(access, f"{grant} on {_ref_text(ref)}"))
+        elif conditioned:
+            missing.add(
+                LABELS_NOT_MATCHED,
+                f"{grant} on {_ref_text(ref)}: role {access.legacy_role!r} allows it only on "
+                "resources whose labels meet its conditions",
+            )
         else:
-            missing.append(f"{grant} on {ref.type} in role {access.legacy_role!r}")
-    return Decision(not missing, tuple(sorted(rules)), tuple(matched), tuple(missing))
+            missing.add(GRANT_MISSING, f"{grant} on {ref.type} in role {access.legacy_role!r}")
+    return missing.decision(rules, matched)
 
 
 def _match_rules(m: Match, rules: set[str]) -> None:
@@ -323,12 +412,37 @@ def decide_sync(
                     if dg is not None:
                         parts.append(f"{dg} on destination:{sync.destination.id}")
                     same = " from the same group" if len(parts) == 2 else ""
-                    missing.append(" and ".join(parts) + same)
+                    missing.add(
+                        _sync_why_not(access, config, (scope, sg, src_ref), dg, sync.destination),
+                        " and ".join(parts) + same,
+                    )
                 else:
                     matched.extend(found)
     else:
         _legacy_sync(access, config, sync, action, (rules, matched, missing))
-    return Decision(not missing, tuple(sorted(rules)), tuple(matched), tuple(missing))
+    return missing.decision(rules, matched)
+
+
+def _sync_why_not(
+    access: WorkspaceAccess,
+    config: OrgConfig,
+    src: tuple[str, str | None, ResourceRef],
+    dg: str | None,
+    dst: ResourceRef,
+) -> str:
+    """Why no single group holds a sync's pair: each side is held, but by different
+    groups (``not_same_group``), or the first side nobody holds says why."""
+    scope, sg, src_ref = src
+    sides = [(scope, sg, src_ref), ("destination", dg, dst)]
+    held = [
+        name is None or _holds(access, config, sc, name, ref) is not None for sc, name, ref in sides
+    ]
+    if all(held):
+        return NOT_SAME_GROUP
+    for (sc, name, ref), ok in zip(sides, held, strict=True):
+        if not ok and name is not None:
+            return _why_not(access, sc, name, ref)
+    return GRANT_MISSING  # pragma: no cover - some side is not held
 
 
 def _legacy_sync(
@@ -336,7 +450,7 @@ def _legacy_sync(
     config: OrgConfig,
     sync: SyncRef,
     action: str,
-    out: tuple[set[str], list[Match], list[str]],
+    out: tuple[set[str], list[Match], _Missing],
 ) -> None:
     rules, matched, missing = out
     act = legacy_sync_action(action)
@@ -352,7 +466,7 @@ def _legacy_sync(
         d = decide_check(access, config, a, ResourceRef(r.type, r.id, None, r.labels))
         rules.update(d.rules)
         matched.extend(d.matched)
-        missing.extend(d.missing)
+        missing.extend(d)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ class IgnoredBindingExplanation:
 class Explanation:
     question: str
     allowed: bool
+    reason: str
+    """``granted`` or the deny's code (``models.access.reasons``), as a check answers."""
     user_id: str | None
     workspace_id: str
     root_workspace_id: str | None
@@ -47,8 +49,21 @@ class Explanation:
     rules: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (deterministic: every list is sorted)."""
-        return asdict(self)
+        """JSON-ready form (deterministic: every list is sorted), in the check API's
+        words: ``status`` and ``reason`` as a check answers them, ``user``,
+        ``workspace`` and ``root_workspace`` for the ids."""
+        out = asdict(self)
+        body: dict[str, Any] = {
+            "question": out.pop("question"),
+            "status": "allow" if self.allowed else "deny",
+            "allowed": out.pop("allowed"),
+            "reason": out.pop("reason"),
+            "user": out.pop("user_id"),
+            "workspace": out.pop("workspace_id"),
+            "root_workspace": out.pop("root_workspace_id"),
+        }
+        body.update(out)
+        return body
 
 
 def build_explanation(
@@ -64,6 +79,7 @@ def build_explanation(
         return Explanation(
             question=question,
             allowed=False,
+            reason=decision.reason,
             user_id=user_id,
             workspace_id=workspace_id,
             root_workspace_id=None,
@@ -104,6 +120,7 @@ def build_explanation(
     return Explanation(
         question=question,
         allowed=decision.allowed,
+        reason=decision.reason,
         user_id=user_id,
         workspace_id=workspace_id,
         root_workspace_id=access.root_id,

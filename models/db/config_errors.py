@@ -22,6 +22,12 @@ class ConfigError(Exception):
         return type(self)(field, self.message)
 
 
+class ForbiddenError(ConfigError):
+    """The request names another organization than the admin key's."""
+
+    status = 403
+
+
 class NotFoundError(ConfigError):
     """The object named in the request path does not exist in the organization."""
 

@@ -484,9 +484,9 @@ def api_request(rng: random.Random, world: World) -> Req:
         (
             "POST",
             "/explain",
-            {"user_id": uid, "workspace_id": "w", "grant": "access_agents", "resource": resource},
+            {"user": uid, "workspace": "w", "grant": "access_agents", "resource": resource},
         ),
-        ("POST", "/who-can", {"workspace_id": "w", "grant": "access_agents"}),
+        ("POST", "/who-can", {"workspace": "w", "grant": "access_agents"}),
         (
             "POST",
             "/workspaces",

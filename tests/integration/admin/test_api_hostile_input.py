@@ -70,7 +70,7 @@ def test_deeply_nested_bodies_are_422(guarded: tuple[TestClient, dict[str, str]]
         bodies = [
             ("/api/v1/roles", f'{{"id":"r","name":"r","resource_grants":[{{"scope":{deep}}}]}}'),
             ("/api/v1/check", f'{{"org":"o","user":{deep},"workspace":"w","grant":"g"}}'),
-            ("/api/v1/explain", f'{{"user_id":"u","workspace_id":{deep},"x":"\\u0041"}}'),
+            ("/api/v1/explain", f'{{"user":"u","workspace":{deep},"x":"\\u0041"}}'),
             ("/api/v1/mapping-rules", deep),
         ]
         for path, body in bodies:
@@ -90,7 +90,7 @@ def test_raw_surrogate_bytes_are_422(two: Two) -> None:
         ("PUT", "/api/v1/workspaces/w/resources/source/s1", b'{"labels":{"env":"' + bad + b'"}}'),
         ("POST", "/api/v1/workspaces", b'{"id":"w2","name":"' + bad + b'"}'),
         ("POST", "/api/v1/check", b'{"org":"o","workspace":"w","grant":"g","user":"' + bad + b'"}'),
-        ("POST", "/api/v1/explain", b'{"workspace_id":"w","grant":"g","user_id":"' + bad + b'"}'),
+        ("POST", "/api/v1/explain", b'{"workspace":"w","grant":"g","user":"' + bad + b'"}'),
         (
             "POST",
             "/api/v1/mapping-rules",

@@ -258,7 +258,7 @@ def test_postgres_down_admin_reads_and_checks_are_503_json(
         service = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
         assert client.get("/api/v1/organization", headers=admin).status_code == 200
         proxy.stop()  # PostgreSQL unreachable for this app
-        explain = {"user_id": setup.alice, "workspace_id": "ws1", "grant": "create_sources"}
+        explain = {"user": setup.alice, "workspace": "ws1", "grant": "create_sources"}
         for resp in (
             client.get("/api/v1/organization", headers=admin),
             client.post("/api/v1/explain", json=explain, headers=admin),

@@ -10,14 +10,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.access import (
+    REASONS,
     AccessModel,
     OrgConfig,
     SyncRef,
     UnknownGrantError,
     User,
     check_compiled,
+    check_compiled_reason,
     check_model_edit_compiled,
     check_sync_compiled,
+    check_sync_compiled_reason,
     compile_for_groups,
     decode_compiled,
     decode_workspace_map,
@@ -55,6 +58,20 @@ def _compiled(entry, grant, ref):
         return "raise"
 
 
+def _rich_reason(am: AccessModel, u: User, ws: str, grant, ref):
+    try:
+        return am.decide(u, ws, grant, ref).reason
+    except UnknownGrantError:
+        return "raise"
+
+
+def _compiled_reason(entry, grant, ref):
+    try:
+        return check_compiled_reason(entry, grant, ref)
+    except UnknownGrantError:
+        return "raise"
+
+
 @FAST
 @given(
     org_configs(),
@@ -82,18 +99,26 @@ def test_compiled_decisions_equal_evaluator(cfg: OrgConfig, groups, qs, sqs):
             expected = _rich(am, u, ws, grant, ref)
             assert _compiled(entry, grant, resolved) == expected, (ws, grant, ref)
             assert _compiled(entry2, grant, resolved) == expected, (ws, grant, ref)
+            reason = _rich_reason(am, u, ws, grant, ref)
+            assert reason in (*REASONS, "raise")
+            assert (reason == "granted") == (expected is True) or reason == "raise"
+            assert _compiled_reason(entry, grant, resolved) == reason, (ws, grant, ref)
+            assert _compiled_reason(entry2, grant, resolved) == reason, (ws, grant, ref)
         for sync, action in sqs:
             resolved_sync = sync.with_registered_labels(ws, cfg)
             try:
-                expected = am.decide_sync(u, ws, sync, action).allowed
+                decision = am.decide_sync(u, ws, sync, action)
+                expected, expected_reason = decision.allowed, decision.reason
             except UnknownGrantError:
-                expected = "raise"
+                expected = expected_reason = "raise"
             for e in (entry, entry2):
                 try:
                     got = check_sync_compiled(e, resolved_sync, action)
+                    got_reason = check_sync_compiled_reason(e, resolved_sync, action)
                 except UnknownGrantError:
-                    got = "raise"
+                    got = got_reason = "raise"
                 assert got == expected, (ws, sync, action)
+                assert got_reason == expected_reason, (ws, sync, action)
         if sqs and entry is not None:
             model_ref = sqs[0][0].source if entry.model == "v2" else None
             if model_ref is not None and model_ref.type == "source":
