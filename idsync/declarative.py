@@ -458,13 +458,26 @@ class _Applier:
                     )
                 )
             }
+            wanted: list[tuple[int, str, str, RoleBindingDecl]] = []
             for i, rb in enumerate(decl.roles):
                 where = f"bindings.roles[{i}]"
                 gid, name = _resolve_group(self.s, self.org, rb.group, where)
                 if current_rb.pop((gid, rb.workspace, rb.role), None) is None:
+                    wanted.append((i, gid, name, rb))
+            for i, gid, name, rb in wanted:
+                where = f"bindings.roles[{i}]"
+                # the group's binding in this workspace that the file no longer lists:
+                # its role changed (one change in place, not a delete and a create)
+                old = next((k for k in sorted(current_rb) if k[:2] == (gid, rb.workspace)), None)
+                if old is not None:
+                    old_row = current_rb.pop(old)
                     with _under(where):
-                        store.create_role_binding(self.s, self.ctx, gid, rb.workspace, rb.role)
-                    self.diff.append(f"+ binding {name} -> {rb.workspace}/{rb.role}")
+                        store.change_role_binding(self.s, self.ctx, old_row.id, rb.role)
+                    self.diff.append(f"~ binding {name} -> {rb.workspace}: {old[2]} -> {rb.role}")
+                    continue
+                with _under(where):
+                    store.create_role_binding(self.s, self.ctx, gid, rb.workspace, rb.role)
+                self.diff.append(f"+ binding {name} -> {rb.workspace}/{rb.role}")
             for (g, w, r), rb_row in sorted(current_rb.items()):
                 self._delete_binding("role_binding", rb_row.id, f"- binding {g} -> {w}/{r}")
         if decl.spaces is not None:

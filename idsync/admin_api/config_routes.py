@@ -20,6 +20,7 @@ from idsync.admin_api.schemas import (
     ParentModelSubsetsOut,
     ResourceIn,
     ResourceOut,
+    RoleBindingChangeIn,
     RoleBindingIn,
     RoleIn,
     RoleOut,
@@ -356,6 +357,18 @@ def assign_space(body: SpaceAssignmentIn, admin: Admin, db: DB) -> BindingOut:
         return binding_out(
             store.create_space_assignment(s, _ctx(admin), body.group_id, body.space_id)
         )
+
+
+@router.put("/bindings/roles/{binding_id}", tags=["bindings"])
+@router.patch("/bindings/roles/{binding_id}", tags=["bindings"])
+def change_binding_role(
+    binding_id: str, body: RoleBindingChangeIn, admin: Admin, db: DB
+) -> BindingOut:
+    """Give a manual role binding another role, in place (one change row; the group's
+    members are recomputed). Its group and workspace never change."""
+    with db.write() as s:
+        row = store.change_role_binding(s, _ctx(admin), binding_id, body.role_id)
+        return binding_out(row)
 
 
 _KINDS = {"org-admins": "org_admin_binding", "roles": "role_binding", "spaces": "space_assignment"}

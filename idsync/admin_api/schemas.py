@@ -120,6 +120,10 @@ class RoleBindingIn(Strict):
     role_id: str
 
 
+class RoleBindingChangeIn(Strict):
+    role_id: str
+
+
 class SpaceAssignmentIn(Strict):
     group_id: str
     space_id: str

@@ -547,12 +547,7 @@ def create_role_binding(
             f"{workspace_id!r} is an environment of {ws.parent_workspace_id!r}; "
             "bind the parent workspace",
         )
-    model = role_model(session, ctx.org_id, role_id)
-    if model != ws.permissions_model:
-        raise ConfigError(
-            "role_id",
-            f"{model} role {role_id!r} cannot be bound in a {ws.permissions_model} workspace",
-        )
+    _check_role_for_workspace(session, ctx.org_id, ws, role_id)
     exists = session.scalar(
         select(RoleBindingRow.id).where(
             RoleBindingRow.org_id == ctx.org_id,
@@ -583,6 +578,62 @@ def create_role_binding(
         f"{workspace_id}/{role_id}",
     )
     return row
+
+
+def change_role_binding(
+    session: Session, ctx: WriteContext, binding_id: str, role_id: str
+) -> RoleBindingRow:
+    """Give a manual role binding another role, in place: one ``config.binding.updated``
+    change row naming the binding's group (its members are recomputed). The same role:
+    nothing written. Rule-made bindings follow their rule (409)."""
+    row = session.get(RoleBindingRow, binding_id) if isinstance(binding_id, str) else None
+    if row is None or row.org_id != ctx.org_id:
+        raise NotFoundError("id", f"no role binding {binding_id!r}")
+    if row.source != MANUAL:
+        raise ConflictError(
+            "id", f"made by mapping rule {row.source!r}; change or delete the rule instead"
+        )
+    if row.role_id == role_id:
+        return row
+    ws = get_workspace(session, ctx.org_id, row.workspace_id, "workspace_id")
+    _check_role_for_workspace(session, ctx.org_id, ws, role_id)
+    exists = session.scalar(
+        select(RoleBindingRow.id).where(
+            RoleBindingRow.org_id == ctx.org_id,
+            RoleBindingRow.group_id == row.group_id,
+            RoleBindingRow.workspace_id == row.workspace_id,
+            RoleBindingRow.role_id == role_id,
+            RoleBindingRow.source == MANUAL,
+        )
+    )
+    if exists is not None:
+        raise ConflictError(
+            "role_id", f"the group already holds {role_id!r} here (manual binding {exists})"
+        )
+    old_role, row.role_id = row.role_id, role_id
+    session.flush()
+    _record(
+        session,
+        ctx,
+        "config.binding.updated",
+        "role_binding",
+        row.id,
+        [row.group_id],
+        f"{row.workspace_id}/{old_role} -> {role_id}",
+    )
+    return row
+
+
+def _check_role_for_workspace(
+    session: Session, org_id: str, ws: ConfigWorkspace, role_id: str
+) -> None:
+    """A role bound in ``ws`` must exist and be of the workspace's permissions model."""
+    model = role_model(session, org_id, role_id)
+    if model != ws.permissions_model:
+        raise ConfigError(
+            "role_id",
+            f"{model} role {role_id!r} cannot be bound in a {ws.permissions_model} workspace",
+        )
 
 
 def create_space_assignment(
@@ -923,6 +974,7 @@ __all__ = [
     "WorkspaceSpec",
     "WriteContext",
     "apply_mapping_rules",
+    "change_role_binding",
     "create_org_admin_binding",
     "create_role",
     "create_role_binding",

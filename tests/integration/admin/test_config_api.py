@@ -289,3 +289,66 @@ def test_admin_writes_record_the_request_id(api: Api) -> None:
     assert by_kind["config.workspace.created"] == "req-admin-1"
     bindings = [c.request_id for c in api.changes() if c.kind.startswith("config.binding")]
     assert bindings == ["req-admin-2"]
+
+
+def test_a_role_binding_changes_role_in_place(two: Two) -> None:
+    """PUT/PATCH /bindings/roles/{id} {role_id}: one change row naming the group, the
+    binding keeps its id, group and workspace; the members' permissions follow."""
+    api = two.a
+    api.ok("post", "/workspaces", {"id": "prod"})
+    api.ok("post", "/workspaces", {"id": "old", "permissions_model": "legacy"})
+    ada = api.user("ada")
+    g = api.group("Analysts", members=[ada])
+    other = api.group("Others")
+    rb = api.ok(
+        "post", "/bindings/roles", {"group_id": g, "workspace_id": "prod", "role_id": "viewer"}
+    )
+    n = len(api.changes())
+    changed = api.ok("put", f"/bindings/roles/{rb['id']}", {"role_id": "editor"})
+    assert {k: changed[k] for k in ("id", "group_id", "workspace_id", "role_id", "source")} == {
+        "id": rb["id"],
+        "group_id": g,
+        "workspace_id": "prod",
+        "role_id": "editor",
+        "source": "manual",
+    }
+    changes = api.changes()[n:]
+    assert [(c.kind, c.resource_type, c.resource_id, c.group_ids) for c in changes] == [
+        ("config.binding.updated", "role_binding", rb["id"], [g])
+    ]
+    assert "viewer -> editor" in changes[0].summary
+    perms = api.ok("get", f"/users/{ada}/permissions")
+    assert {w["workspace_id"]: w["roles"] for w in perms["workspaces"]}["prod"] == ["editor"]
+    # PATCH is the same; the same role again writes nothing
+    api.ok("patch", f"/bindings/roles/{rb['id']}", {"role_id": "draft_editor"})
+    n = len(api.changes())
+    api.ok("patch", f"/bindings/roles/{rb['id']}", {"role_id": "draft_editor"})
+    assert len(api.changes()) == n
+    # refused, naming the field, nothing written
+    for body, status, field in (
+        ({"role_id": "legacy_admin"}, 422, "role_id"),
+        ({"role_id": "nope"}, 422, "role_id"),
+        ({"role_id": "viewer", "workspace_id": "old"}, 422, "workspace_id"),
+        ({}, 422, "role_id"),
+    ):
+        resp = api.put(f"/bindings/roles/{rb['id']}", body)
+        assert (resp.status_code, resp.json()["field"]) == (status, field), resp.text
+    api.ok("post", "/bindings/roles", {"group_id": g, "workspace_id": "prod", "role_id": "viewer"})
+    dup = api.put(f"/bindings/roles/{rb['id']}", {"role_id": "viewer"})
+    assert dup.status_code == 409 and dup.json()["field"] == "role_id"
+    assert api.put("/bindings/roles/nope", {"role_id": "viewer"}).status_code == 404
+    assert two.b.put(f"/bindings/roles/{rb['id']}", {"role_id": "viewer"}).status_code == 404
+    assert len(api.changes()) == n + 1  # only the second POST
+    # a rule-made binding follows its rule
+    rule = {
+        "id": "others",
+        "attribute": "displayName",
+        "match": "exact",
+        "pattern": "Others",
+        "workspace": "prod",
+        "role": "viewer",
+    }
+    api.ok("post", "/mapping-rules", rule)
+    made = api.ok("get", f"/bindings?group_id={other}")[0]
+    resp = api.patch(f"/bindings/roles/{made['id']}", {"role_id": "editor"})
+    assert resp.status_code == 409 and "others" in resp.json()["detail"]

@@ -80,9 +80,8 @@ bindings:
     assert "~ workspace marketing: approvals_required: False -> True" in result.diff
     assert "- workspace marketing-dev" in result.diff
     assert "- workspace ops" in result.diff
-    assert any(
-        line.startswith("+ binding Marketing Editors -> marketing/viewer") for line in result.diff
-    )
+    # the group's binding changed role in place (not a delete and a create)
+    assert "~ binding Marketing Editors -> marketing: editor -> viewer" in result.diff
     assert [w["id"] for w in api.ok("get", "/workspaces")] == ["marketing"]
     # spaces were not listed for marketing: left alone; roles section absent: left alone
     assert {s["id"] for s in api.ok("get", "/spaces")} == {"emea", "americas"}
@@ -176,3 +175,30 @@ workspaces:
     )
     assert result.diff == ["- workspace c", "- workspace b", "- workspace a"]
     assert api.ok("get", "/workspaces") == []
+
+
+def test_apply_changes_a_bindings_role_in_place(api: Api) -> None:
+    groups = _groups(api)
+    apply_file(api.db, None, load_config_file(EXAMPLE), dry_run=False, actor="test")
+    before = api.ok(
+        "get", f"/bindings?group_id={groups['Marketing Editors']}&workspace_id=marketing"
+    )
+    (editor,) = [b for b in before if b["kind"] == "role_binding"]
+    text = EXAMPLE.read_text().replace(
+        "{group: Marketing Editors, workspace: marketing, role: editor}",
+        "{group: Marketing Editors, workspace: marketing, role: draft_editor}",
+    )
+    assert "role: draft_editor}" in text
+    n = len(api.changes())
+    result = apply_file(api.db, None, parse_config(text), dry_run=False, actor="test")
+    assert result.diff == ["~ binding Marketing Editors -> marketing: editor -> draft_editor"]
+    changes = api.changes()[n:]
+    assert [(c.kind, c.resource_id, c.group_ids) for c in changes] == [
+        ("config.binding.updated", editor["id"], [groups["Marketing Editors"]])
+    ]
+    after = api.ok(
+        "get", f"/bindings?group_id={groups['Marketing Editors']}&workspace_id=marketing"
+    )
+    assert [(b["id"], b["role_id"]) for b in after if b["kind"] == "role_binding"] == [
+        (editor["id"], "draft_editor")
+    ]
