@@ -141,7 +141,7 @@ def build_config(rnd: random.Random) -> OrgConfig:
             src = "manual" if rnd.random() < 0.5 else f"rule-{rnd.randrange(5)}"
             bindings.append(RoleBinding(gid, w.id, rnd.choice(pool), src))
             if w.spaces_enabled:
-                assignments.append(SpaceAssignment(gid, f"{w.id}-sp{rnd.randrange(3)}"))
+                assignments.append(SpaceAssignment(gid, w.id, f"{w.id}-sp{rnd.randrange(3)}"))
     # an all-staff group: viewer in several workspaces
     for w in roots[:6]:
         bindings.append(RoleBinding("all-staff", w.id, "viewer"))

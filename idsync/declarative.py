@@ -97,6 +97,7 @@ class RoleBindingDecl(_Strict):
 
 class SpaceAssignmentDecl(_Strict):
     group: GroupRef
+    workspace: str
     space: str
 
 
@@ -328,11 +329,11 @@ class _Applier:
                 self.diff.append(f"+ space {sp.id} in {decl.id}")
             elif row.name != sp.name:
                 with _under(at):
-                    store.update_space(self.s, self.ctx, sp.id, sp.name)
+                    store.update_space(self.s, self.ctx, decl.id, sp.id, sp.name)
                 self.diff.append(f"~ space {sp.id}: name {row.name!r} -> {sp.name!r}")
         for space_id in sorted(current):
             with _under(f"{where}.spaces"):
-                store.delete_space(self.s, self.ctx, space_id)
+                store.delete_space(self.s, self.ctx, decl.id, space_id)
             self.diff.append(f"- space {space_id} in {decl.id}")
 
     def subsets(self, decl: WorkspaceDecl, where: str) -> None:
@@ -481,8 +482,8 @@ class _Applier:
             for (g, w, r), rb_row in sorted(current_rb.items()):
                 self._delete_binding("role_binding", rb_row.id, f"- binding {g} -> {w}/{r}")
         if decl.spaces is not None:
-            current_sa: dict[tuple[str, str], SpaceAssignmentRow] = {
-                (row.group_id, row.space_id): row
+            current_sa: dict[tuple[str, str, str], SpaceAssignmentRow] = {
+                (row.group_id, row.workspace_id, row.space_id): row
                 for row in self.s.scalars(
                     select(SpaceAssignmentRow).where(
                         SpaceAssignmentRow.org_id == self.org, SpaceAssignmentRow.source == MANUAL
@@ -492,13 +493,13 @@ class _Applier:
             for i, sa in enumerate(decl.spaces):
                 where = f"bindings.spaces[{i}]"
                 gid, name = _resolve_group(self.s, self.org, sa.group, where)
-                if current_sa.pop((gid, sa.space), None) is None:
+                if current_sa.pop((gid, sa.workspace, sa.space), None) is None:
                     with _under(where):
-                        store.create_space_assignment(self.s, self.ctx, gid, sa.space)
-                    self.diff.append(f"+ space assignment {name} -> {sa.space}")
-            for (g, sp), sa_row in sorted(current_sa.items()):
+                        store.create_space_assignment(self.s, self.ctx, gid, sa.workspace, sa.space)
+                    self.diff.append(f"+ space assignment {name} -> {sa.workspace}/{sa.space}")
+            for (g, w, sp), sa_row in sorted(current_sa.items()):
                 self._delete_binding(
-                    "space_assignment", sa_row.id, f"- space assignment {g} -> {sp}"
+                    "space_assignment", sa_row.id, f"- space assignment {g} -> {w}/{sp}"
                 )
 
     def _delete_binding(self, kind: str, binding_id: str, line: str) -> None:

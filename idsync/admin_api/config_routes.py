@@ -194,7 +194,8 @@ def list_spaces(admin: Admin, db: DB, workspace_id: str | None = None) -> list[S
         query = select(ConfigSpace).where(ConfigSpace.org_id == admin.org_id)
         if workspace_id is not None:
             query = query.where(ConfigSpace.workspace_id == workspace_id)
-        return [space_out(sp) for sp in s.scalars(query.order_by(ConfigSpace.id))]
+        order = (ConfigSpace.workspace_id, ConfigSpace.id)
+        return [space_out(sp) for sp in s.scalars(query.order_by(*order))]
 
 
 @router.post("/spaces", status_code=201, tags=["spaces"])
@@ -204,22 +205,26 @@ def create_space(body: SpaceIn, admin: Admin, db: DB) -> SpaceOut:
         return space_out(sp)
 
 
-@router.get("/spaces/{space_id}", tags=["spaces"])
-def get_space(space_id: str, admin: Admin, db: DB) -> SpaceOut:
+@router.get("/workspaces/{workspace_id}/spaces/{space_id}", tags=["spaces"])
+def get_space(workspace_id: str, space_id: str, admin: Admin, db: DB) -> SpaceOut:
+    """A Space of a workspace (Space ids are unique per workspace)."""
     with db.read() as s:
-        return space_out(store.get_space(s, admin.org_id, space_id))
+        return space_out(store.get_space(s, admin.org_id, workspace_id, space_id))
 
 
-@router.patch("/spaces/{space_id}", tags=["spaces"])
-def update_space(space_id: str, body: SpacePatch, admin: Admin, db: DB) -> SpaceOut:
+@router.patch("/workspaces/{workspace_id}/spaces/{space_id}", tags=["spaces"])
+def update_space(
+    workspace_id: str, space_id: str, body: SpacePatch, admin: Admin, db: DB
+) -> SpaceOut:
+    """Rename a Space (a Space never moves)."""
     with db.write() as s:
-        return space_out(store.update_space(s, _ctx(admin), space_id, body.name))
+        return space_out(store.update_space(s, _ctx(admin), workspace_id, space_id, body.name))
 
 
-@router.delete("/spaces/{space_id}", status_code=204, tags=["spaces"])
-def delete_space(space_id: str, admin: Admin, db: DB) -> Response:
+@router.delete("/workspaces/{workspace_id}/spaces/{space_id}", status_code=204, tags=["spaces"])
+def delete_space(workspace_id: str, space_id: str, admin: Admin, db: DB) -> Response:
     with db.write() as s:
-        store.delete_space(s, _ctx(admin), space_id)
+        store.delete_space(s, _ctx(admin), workspace_id, space_id)
     return Response(status_code=204)
 
 
@@ -320,11 +325,7 @@ def list_bindings(
                 elif table is RoleBindingRow:
                     query = query.where(RoleBindingRow.workspace_id == workspace_id)
                 else:
-                    query = query.join(
-                        ConfigSpace,
-                        (ConfigSpace.org_id == SpaceAssignmentRow.org_id)
-                        & (ConfigSpace.id == SpaceAssignmentRow.space_id),
-                    ).where(ConfigSpace.workspace_id == workspace_id)
+                    query = query.where(SpaceAssignmentRow.workspace_id == workspace_id)
             rows = cast(
                 Sequence[BindingRow],
                 s.scalars(query.order_by(table.group_id, table.created_at, table.id)).all(),
@@ -355,7 +356,9 @@ def assign_space(body: SpaceAssignmentIn, admin: Admin, db: DB) -> BindingOut:
     """Assign a group to a Space (visibility only; the group still needs a role)."""
     with db.write() as s:
         return binding_out(
-            store.create_space_assignment(s, _ctx(admin), body.group_id, body.space_id)
+            store.create_space_assignment(
+                s, _ctx(admin), body.group_id, body.workspace_id, body.space_id
+            )
         )
 
 

@@ -126,6 +126,7 @@ class RoleBindingChangeIn(Strict):
 
 class SpaceAssignmentIn(Strict):
     group_id: str
+    workspace_id: str = Field(description="the Space's workspace (Space ids are per workspace)")
     space_id: str
 
 
@@ -214,7 +215,7 @@ class RuleProblemOut(BaseModel):
 class RuleBindingOut(BaseModel):
     kind: str
     group_id: str
-    target: str = Field(description="'' (org admin), 'workspace/role' or a Space id")
+    target: str = Field(description="'' (org admin), 'workspace/role' or 'workspace/space'")
     source: str
 
 

@@ -103,6 +103,7 @@ def binding_out(row: OrgAdminBindingRow | RoleBindingRow | SpaceAssignmentRow) -
         id=row.id,
         kind="space_assignment",
         group_id=row.group_id,
+        workspace_id=row.workspace_id,
         space_id=row.space_id,
         source=row.source,
         created_at=row.created_at,

@@ -105,8 +105,7 @@ class Compiler:
         spaces = frozenset(
             sa.space_id
             for sa in config.group_index.space_assignments.get(gid, ())
-            if (sp := config.space_by_id.get(sa.space_id)) is not None
-            and sp.workspace_id == root_id
+            if sa.workspace_id == root_id and (root_id, sa.space_id) in config.space_by_key
         )
         if model == "legacy":
             legacy = tuple(r for r in roles if isinstance(r, LegacyRole))

@@ -74,11 +74,13 @@ def config_problems(config: OrgConfig) -> tuple[ConfigProblem, ...]:
                 )
             )
     for i, sa in enumerate(config.space_assignments):
-        if sa.space_id not in config.space_by_id:
+        if (sa.workspace_id, sa.space_id) not in config.space_by_key:
             out.append(
                 ConfigProblem(
-                    "space_assignment", f"{sa.group_id}/{sa.space_id}#{i}", "space_id",
-                    "unknown space",
+                    "space_assignment",
+                    f"{sa.group_id}/{sa.workspace_id}/{sa.space_id}#{i}",
+                    "space_id",
+                    f"no Space {sa.space_id!r} in workspace {sa.workspace_id!r}",
                 )
-            )  # fmt: skip
+            )
     return tuple(out)

@@ -193,7 +193,7 @@ def _evaluate_root(groups: frozenset[str], config: OrgConfig, root: Workspace) -
         if valid:
             per_group.append((gid, valid, bool(admin_sources)))
         elif index.space_assignments.get(gid) and any(
-            (sp := config.space_by_id.get(sa.space_id)) is not None and sp.workspace_id == root.id
+            sa.workspace_id == root.id and (root.id, sa.space_id) in config.space_by_key
             for sa in index.space_assignments[gid]
         ):
             rules.add("spaces.assignment_alone_grants_nothing")
@@ -213,8 +213,7 @@ def _evaluate_root(groups: frozenset[str], config: OrgConfig, root: Workspace) -
         spaces = frozenset(
             sa.space_id
             for sa in index.space_assignments.get(gid, ())
-            if (sp := config.space_by_id.get(sa.space_id)) is not None
-            and sp.workspace_id == root.id
+            if sa.workspace_id == root.id and (root.id, sa.space_id) in config.space_by_key
         )
         group_admin = any(role.id == admin_role for _, role in valid)
         grants: tuple[EffectiveGrant, ...] = ()

@@ -50,6 +50,8 @@ class Workspace:
 
 @dataclass(frozen=True, slots=True)
 class Space:
+    """A Space; its id is unique within its workspace (two workspaces may both have ``UK``)."""
+
     id: str
     workspace_id: str
     name: str | None = None
@@ -71,7 +73,10 @@ class RoleBinding:
 
 @dataclass(frozen=True, slots=True)
 class SpaceAssignment:
+    """Group ``group_id`` is assigned to Space ``space_id`` of workspace ``workspace_id``."""
+
     group_id: str
+    workspace_id: str
     space_id: str
     source: str = MANUAL
 
@@ -168,8 +173,9 @@ class OrgConfig:
         return {**{r.id: r for r in self.roles}, **BUILTIN_ROLES}
 
     @cached_property
-    def space_by_id(self) -> dict[str, Space]:
-        return {s.id: s for s in self.spaces}
+    def space_by_key(self) -> dict[tuple[str, str], Space]:
+        """``(workspace id, Space id)`` -> Space (Space ids are unique per workspace)."""
+        return {(s.workspace_id, s.id): s for s in self.spaces}
 
     @cached_property
     def roots(self) -> dict[str, str | None]:

@@ -141,6 +141,9 @@ def validate_mapping_rule(rule: MappingRule) -> None:
             raise ValidationError(target, f"needed by a {rule.kind} rule: give it or capture it")
         if fixed is not None and target in captures:
             raise ValidationError(target, "given both as a fixed value and as a named capture")
+    if rule.kind == "space" and rule.workspace is not None and "workspace" in captures:
+        # optional for a space rule: the workspace whose Space is meant
+        raise ValidationError("workspace", "given both as a fixed value and as a named capture")
 
 
 def _attribute(rule: MappingRule, group: ScimGroup) -> str | None:
@@ -169,10 +172,6 @@ def _resolve(kind: str, value: str, config: OrgConfig) -> list[str]:
         if value in config.workspace_by_id:
             return [value]
         return sorted(w.id for w in config.workspaces if w.name == value)
-    if kind == "space":
-        if value in config.space_by_id:
-            return [value]
-        return sorted(s.id for s in config.spaces if s.name == value)
     if value in config.role_by_id:
         return [value]
     return sorted(r.id for r in config.role_by_id.values() if r.name.casefold() == value.casefold())
@@ -199,54 +198,22 @@ def apply_mapping_rules(
             if rule.kind == "org_admin":
                 admins.add(OrgAdminBinding(group.id, rule.id))
                 continue
-            targets: dict[str, str] = {}
-            fail = False
-            wanted = ("workspace", "role") if rule.kind == "workspace_role" else ("space",)
-            for name in wanted:
-                raw = getattr(rule, name) or captures.get(name)
-                if raw is None:
-                    problems.append(MappingProblem(rule.id, group.id, name, "no value captured"))
-                    fail = True
-                    continue
-                found = _resolve(name, raw, config)
-                if len(found) != 1:
-                    what = "no" if not found else "more than one"
-                    problems.append(
-                        MappingProblem(rule.id, group.id, name, f"{what} {name} matches {raw!r}")
-                    )
-                    fail = True
-                    continue
-                targets[name] = found[0]
-            if fail:
-                continue
             if rule.kind == "space":
-                spaces.add(SpaceAssignment(group.id, targets["space"], rule.id))
+                space = _space_target(rule, group.id, captures, config)
+                if isinstance(space, MappingProblem):
+                    problems.append(space)
+                else:
+                    spaces.add(SpaceAssignment(group.id, space[0], space[1], rule.id))
                 continue
-            ws = config.workspace_by_id[targets["workspace"]]
-            role = config.role_by_id[targets["role"]]
-            if ws.parent_workspace_id is not None:
-                msg = f"{ws.id!r} is an environment; bind its parent workspace"
-                problems.append(MappingProblem(rule.id, group.id, "workspace", msg))
-                continue
-            if role.model != ws.permissions_model:
-                role_id = _legacy_alias(role.id, ws.permissions_model, config)
-                if role_id is None:
-                    problems.append(
-                        MappingProblem(
-                            rule.id,
-                            group.id,
-                            "role",
-                            f"{role.model} role {role.id!r} in a {ws.permissions_model} workspace",
-                        )
-                    )
-                    continue
-                targets["role"] = role_id
-                applied.add("mapping.prebuilt_alias_in_legacy")
-            bindings.add(RoleBinding(group.id, ws.id, targets["role"], rule.id))
+            made = _role_binding(rule, group.id, captures, config, applied)
+            if isinstance(made, RoleBinding):
+                bindings.add(made)
+            else:
+                problems.extend(made)
     return MappingResult(
         tuple(sorted(admins, key=lambda b: (b.group_id, b.source))),
         tuple(sorted(bindings, key=lambda b: (b.group_id, b.workspace_id, b.role_id, b.source))),
-        tuple(sorted(spaces, key=lambda b: (b.group_id, b.space_id, b.source))),
+        tuple(sorted(spaces, key=lambda b: (b.group_id, b.workspace_id, b.space_id, b.source))),
         tuple(problems),
         tuple(sorted(applied | ({"mapping.report_missing_targets"} if problems else set()))),
         sum(
@@ -255,6 +222,85 @@ def apply_mapping_rules(
             if rule.match == "regex"
             for group in group_list
         ),
+    )
+
+
+def _role_binding(
+    rule: MappingRule,
+    group_id: str,
+    captures: dict[str, str],
+    config: OrgConfig,
+    applied: set[str],
+) -> RoleBinding | list[MappingProblem]:
+    """The role binding a workspace_role rule makes for a group, or its problems."""
+    targets: dict[str, str] = {}
+    problems: list[MappingProblem] = []
+    for name in ("workspace", "role"):
+        raw = getattr(rule, name) or captures.get(name)
+        if raw is None:
+            problems.append(MappingProblem(rule.id, group_id, name, "no value captured"))
+            continue
+        found = _resolve(name, raw, config)
+        if len(found) != 1:
+            what = "no" if not found else "more than one"
+            problems.append(
+                MappingProblem(rule.id, group_id, name, f"{what} {name} matches {raw!r}")
+            )
+            continue
+        targets[name] = found[0]
+    if problems:
+        return problems
+    ws = config.workspace_by_id[targets["workspace"]]
+    role = config.role_by_id[targets["role"]]
+    if ws.parent_workspace_id is not None:
+        msg = f"{ws.id!r} is an environment; bind its parent workspace"
+        return [MappingProblem(rule.id, group_id, "workspace", msg)]
+    role_id = role.id
+    if role.model != ws.permissions_model:
+        alias = _legacy_alias(role.id, ws.permissions_model, config)
+        if alias is None:
+            msg = f"{role.model} role {role.id!r} in a {ws.permissions_model} workspace"
+            return [MappingProblem(rule.id, group_id, "role", msg)]
+        role_id = alias
+        applied.add("mapping.prebuilt_alias_in_legacy")
+    return RoleBinding(group_id, ws.id, role_id, rule.id)
+
+
+def _space_target(
+    rule: MappingRule, group_id: str, captures: dict[str, str], config: OrgConfig
+) -> tuple[str, str] | MappingProblem:
+    """``(workspace id, Space id)`` a space rule names for a group, or the problem.
+
+    Space ids are unique per workspace: the rule's ``workspace`` (fixed or captured, id
+    or name) says whose Space is meant; without it the Space id (or name) must be
+    unique in the organization."""
+    raw = rule.space or captures.get("space")
+    if raw is None:
+        return MappingProblem(rule.id, group_id, "space", "no value captured")
+    raw_ws = rule.workspace or captures.get("workspace")
+    candidates = config.spaces
+    where = ""
+    if raw_ws is not None:
+        found = _resolve("workspace", raw_ws, config)
+        if len(found) != 1:
+            what = "no" if not found else "more than one"
+            return MappingProblem(
+                rule.id, group_id, "workspace", f"{what} workspace matches {raw_ws!r}"
+            )
+        candidates = tuple(s for s in config.spaces if s.workspace_id == found[0])
+        where = f" in workspace {found[0]!r}"
+    matches = [s for s in candidates if s.id == raw] or [s for s in candidates if s.name == raw]
+    if len(matches) == 1:
+        return matches[0].workspace_id, matches[0].id
+    if not matches:
+        return MappingProblem(rule.id, group_id, "space", f"no space matches {raw!r}{where}")
+    in_ws = ", ".join(sorted({s.workspace_id for s in matches}))
+    return MappingProblem(
+        rule.id,
+        group_id,
+        "space",
+        f"more than one space matches {raw!r} (in workspaces {in_ws}): name the workspace "
+        "(the rule's workspace, or a (?P<workspace>...) capture)",
     )
 
 

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.db.config_tables import (
-    ConfigSpace,
     ConfigWorkspace,
     OrgAdminBindingRow,
     RoleBindingRow,
@@ -78,13 +77,9 @@ def groups_bound_in(session: Session, org_id: str, ws_ids: Iterable[str]) -> set
     )
     groups.update(
         session.scalars(
-            select(SpaceAssignmentRow.group_id)
-            .join(
-                ConfigSpace,
-                (ConfigSpace.org_id == SpaceAssignmentRow.org_id)
-                & (ConfigSpace.id == SpaceAssignmentRow.space_id),
+            select(SpaceAssignmentRow.group_id).where(
+                SpaceAssignmentRow.org_id == org_id, SpaceAssignmentRow.workspace_id.in_(ids)
             )
-            .where(SpaceAssignmentRow.org_id == org_id, ConfigSpace.workspace_id.in_(ids))
         )
     )
     return groups
@@ -106,11 +101,13 @@ def groups_with_role(session: Session, org_id: str, role_id: str) -> set[str]:
     )
 
 
-def groups_in_space(session: Session, org_id: str, space_id: str) -> set[str]:
+def groups_in_space(session: Session, org_id: str, workspace_id: str, space_id: str) -> set[str]:
     return set(
         session.scalars(
             select(SpaceAssignmentRow.group_id).where(
-                SpaceAssignmentRow.org_id == org_id, SpaceAssignmentRow.space_id == space_id
+                SpaceAssignmentRow.org_id == org_id,
+                SpaceAssignmentRow.workspace_id == workspace_id,
+                SpaceAssignmentRow.space_id == space_id,
             )
         )
     )

@@ -101,7 +101,9 @@ def load_org_config(session: Session, org_id: str) -> OrgConfig:
     spaces = tuple(
         Space(id=s.id, workspace_id=s.workspace_id, name=s.name or None)
         for s in session.scalars(
-            select(ConfigSpace).where(ConfigSpace.org_id == org_id).order_by(ConfigSpace.id)
+            select(ConfigSpace)
+            .where(ConfigSpace.org_id == org_id)
+            .order_by(ConfigSpace.workspace_id, ConfigSpace.id)
         )
     )
     org_admins = tuple(
@@ -131,14 +133,20 @@ def load_org_config(session: Session, org_id: str) -> OrgConfig:
         )
     )
     space_assignments = tuple(
-        SpaceAssignment(group_id=g, space_id=s, source=src)
-        for g, s, src in session.execute(
+        SpaceAssignment(group_id=g, workspace_id=w, space_id=s, source=src)
+        for g, w, s, src in session.execute(
             select(
-                SpaceAssignmentRow.group_id, SpaceAssignmentRow.space_id, SpaceAssignmentRow.source
+                SpaceAssignmentRow.group_id,
+                SpaceAssignmentRow.workspace_id,
+                SpaceAssignmentRow.space_id,
+                SpaceAssignmentRow.source,
             )
             .where(SpaceAssignmentRow.org_id == org_id)
             .order_by(
-                SpaceAssignmentRow.group_id, SpaceAssignmentRow.space_id, SpaceAssignmentRow.source
+                SpaceAssignmentRow.group_id,
+                SpaceAssignmentRow.workspace_id,
+                SpaceAssignmentRow.space_id,
+                SpaceAssignmentRow.source,
             )
         )
     )

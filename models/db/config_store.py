@@ -143,11 +143,15 @@ def get_workspace(session: Session, org_id: str, ws_id: str, field: str = "id") 
     return ws
 
 
-def get_space(session: Session, org_id: str, space_id: str, field: str = "id") -> ConfigSpace:
-    sp = session.get(ConfigSpace, (org_id, space_id))
+def get_space(
+    session: Session, org_id: str, workspace_id: str, space_id: str, field: str = "id"
+) -> ConfigSpace:
+    """The Space ``space_id`` of workspace ``workspace_id`` (Space ids are unique per
+    workspace); NotFoundError (404) for a path ``field`` ``id``, else ConfigError (422)."""
+    sp = session.get(ConfigSpace, (org_id, workspace_id, space_id))
     if sp is None:
         cls = NotFoundError if field == "id" else ConfigError
-        raise cls(field, f"no Space {space_id!r} in this organization")
+        raise cls(field, f"no Space {space_id!r} in workspace {workspace_id!r}")
     return sp
 
 
@@ -274,15 +278,13 @@ def delete_workspace(session: Session, ctx: WriteContext, ws_id: str) -> None:
     if children:
         raise ConflictError("id", f"workspace has environments: {', '.join(children)}")
     groups = workspace_impact(session, ctx.org_id, [ws_id])
-    space_ids = select(ConfigSpace.id).where(
-        ConfigSpace.org_id == ctx.org_id, ConfigSpace.workspace_id == ws_id
-    )
-    session.execute(
-        delete(SpaceAssignmentRow).where(
-            SpaceAssignmentRow.org_id == ctx.org_id, SpaceAssignmentRow.space_id.in_(space_ids)
-        )
-    )
-    for table in (RoleBindingRow, SubsetCategoryRow, RegisteredResourceRow, ConfigSpace):
+    for table in (
+        SpaceAssignmentRow,
+        RoleBindingRow,
+        SubsetCategoryRow,
+        RegisteredResourceRow,
+        ConfigSpace,
+    ):
         session.execute(
             delete(table).where(table.org_id == ctx.org_id, table.workspace_id == ws_id)
         )
@@ -313,43 +315,77 @@ def create_space(
     ws = get_workspace(session, ctx.org_id, workspace_id, "workspace_id")
     if ws.parent_workspace_id is not None:
         raise ConfigError("workspace_id", "environments share their parent workspace's Spaces")
-    if session.get(ConfigSpace, (ctx.org_id, space_id)) is not None:
-        raise ConflictError("id", f"Space {space_id!r} already exists")
+    if session.get(ConfigSpace, (ctx.org_id, workspace_id, space_id)) is not None:
+        raise ConflictError("id", f"Space {space_id!r} already exists in {workspace_id!r}")
     space = ConfigSpace(org_id=ctx.org_id, id=space_id, workspace_id=workspace_id, name=name)
     session.add(space)
     session.flush()
     rules = _reapply_targets(session, ctx, "space", space_id, name)
-    _record(session, ctx, "config.space.created", "space", space_id, rules.affected_group_ids, name)
+    _record(
+        session,
+        ctx,
+        "config.space.created",
+        "space",
+        space_key(workspace_id, space_id),
+        rules.affected_group_ids,
+        name,
+    )
     return space
 
 
-def update_space(session: Session, ctx: WriteContext, space_id: str, name: str) -> ConfigSpace:
+def space_key(workspace_id: str, space_id: str) -> str:
+    """How change rows and rule results name a Space: ``<workspace>/<space>``."""
+    return f"{workspace_id}/{space_id}"
+
+
+def update_space(
+    session: Session, ctx: WriteContext, workspace_id: str, space_id: str, name: str
+) -> ConfigSpace:
     """Rename a Space (a Space never moves to another workspace)."""
-    space = get_space(session, ctx.org_id, space_id)
+    space = get_space(session, ctx.org_id, workspace_id, space_id)
     if space.name == name:
         return space
     old_name, space.name = space.name, name
     session.flush()
     rules = _reapply_targets(session, ctx, "space", space_id, old_name, name)
-    _record(session, ctx, "config.space.updated", "space", space_id, rules.affected_group_ids, name)
+    _record(
+        session,
+        ctx,
+        "config.space.updated",
+        "space",
+        space_key(workspace_id, space_id),
+        rules.affected_group_ids,
+        name,
+    )
     return space
 
 
-def delete_space(session: Session, ctx: WriteContext, space_id: str) -> None:
-    space_name = get_space(session, ctx.org_id, space_id).name
-    groups = groups_in_space(session, ctx.org_id, space_id)
+def delete_space(session: Session, ctx: WriteContext, workspace_id: str, space_id: str) -> None:
+    space_name = get_space(session, ctx.org_id, workspace_id, space_id).name
+    groups = groups_in_space(session, ctx.org_id, workspace_id, space_id)
     session.execute(
         delete(SpaceAssignmentRow).where(
-            SpaceAssignmentRow.org_id == ctx.org_id, SpaceAssignmentRow.space_id == space_id
+            SpaceAssignmentRow.org_id == ctx.org_id,
+            SpaceAssignmentRow.workspace_id == workspace_id,
+            SpaceAssignmentRow.space_id == space_id,
         )
     )
     session.execute(
-        delete(ConfigSpace).where(ConfigSpace.org_id == ctx.org_id, ConfigSpace.id == space_id)
+        delete(ConfigSpace).where(
+            ConfigSpace.org_id == ctx.org_id,
+            ConfigSpace.workspace_id == workspace_id,
+            ConfigSpace.id == space_id,
+        )
     )
     session.expire_all()
     rules = _reapply_targets(session, ctx, "space", space_id, space_name)
     _record(
-        session, ctx, "config.space.deleted", "space", space_id, groups | rules.affected_group_ids
+        session,
+        ctx,
+        "config.space.deleted",
+        "space",
+        space_key(workspace_id, space_id),
+        groups | rules.affected_group_ids,
     )
 
 
@@ -637,25 +673,40 @@ def _check_role_for_workspace(
 
 
 def create_space_assignment(
-    session: Session, ctx: WriteContext, group_id: str, space_id: str
+    session: Session, ctx: WriteContext, group_id: str, workspace_id: str, space_id: str
 ) -> SpaceAssignmentRow:
+    """Assign a group to the Space ``space_id`` of workspace ``workspace_id``."""
     get_group(session, ctx.org_id, group_id)
-    get_space(session, ctx.org_id, space_id, "space_id")
+    get_workspace(session, ctx.org_id, workspace_id, "workspace_id")
+    get_space(session, ctx.org_id, workspace_id, space_id, "space_id")
     exists = session.scalar(
         select(SpaceAssignmentRow.id).where(
             SpaceAssignmentRow.org_id == ctx.org_id,
             SpaceAssignmentRow.group_id == group_id,
+            SpaceAssignmentRow.workspace_id == workspace_id,
             SpaceAssignmentRow.space_id == space_id,
             SpaceAssignmentRow.source == MANUAL,
         )
     )
     if exists is not None:
         raise ConflictError("space_id", "the group is already assigned to this Space")
-    row = SpaceAssignmentRow(org_id=ctx.org_id, group_id=group_id, space_id=space_id, source=MANUAL)
+    row = SpaceAssignmentRow(
+        org_id=ctx.org_id,
+        group_id=group_id,
+        workspace_id=workspace_id,
+        space_id=space_id,
+        source=MANUAL,
+    )
     session.add(row)
     session.flush()
     _record(
-        session, ctx, "config.binding.created", "space_assignment", row.id, [group_id], space_id
+        session,
+        ctx,
+        "config.binding.created",
+        "space_assignment",
+        row.id,
+        [group_id],
+        space_key(workspace_id, space_id),
     )
     return row
 

@@ -7,7 +7,9 @@ Design notes:
   UUIDs; they are unique per organization, so every primary key is
   ``(org_id, id)`` and every reference between configuration tables is a composite
   foreign key that includes ``org_id``: the database itself refuses a Space or a
-  binding pointing into another organization's workspace.
+  binding pointing into another organization's workspace. Space ids are unique per
+  workspace (two workspaces may both have a Space ``UK``): a Space's key is
+  ``(org_id, workspace_id, id)`` and a Space assignment names all three.
 - Built-in roles live in ``models.access`` (data, not rows); a binding's ``role_id``
   is therefore not a foreign key and is validated by the store on write.
 - Bindings carry ``source``: ``"manual"`` (``models.access.MANUAL``) or the id of the
@@ -72,13 +74,13 @@ class ConfigWorkspace(Base):
 
 
 class ConfigSpace(Base):
-    """A Space inside a workspace (ids unique per organization)."""
+    """A Space inside a workspace (ids unique per workspace)."""
 
     __tablename__ = "spaces"
 
     org_id: Mapped[str] = mapped_column(_org_fk(), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(CONFIG_ID_LEN), primary_key=True)
     id: Mapped[str] = mapped_column(String(CONFIG_ID_LEN), primary_key=True)
-    workspace_id: Mapped[str] = mapped_column(String(CONFIG_ID_LEN))
     name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -89,7 +91,6 @@ class ConfigSpace(Base):
             name="fk_spaces_workspace",
             ondelete="CASCADE",
         ),
-        Index(None, "org_id", "workspace_id"),
     )
 
 
@@ -155,26 +156,27 @@ class RoleBindingRow(Base):
 
 
 class SpaceAssignmentRow(Base):
-    """Group ``group_id`` is assigned to Space ``space_id``."""
+    """Group ``group_id`` is assigned to Space ``space_id`` of workspace ``workspace_id``."""
 
     __tablename__ = "space_assignments"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     org_id: Mapped[str] = mapped_column(_org_fk())
     group_id: Mapped[str] = mapped_column(ForeignKey("scim_groups.id", ondelete="CASCADE"))
+    workspace_id: Mapped[str] = mapped_column(String(CONFIG_ID_LEN))
     space_id: Mapped[str] = mapped_column(String(CONFIG_ID_LEN))
     source: Mapped[str] = mapped_column(String(CONFIG_ID_LEN))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
         ForeignKeyConstraint(
-            ["org_id", "space_id"],
-            ["spaces.org_id", "spaces.id"],
+            ["org_id", "workspace_id", "space_id"],
+            ["spaces.org_id", "spaces.workspace_id", "spaces.id"],
             name="fk_space_assignments_space",
             ondelete="CASCADE",
         ),
-        UniqueConstraint("group_id", "space_id", "source"),
-        Index(None, "org_id", "space_id"),
+        UniqueConstraint("group_id", "workspace_id", "space_id", "source"),
+        Index(None, "org_id", "workspace_id", "space_id"),
     )
 
 

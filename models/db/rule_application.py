@@ -44,7 +44,7 @@ from models.db.config_tables import (
 from models.db.database import record_change
 from models.db.tables import Group
 
-# (kind, group_id, target, source): target is "" (org admin), "ws/role" or a space id.
+# (kind, group_id, target, source): target is "" (org admin), "ws/role" or "ws/space".
 BindingKey = tuple[str, str, str, str]
 TargetKind = Literal["workspace", "space", "role"]
 
@@ -141,7 +141,10 @@ def _existing(
             RoleBindingRow.source,
         ).where(RoleBindingRow.org_id == org_id, RoleBindingRow.source != MANUAL)
         sa = select(
-            SpaceAssignmentRow.group_id, SpaceAssignmentRow.space_id, SpaceAssignmentRow.source
+            SpaceAssignmentRow.group_id,
+            SpaceAssignmentRow.workspace_id,
+            SpaceAssignmentRow.space_id,
+            SpaceAssignmentRow.source,
         ).where(SpaceAssignmentRow.org_id == org_id, SpaceAssignmentRow.source != MANUAL)
         if sources is not None:
             oa = oa.where(OrgAdminBindingRow.source.in_(sources))
@@ -153,7 +156,7 @@ def _existing(
             sa = sa.where(SpaceAssignmentRow.group_id.in_(chunk))
         out.update(("org_admin", g, "", s) for g, s in session.execute(oa))
         out.update(("workspace_role", g, f"{w}/{r}", s) for g, w, r, s in session.execute(rb))
-        out.update(("space", g, sp, s) for g, sp, s in session.execute(sa))
+        out.update(("space", g, f"{w}/{sp}", s) for g, w, sp, s in session.execute(sa))
     return out
 
 
@@ -162,8 +165,11 @@ def _insert(session: Session, org_id: str, key: BindingKey) -> None:
     if kind == "org_admin":
         session.add(OrgAdminBindingRow(org_id=org_id, group_id=group_id, source=source))
     elif kind == "space":
+        ws, _, space = target.partition("/")
         session.add(
-            SpaceAssignmentRow(org_id=org_id, group_id=group_id, space_id=target, source=source)
+            SpaceAssignmentRow(
+                org_id=org_id, group_id=group_id, workspace_id=ws, space_id=space, source=source
+            )
         )
     else:
         ws, _, role = target.partition("/")
@@ -185,11 +191,13 @@ def _remove(session: Session, org_id: str, key: BindingKey) -> None:
             )
         )
     elif kind == "space":
+        ws, _, space = target.partition("/")
         session.execute(
             delete(SpaceAssignmentRow).where(
                 SpaceAssignmentRow.org_id == org_id,
                 SpaceAssignmentRow.group_id == group_id,
-                SpaceAssignmentRow.space_id == target,
+                SpaceAssignmentRow.workspace_id == ws,
+                SpaceAssignmentRow.space_id == space,
                 SpaceAssignmentRow.source == source,
             )
         )
@@ -216,7 +224,10 @@ def _produce(
         ("workspace_role", b.group_id, f"{b.workspace_id}/{b.role_id}", b.source)
         for b in result.role_bindings
     )
-    keys.update(("space", b.group_id, b.space_id, b.source) for b in result.space_assignments)
+    keys.update(
+        ("space", b.group_id, f"{b.workspace_id}/{b.space_id}", b.source)
+        for b in result.space_assignments
+    )
     return keys, list(result.problems), result.evaluations
 
 
@@ -306,10 +317,10 @@ def apply_mapping_rules(
     return report
 
 
-_TARGET_RULE_KINDS: dict[str, str] = {
-    "workspace": "workspace_role",
-    "role": "workspace_role",
-    "space": "space",
+_TARGET_RULE_KINDS: dict[str, frozenset[str]] = {
+    "workspace": frozenset({"workspace_role", "space"}),  # a space rule may name its workspace
+    "role": frozenset({"workspace_role"}),
+    "space": frozenset({"space"}),
 }
 
 
@@ -351,7 +362,7 @@ def reapply_for_targets(
     whole: list[MappingRule] = []
     capturing: dict[str, list[MappingRule]] = {}
     for rule in load_rules(session, org_id):
-        if rule.kind != _TARGET_RULE_KINDS[target]:
+        if rule.kind not in _TARGET_RULE_KINDS[target]:
             continue
         fixed = getattr(rule, target)
         if fixed is not None:

@@ -531,7 +531,7 @@ def api_request(rng: random.Random, world: World) -> Req:
         ),
         ("POST", "/bindings/roles", {"group_id": gid, "workspace_id": "w", "role_id": "viewer"}),
         ("POST", "/bindings/org-admins", {"group_id": gid}),
-        ("POST", "/bindings/spaces", {"group_id": gid, "space_id": "s"}),
+        ("POST", "/bindings/spaces", {"group_id": gid, "workspace_id": "w", "space_id": "s"}),
         ("PUT", "/workspaces/w/resources/source/s1", {"labels": {"env": "prod"}}),
         (
             "PUT",

@@ -206,3 +206,83 @@ def test_concurrent_upgrades_from_several_processes(empty_url: str) -> None:
     assert failures == []
     assert migrate.current(empty_url) == migrate.heads()[0]
     assert migrate.check(empty_url) == []
+
+
+def _sql(url: str, *statements: str) -> list[tuple[object, ...]]:
+    """Run statements in one transaction; the rows of the last one."""
+    engine = create_engine(normalize_url(url))
+    try:
+        with engine.begin() as conn:
+            rows: list[tuple[object, ...]] = []
+            for statement in statements:
+                result = conn.execute(text(statement))
+                rows = [tuple(r) for r in result] if result.returns_rows else []
+            return rows
+    finally:
+        engine.dispose()
+
+
+def test_0004_space_ids_per_workspace_keeps_data(empty_url: str) -> None:
+    """Spaces and their assignments made under 0003 (ids unique per organization) survive
+    0004; then two workspaces may both have a Space `uk`; downgrading refuses while they
+    do and restores the old key once they do not."""
+    migrate.upgrade(empty_url, "0003_users_page_index")
+    now = "'2026-12-01 00:00:00+00:00'"
+    _sql(
+        empty_url,
+        "INSERT INTO organizations (id, name, revision, created_at)"
+        f" VALUES ('o1', 'acme', 0, {now})",
+        *(
+            "INSERT INTO workspaces (org_id, id, name, permissions_model, spaces_enabled,"
+            f" approvals_required, created_at, updated_at) VALUES ('o1', '{w}', '', 'v2', true,"
+            f" false, {now}, {now})"
+            for w in ("eu", "us")
+        ),
+        f"INSERT INTO spaces (org_id, id, workspace_id, name, created_at)"
+        f" VALUES ('o1', 'uk', 'eu', 'UK', {now})",
+        "INSERT INTO scim_groups (id, org_id, display_name, display_name_norm, attrs,"
+        f" created_at, updated_at, version) VALUES ('g1', 'o1', 'G', 'g', '{{}}', {now}, {now}, 1)",
+        "INSERT INTO space_assignments (id, org_id, group_id, space_id, source, created_at)"
+        f" VALUES ('a1', 'o1', 'g1', 'uk', 'manual', {now})",
+    )
+
+    migrate.upgrade(empty_url)
+
+    assert migrate.check(empty_url) == []
+    assert _sql(
+        empty_url,
+        "SELECT id, org_id, group_id, workspace_id, space_id, source FROM space_assignments",
+    ) == [("a1", "o1", "g1", "eu", "uk", "manual")]
+    _sql(
+        empty_url,
+        f"INSERT INTO spaces (org_id, workspace_id, id, name, created_at)"
+        f" VALUES ('o1', 'us', 'uk', 'UK too', {now})",
+        "INSERT INTO space_assignments (id, org_id, group_id, workspace_id, space_id, source,"
+        f" created_at) VALUES ('a2', 'o1', 'g1', 'us', 'uk', 'manual', {now})",
+    )
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        _sql(
+            empty_url,
+            f"INSERT INTO spaces (org_id, workspace_id, id, name, created_at)"
+            f" VALUES ('o1', 'us', 'uk', 'again', {now})",
+        )
+
+    with (
+        migrate._connect(empty_url) as conn,
+        pytest.raises(RuntimeError, match="o1/uk"),
+    ):
+        command.downgrade(migrate.alembic_config(connection=conn), "0003_users_page_index")
+    assert migrate.current(empty_url) == migrate.heads()[0]
+
+    _sql(
+        empty_url,
+        "DELETE FROM space_assignments WHERE workspace_id = 'us'",
+        "DELETE FROM spaces WHERE workspace_id = 'us'",
+    )
+    with migrate._connect(empty_url) as conn:
+        command.downgrade(migrate.alembic_config(connection=conn), "0003_users_page_index")
+        conn.commit()
+    assert migrate.current(empty_url) == "0003_users_page_index"
+    assert _sql(empty_url, "SELECT id, group_id, space_id FROM space_assignments") == [
+        ("a1", "g1", "uk")
+    ]

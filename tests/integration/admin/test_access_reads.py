@@ -29,7 +29,11 @@ def _setup(api: Api) -> dict[str, str]:
         "/bindings/roles",
         {"group_id": viewers, "workspace_id": "prod", "role_id": "viewer"},
     )
-    api.ok("post", "/bindings/spaces", {"group_id": editors, "space_id": "emea"})
+    api.ok(
+        "post",
+        "/bindings/spaces",
+        {"group_id": editors, "workspace_id": "prod", "space_id": "emea"},
+    )
     for g, role in ((legacy_a, "legacy_sync_editor"), (legacy_b, "legacy_workspace_viewer")):
         api.ok("post", "/bindings/roles", {"group_id": g, "workspace_id": "old", "role_id": role})
     return {"ada": ada, "bob": bob, "eve": eve, "editors": editors, "la": legacy_a, "lb": legacy_b}

@@ -180,14 +180,16 @@ def test_cross_org_space_assignment_and_spaces(two: Two) -> None:
     two.b.ok("post", "/workspaces", {"id": "prod"})
     two.a.ok("post", "/spaces", {"id": "emea", "workspace_id": "prod", "name": "EMEA"})
     g_b = two.b.group("B")
-    resp = two.b.post("/bindings/spaces", {"group_id": g_b, "space_id": "emea"})
+    body = {"group_id": g_b, "workspace_id": "prod", "space_id": "emea"}
+    resp = two.b.post("/bindings/spaces", body)
     assert resp.status_code == 422 and resp.json()["field"] == "space_id"
     g_a = two.a.group("A")
-    two.a.ok("post", "/bindings/spaces", {"group_id": g_a, "space_id": "emea"})
+    two.a.ok("post", "/bindings/spaces", {**body, "group_id": g_a})
     assert [s["id"] for s in two.a.ok("get", "/spaces")] == ["emea"]
     assert two.b.ok("get", "/spaces") == []
-    two.a.ok("patch", "/spaces/emea", {"name": "Europe"})
-    two.a.ok("delete", "/spaces/emea")
+    assert two.b.get("/workspaces/prod/spaces/emea").status_code == 404
+    two.a.ok("patch", "/workspaces/prod/spaces/emea", {"name": "Europe"})
+    two.a.ok("delete", "/workspaces/prod/spaces/emea")
     assert two.a.changes()[-1].group_ids == [g_a]
 
 
@@ -255,7 +257,12 @@ def test_values_no_backend_can_store_are_refused_not_500(two: Two) -> None:
         f"/api/v1/workspaces/{ws}", content=b'{"name": "\\u0000"}', headers=headers
     )
     assert r.status_code == 422, r.text
-    for path in ("/workspaces/a%00b", "/spaces/a%00b", "/roles/a%00b", "/mapping-rules/a%00b"):
+    for path in (
+        "/workspaces/a%00b",
+        "/workspaces/w/spaces/a%00b",
+        "/roles/a%00b",
+        "/mapping-rules/a%00b",
+    ):
         assert api.get(path).status_code == 404
     assert api.delete("/workspaces/a%00b").status_code == 404
     assert api.get("/workspaces", params={"parent": "a\x00"}).status_code == 422

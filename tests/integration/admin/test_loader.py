@@ -106,7 +106,11 @@ def _seed(database: Database) -> dict[str, str]:
             ]
         )
         s.flush()
-        s.add(SpaceAssignmentRow(org_id=a.id, group_id=g1.id, space_id="emea", source="manual"))
+        s.add(
+            SpaceAssignmentRow(
+                org_id=a.id, group_id=g1.id, workspace_id="prod", space_id="emea", source="manual"
+            )
+        )
         return {
             "a": a.id,
             "b": b.id,
@@ -132,7 +136,7 @@ def test_load_org_config_is_org_scoped(database: Database) -> None:
     assert isinstance(cfg.roles[0], V2Role)
     assert cfg.org_admins == (OrgAdminBinding(ids["g2"], "manual"),)
     assert cfg.role_bindings == (RoleBinding(ids["g1"], "prod", "analyst", "r1"),)
-    assert cfg.space_assignments == (SpaceAssignment(ids["g1"], "emea", "manual"),)
+    assert cfg.space_assignments == (SpaceAssignment(ids["g1"], "prod", "emea", "manual"),)
     assert cfg.categories_of("prod", "pm") == (("region", True),)
     assert cfg.labels_by_resource[("prod", "sync", "s1")] == frozenset(
         {("environment", "production")}

@@ -137,9 +137,14 @@ def _full_apply_is_a_no_op(api: Api, step: str) -> None:
     assert (done["created"], done["removed"]) == ([], []), step
 
 
-def _rule_made(api: Api) -> list[tuple[str, str, str]]:
+def _rule_made(api: Api) -> list[tuple[str, str, str, str]]:
     return sorted(
-        (b["group_id"], b.get("workspace_id") or b.get("space_id") or "", b["source"])
+        (
+            b["group_id"],
+            b.get("workspace_id") or "",
+            b.get("role_id") or b.get("space_id") or "",
+            b["source"],
+        )
         for b in api.ok("get", "/bindings")
         if b["source"] != "manual"
     )
@@ -186,19 +191,19 @@ def test_targeted_re_application_equals_a_full_one(api: Api) -> None:
         ("space by name", "post", "/spaces", {"id": "s-eu", "workspace_id": "mkt", "name": "EU"}),
         ("space by capture", "post", "/spaces", {"id": "s-ds", "workspace_id": "mkt",
                                                   "name": "Marketing"}),
-        ("space renamed", "patch", "/spaces/s-eu", {"name": "Europe"}),
-        ("space deleted", "delete", "/spaces/s-ds", None),
+        ("space renamed", "patch", "/workspaces/mkt/spaces/s-eu", {"name": "Europe"}),
+        ("space deleted", "delete", "/workspaces/mkt/spaces/s-ds", None),
         ("role renamed", "put", "/roles/an", {**role, "name": "Other"}),
         ("role renamed back", "put", "/roles/an", role),
         ("role deleted", "delete", "/roles/an", None),
         ("workspace deleted", "delete", "/workspaces/d2", None),
     ]  # fmt: skip
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, str, str, str]] = set()
     for step, method, path, body in steps:
         resp = getattr(api, method)(path) if body is None else getattr(api, method)(path, body)
         assert resp.status_code in (200, 201, 204), (step, resp.text)
         seen.update(_rule_made(api))
         _full_apply_is_a_no_op(api, step)
     # the sequence exercised every rule on the groups it names
-    assert {source for _, _, source in seen} == {"ds", "ext", "team", "eu", "sp"}
-    assert groups["unrelated"] not in {g for g, _, _ in seen}
+    assert {source for *_, source in seen} == {"ds", "ext", "team", "eu", "sp"}
+    assert groups["unrelated"] not in {g for g, *_ in seen}

@@ -107,8 +107,14 @@ def org_configs(draw: st.DrawFn) -> OrgConfig:
             Workspace("env", parent_workspace_id=draw(st.sampled_from(ROOTS[:n_roots])))
         )
     ws_ids = [w.id for w in workspaces]
+    # Space ids are unique per workspace: two roots may both have a Space "s1"
     spaces = [
-        Space(s, draw(st.sampled_from(ROOTS[:n_roots]))) for s in SPACES[: draw(st.integers(0, 4))]
+        Space(s, w)
+        for s, w in draw(
+            st.sets(
+                st.tuples(st.sampled_from(SPACES), st.sampled_from(ROOTS[:n_roots])), max_size=6
+            )
+        )
     ]
     custom = [draw(v2_roles(f"c{i}")) for i in range(draw(st.integers(0, 3)))]
     custom += [draw(legacy_roles(f"l{i}")) for i in range(draw(st.integers(0, 2)))]
@@ -127,7 +133,12 @@ def org_configs(draw: st.DrawFn) -> OrgConfig:
     )
     assignments = draw(
         st.lists(
-            st.builds(SpaceAssignment, st.sampled_from(GROUPS), st.sampled_from([*SPACES, "nope"])),
+            st.builds(
+                SpaceAssignment,
+                st.sampled_from(GROUPS),
+                st.sampled_from(ws_ids),
+                st.sampled_from([*SPACES, "nope"]),
+            ),
             max_size=6,
         )
     )

@@ -38,7 +38,7 @@ def test_golden_encodings():
             RoleBinding("g1", "w2", "legacy_sync_editor"),
             RoleBinding("g1", "w3", "admin"),
         ),
-        space_assignments=(SpaceAssignment("g1", "s1"),),
+        space_assignments=(SpaceAssignment("g1", "w1", "s1"),),
     )
     c = compile_for_groups(frozenset({"g1"}), cfg)
     assert encode_compiled(c["w1"]) == '[1,"2",0,["s1"],["@editor"]]'
@@ -100,7 +100,9 @@ def test_typical_user_fits_in_one_kilobyte_at_20_workspaces():
     roles = ("editor", "viewer", "draft_editor", "viewer")
     bindings = tuple(RoleBinding("team", w.id, roles[i % 4]) for i, w in enumerate(workspaces))
     bindings += tuple(RoleBinding("all-staff", w.id, "viewer") for w in workspaces)
-    assignments = tuple(SpaceAssignment("team", s.id) for s in spaces if s.id.endswith("-0"))
+    assignments = tuple(
+        SpaceAssignment("team", s.workspace_id, s.id) for s in spaces if s.id.endswith("-0")
+    )
     cfg = OrgConfig(
         workspaces=workspaces, spaces=spaces, role_bindings=bindings, space_assignments=assignments
     )

@@ -108,7 +108,7 @@ def test_environment_inherits_parent_and_ignores_own_bindings():
             RoleBinding("g1", "prod", "editor"),
             RoleBinding("g2", "dev", "admin"),  # ignored: environments share the parent's roster
         ),
-        space_assignments=(SpaceAssignment("g1", "s1"),),
+        space_assignments=(SpaceAssignment("g1", "prod", "s1"),),
     )
     am = AccessModel(cfg)
     for ws in ("prod", "dev", "dev2"):
@@ -160,7 +160,10 @@ def test_space_assignment_alone_grants_nothing():
     am = AccessModel(
         spaces_config(
             role_bindings=(RoleBinding("g1", "w1", "editor"),),
-            space_assignments=(SpaceAssignment("g2", "s1"), SpaceAssignment("g1", "s2")),
+            space_assignments=(
+                SpaceAssignment("g2", "w1", "s1"),
+                SpaceAssignment("g1", "w1", "s2"),
+            ),
         )
     )
     assert am.visible_spaces(user("g2"), "w1") == frozenset()
@@ -176,7 +179,7 @@ def test_visibility_is_per_user_and_space_plus_grant():
     am = AccessModel(
         spaces_config(
             role_bindings=(RoleBinding("gv", "w1", "viewer"), RoleBinding("ge", "w1", "editor")),
-            space_assignments=(SpaceAssignment("gv", "s1"),),
+            space_assignments=(SpaceAssignment("gv", "w1", "s1"),),
         )
     )
     # Space from the viewer group, grant from the editor group: allowed (visibility per user)

@@ -97,8 +97,8 @@ def test_exact_prefix_external_id_and_spaces_and_org_admin() -> None:
     ]
     res = apply_mapping_rules(rules, groups, CFG)
     assert res.role_bindings == (RoleBinding("g1", "ws-1", "viewer", "e"),)
-    assert [(s.group_id, s.space_id, s.source) for s in res.space_assignments] == [
-        ("g2", "sp-eu", "p")
+    assert [(s.group_id, s.workspace_id, s.space_id, s.source) for s in res.space_assignments] == [
+        ("g2", "ws-1", "sp-eu", "p")
     ]
     assert [(a.group_id, a.source) for a in res.org_admins] == [("g3", "o")]
 

@@ -91,7 +91,7 @@ def test_every_rule_is_shown_somewhere():
         spaces=(Space("s1", "w1"),),
         org_admins=(OrgAdminBinding("ga"),),
         role_bindings=(RoleBinding("g1", "w1", "viewer"), RoleBinding("g1", "w1", "legacy_admin")),
-        space_assignments=(SpaceAssignment("g1", "s1"), SpaceAssignment("g9", "s1")),
+        space_assignments=(SpaceAssignment("g1", "w1", "s1"), SpaceAssignment("g9", "w1", "s1")),
     )
     sam = AccessModel(spaces)
     add(
