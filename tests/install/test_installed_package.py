@@ -1,8 +1,9 @@
 """What a user installs is what the tests prove: idsync built from the same files the
 Dockerfile copies, installed (not editable) into a fresh virtualenv with only the
 dependencies pyproject.toml declares, migrates a database from its packaged migrations,
-ships the /docs assets, and starts `idsync worker` and `idsync beat` (the image's
-worker and beat services) against a real Redis."""
+ships the /docs assets, starts `idsync worker` and `idsync beat` (the image's worker
+and beat services) against a real Redis, and runs the first hour end to end under
+`idsync up` from a directory without the sources."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ import pytest
 
 from tests.conftest import REDIS_TEST_URL
 from tests.support.dockerfile import copies, stages
+from tests.support.first_hour import (
+    Running,
+    drive,
+    stop_and_check_nothing_left,
+    user_env,
+    wait_for_banner,
+)
+from tests.support.live_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,3 +191,27 @@ def test_worker_and_beat_start_from_the_installed_package(
         _wait_for(proc, ready, 90)
         proc.terminate()
         assert proc.wait(timeout=60) == 0, command
+
+
+def test_the_first_hour_on_the_installed_package(installed: Path, tmp_path: Path) -> None:
+    """`idsync up` from the installed package, run where no source tree is: SCIM, apply,
+    allow, PATCH out, deny within a second, Ctrl-C, down, nothing left running."""
+    marker = f"wheel-{os.getpid()}"
+    env = user_env(marker)
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(installed / "idsync"), "up", "--port", str(port)],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "stderr.log").open("w"),
+        text=True,
+    )
+    run = Running(proc, port, "", installed / "idsync", home, env)
+    try:
+        run.token = wait_for_banner(proc, 120)
+        drive(run, tmp_path)
+    finally:
+        stop_and_check_nothing_left(run, marker, tmp_path)
