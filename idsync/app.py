@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idsync.api_docs import install_api_docs
 from idsync.health import HealthProbe, Part
+from idsync.http_guards import install_http_guards
 from idsync.settings import Settings
 from models.db.database import Database
 from scim.discovery import Limits
@@ -41,7 +42,8 @@ class RequestIdMiddleware:
         from idsync.logs import request_id_var
 
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        sane = 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable()
+        rid = incoming if sane else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
         started = time.perf_counter()
@@ -209,9 +211,14 @@ def create_app(
         if request.url.path.startswith("/scim/"):
             return http_exception_response(exc)
         return JSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=dict(exc.headers or {})
+            {"detail": exc.detail, "field": None},
+            status_code=exc.status_code,
+            headers=dict(exc.headers or {}),
         )
 
     install_api_docs(app)
+    # /api/v1 body limit (401 before reading an unauthenticated body, else 413), a JSON
+    # 500 that keeps the connection, no trailing-slash redirects (idsync/http_guards.py)
+    install_http_guards(app, database, settings)
     app.add_middleware(RequestIdMiddleware)
     return app
