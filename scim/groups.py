@@ -178,8 +178,15 @@ def _bump(session: Session, group: Group) -> None:
 
 
 def _record(
-    session: Session, ctx: ScimContext, group: Group, kind: str, user_ids: Iterable[str]
+    session: Session,
+    ctx: ScimContext,
+    group: Group,
+    kind: str,
+    user_ids: Iterable[str],
+    removed: Iterable[str] = (),
 ) -> None:
+    """The change row; ``removed``: members taken out (their revocation is written to the
+    cache before the commit, worker.hooks)."""
     record_change(
         session,
         org_id=ctx.org_id,
@@ -191,6 +198,7 @@ def _record(
         actor=ctx.actor,
         request_id=ctx.request_id,
         summary=f"displayName={group.display_name} version={group.version}",
+        revoked_user_ids=list(removed),
     )
 
 
@@ -230,7 +238,7 @@ def replace_group(
         _flush_unique(session, group.display_name)
     if renamed or removed or added:
         _bump(session, group)
-        _record(session, ctx, group, "group.replaced", [*removed, *added])
+        _record(session, ctx, group, "group.replaced", [*removed, *added], removed)
     return group
 
 
@@ -240,21 +248,23 @@ def patch_group(
     group = load_group(session, ctx.org_id, group_id, for_update=True)
     check_etag(if_match, group.version)
     result = apply_patch(dict(group.attrs), body, GROUP_RESOURCE, resource_id=group.id)
-    changed_users: list[str] = []
+    removed: list[str] = []
+    added: list[str] = []
     if result.members_replace is not None:
         wanted = _existing_users(session, ctx.org_id, result.members_replace)
         current = set(
             session.scalars(select(GroupMember.user_id).where(GroupMember.group_id == group.id))
         )
-        changed_users += _delete_members(session, group, sorted(current - set(wanted)))
-        changed_users += _insert_members(session, group, [u for u in wanted if u not in current])
+        removed += _delete_members(session, group, sorted(current - set(wanted)))
+        added += _insert_members(session, group, [u for u in wanted if u not in current])
     if result.members_remove_all:
-        changed_users += _delete_members(session, group, None)
+        removed += _delete_members(session, group, None)
     if result.members_remove:
-        changed_users += _delete_members(session, group, sorted(set(result.members_remove)))
+        removed += _delete_members(session, group, sorted(set(result.members_remove)))
     if result.members_add:
         to_add = _existing_users(session, ctx.org_id, result.members_add)
-        changed_users += _insert_members(session, group, to_add)
+        added += _insert_members(session, group, to_add)
+    changed_users = [*removed, *added]
     renamed = result.changed and result.document != group.attrs
     if renamed:
         _apply_document(group, result.document)
@@ -262,7 +272,7 @@ def patch_group(
     if renamed or changed_users:
         _bump(session, group)
         kind = "group.renamed" if renamed and not changed_users else "group.members_changed"
-        _record(session, ctx, group, kind, changed_users)
+        _record(session, ctx, group, kind, changed_users, removed)
     return group
 
 
@@ -272,4 +282,4 @@ def delete_group(session: Session, ctx: ScimContext, group_id: str, if_match: st
     removed = _delete_members(session, group, None)
     session.delete(group)
     session.flush()
-    _record(session, ctx, group, "group.deleted", removed)
+    _record(session, ctx, group, "group.deleted", removed, removed)

@@ -5,10 +5,13 @@ runtime (IdP pull and mapping-rule writes), in two parts:
 
 - ``ChangeHook.before_commit``, a commit guard: a deactivation or deletion of a user
   writes that user's revision-guarded tombstone to the cache inside the write's
-  transaction, before its COMMIT. If Redis does not take it (unreachable, stalled past
-  ``REVOCATION_TIMEOUT_S``, refusing writes), the guard raises ``CommitRefused``: the
-  transaction rolls back and the caller answers 503 (SCIM) or retries (worker). So no
-  deactivation ever commits while the cache can still answer ``allow`` for that user.
+  transaction, before its COMMIT; a user taken out of a group gets a revision-guarded
+  "revocation pending" entry (checks answer ``unknown`` until the worker's recompute
+  replaces it, milliseconds later), so no check answers the old ``allow``. If Redis
+  does not take it (unreachable, stalled past ``REVOCATION_TIMEOUT_S``, refusing
+  writes), the guard raises ``CommitRefused``: the transaction rolls back and the
+  caller answers 503 (SCIM) or retries (worker). So no deactivation or removal ever
+  commits while the cache can still answer ``allow`` for that user.
   A tombstone whose transaction then fails to commit (PostgreSQL lost at COMMIT) only
   denies a user who is still active in SQL: fail-safe; see docs/worker.md.
 - ``ChangeHook.__call__``, after the commit: in one Redis round trip per organization,
@@ -30,7 +33,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from idsync.settings import Settings
-from models.cache.layout import NO_ACCESS
+from models.cache.layout import NO_ACCESS, PENDING
 from models.cache.writer import CacheWriter
 from models.db.database import CommitRefused, CommittedChange, Database
 from worker.lanes import TOMBSTONE_KINDS, WAKE_OF, lanes_for
@@ -84,10 +87,14 @@ class ChangeHook:
         write then rolls back). A cache that is not built yet takes nothing and refuses
         nothing: it answers ``unknown`` for everyone until a rebuild, which reads SQL."""
         for ch in changes:
-            if ch.kind not in TOMBSTONE_KINDS or not ch.user_ids:
+            if ch.kind in TOMBSTONE_KINDS:
+                users = dict.fromkeys(ch.user_ids, NO_ACCESS)
+            else:  # taken out of a group: unknown until the worker recomputes them
+                users = dict.fromkeys(ch.revoked_user_ids, PENDING)
+            if not users:
                 continue
             try:
-                self._writer(ch.org_id).put(ch.revision, dict.fromkeys(ch.user_ids, NO_ACCESS))
+                self._writer(ch.org_id).put(ch.revision, users)
             except redis.RedisError as exc:
                 log.warning(
                     "revocation not written: the write is refused",

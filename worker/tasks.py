@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from models.cache.layout import OrgKeys
+from models.db.database import CommitRefused
 from models.db.tables import Organization
 from worker import rebuild as rb
 from worker.factory import (
@@ -34,7 +35,9 @@ from worker.runtime import Runtime, runtime
 
 log = logging.getLogger("idsync.worker")
 
-TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
+TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError, CommitRefused)
+"""Retried with backoff: a database or Redis that may come back, and a write the commit
+guard refused because the cache could not take its revocation (worker.hooks)."""
 REBUILD_KICK_MS = 30_000
 IDP_PULL_SOFT_TIME_LIMIT_S = 3600
 

@@ -52,6 +52,10 @@ STALE: Final = "cache_behind_min_revision"
 UNKNOWN_USER: Final = "unknown_user"
 NO_ACCESS_USER: Final = "user_inactive_or_deleted"
 NO_ROLE: Final = "no_role_in_workspace"
+REVOCATION_PENDING: Final = "revocation_pending"
+"""The user was taken out of a group by a committed change the worker has not
+recomputed yet (milliseconds, normally): the answer is ``unknown``, never the old
+``allow``."""
 GRANTED: Final = "granted"
 NOT_GRANTED: Final = "not_granted"
 
@@ -187,6 +191,8 @@ def decide(query: Query, item: Item, revision: int, source: Literal["cache", "sq
     code, _rev, compiled = item
     if code == "m":
         return _unknown(query, revision, INCONSISTENT)
+    if code == "p":
+        return _unknown(query, revision, REVOCATION_PENDING)
     if isinstance(query, SpacesQuery):
         return SpacesAnswer(visible_spaces_compiled(compiled), revision, "", source)
     if isinstance(query, Check):
@@ -197,6 +203,16 @@ def decide(query: Query, item: Item, revision: int, source: Literal["cache", "sq
         return Answer("allow", revision, GRANTED, source)
     reason = {"u": UNKNOWN_USER, "x": NO_ACCESS_USER, "n": NO_ROLE}.get(code, NOT_GRANTED)
     return Answer("deny", revision, reason, source)
+
+
+def _revision(watermark: int, item: Item) -> int:
+    """The revision an answer reflects. A pending revocation at ``R`` reflects less than
+    ``R`` (the user's answer at ``R`` is not computed yet): ``min_revision=R`` waits for
+    the recompute, or falls back to SQL, instead of taking ``unknown`` as final."""
+    code, rev, _compiled = item
+    if code == "p":
+        return min(watermark, rev - 1)
+    return max(watermark, rev)
 
 
 def _validate(query: Query) -> None:
@@ -355,7 +371,7 @@ class CheckClient:
 
             queries = [with_registered_labels(q, lookup) for q in queries]
         return [
-            decide(q, item, max(wm, item[1]), "cache")
+            decide(q, item, _revision(wm, item), "cache")
             for q, item in zip(queries, items, strict=True)
         ]
 

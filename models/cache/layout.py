@@ -7,7 +7,8 @@ multi-key Lua scripts below work unchanged on Redis Cluster.
 Per organization::
 
     idsync:{org}:meta            HASH   gen, building, wm, cursor, cfgrev, built_at
-    idsync:{org}:g<gen>:u        HASH   user id   -> "<set key>|<rev>"   ("-" = no access)
+    idsync:{org}:g<gen>:u        HASH   user id   -> "<set key>|<rev>"   ("-" = no access,
+                                        "?" = revocation pending: answer unknown)
     idsync:{org}:g<gen>:s        HASH   set key   -> "<rev>\\n<ws>\\t<cid>\\n<ws>\\t<cid>…"
     idsync:{org}:g<gen>:c        HASH   cid       -> encoded ``Compiled`` (content-addressed)
     idsync:{org}:g<gen>:l        HASH   "<ws>|<type>|<id>" -> encoded labels of a registered
@@ -41,6 +42,10 @@ from typing import Final
 PREFIX: Final = "idsync"
 NO_ACCESS: Final = "-"
 """Set key of a deactivated or deleted user (a revision-carrying tombstone)."""
+PENDING: Final = "?"
+"""Set key of a user taken out of a group by a committed change that the worker has not
+recomputed yet: checks answer ``unknown`` (never the ``allow`` the user had) until the
+recompute, at a revision at least as new, replaces it."""
 
 LABELS_REV: Final = "#rev"
 """Field of the labels hash holding the revision of the SQL snapshot it reflects."""

@@ -13,7 +13,8 @@ from typing import Final
 # -> {0} cache not built | {1, gen} generation moved (retry) |
 #    {2, wm, (status, rev, cid, blob) * n, label value * m}
 #    status: c compiled entry, n no access in that workspace, x deactivated/deleted,
-#            u unknown user, m missing profile (cache inconsistent: answer unknown)
+#            u unknown user, m missing profile (cache inconsistent: answer unknown),
+#            p revocation pending (taken out of a group, not recomputed yet: unknown)
 #    label value: encoded labels of the registered resource, or nil when not registered
 #    (m and the labels key are optional: callers that pass no resource labels omit them)
 CHECK: Final = r"""
@@ -35,13 +36,15 @@ for i = 0, n - 1 do
       local p = string.find(uv, '|', 1, true)
       skey = string.sub(uv, 1, p - 1)
       urev = string.sub(uv, p + 1)
-      if skey ~= '-' then sv = redis.call('HGET', KEYS[3], skey) end
+      if skey ~= '-' and skey ~= '?' then sv = redis.call('HGET', KEYS[3], skey) end
     end
   end
   if not uv then
     out[k], out[k + 1], out[k + 2], out[k + 3] = 'u', '0', '', ''
   elseif skey == '-' then
     out[k], out[k + 1], out[k + 2], out[k + 3] = 'x', urev, '', ''
+  elseif skey == '?' then
+    out[k], out[k + 1], out[k + 2], out[k + 3] = 'p', urev, '', ''
   elseif not sv then
     out[k], out[k + 1], out[k + 2], out[k + 3] = 'm', urev, '', ''
   else
@@ -145,7 +148,7 @@ for _ = 1, nusers do
     end
     if not ok then
       if t[4] then stale = stale + 1 end
-    elseif skey ~= '-' and redis.call('HEXISTS', t[2], skey) == 0 then
+    elseif skey ~= '-' and skey ~= '?' and redis.call('HEXISTS', t[2], skey) == 0 then
       need[skey] = true
     elseif cur ~= newv then
       redis.call('HSET', t[1], user, newv)

@@ -112,6 +112,9 @@ class CommittedChange:
     kind: str
     user_ids: tuple[str, ...]
     group_ids: tuple[str, ...]
+    revoked_user_ids: tuple[str, ...] = ()
+    """Users this change took out of a group (a subset of ``user_ids``; known to the
+    writer only, not stored in the change row): the commit guard marks them pending."""
 
 
 ChangeListener = Callable[[list[CommittedChange]], None]
@@ -239,6 +242,7 @@ class ChangeRow:
     request_id: str | None
     summary: str
     created_at: datetime
+    revoked_user_ids: tuple[str, ...] = ()  # not a column: see CommittedChange
 
     @classmethod
     def of(
@@ -253,6 +257,7 @@ class ChangeRow:
         group_ids: Iterable[str] = (),
         request_id: str | None = None,
         summary: str = "",
+        revoked_user_ids: Iterable[str] = (),
     ) -> ChangeRow:
         return cls(
             org_id=org_id,
@@ -265,6 +270,7 @@ class ChangeRow:
             request_id=request_id,
             summary=summary,
             created_at=utcnow(),
+            revoked_user_ids=tuple(sorted(set(revoked_user_ids))),
         )
 
     def values(self) -> dict[str, Any]:
@@ -274,7 +280,9 @@ class ChangeRow:
         return out
 
     def committed(self, revision: int) -> CommittedChange:
-        return CommittedChange(self.org_id, revision, self.kind, self.user_ids, self.group_ids)
+        return CommittedChange(
+            self.org_id, revision, self.kind, self.user_ids, self.group_ids, self.revoked_user_ids
+        )
 
 
 def record_statement_pg(insert_row: Table | None) -> Insert:
@@ -306,6 +314,7 @@ def record_change(
     request_id: str | None = None,
     summary: str = "",
     insert_row: tuple[Table, Mapping[str, Any]] | None = None,
+    revoked_user_ids: list[str] | tuple[str, ...] = (),
 ) -> int:
     """Allocate the organization's next revision and write the change row.
 
@@ -328,6 +337,7 @@ def record_change(
         group_ids=group_ids,
         request_id=request_id,
         summary=summary,
+        revoked_user_ids=revoked_user_ids,
     )
     return record(session, change, insert_row)
 

@@ -26,13 +26,15 @@ from models.cache.client import CheckClient
 from models.cache.writer import CacheWriter
 from models.db.admin_keys import create_admin_key
 from models.db.database import CommitRefused, CommittedChange, Database
-from models.db.tables import Change, Organization, User
+from models.db.tables import Change, GroupMember, Organization, User
 from models.db.tokens import create_scim_token
 from tests.conftest import REDIS_TEST_URL
 from tests.integration.cache.world import PATCH_SCHEMA, USER_SCHEMA, World
 from tests.support.live_server import live_server
 from tests.support.tcpproxy import TcpProxy
 from worker.hooks import REVOCATION_TIMEOUT_S, install_change_hook
+from worker.lanes import PRIORITY
+from worker.pipeline import drain
 from worker.rebuild import rebuild
 from worker.reconcile import reconcile
 
@@ -302,3 +304,71 @@ def test_a_tombstone_whose_commit_fails_only_denies_until_reconcile_sees_sql_pas
     report = reconcile(pg_database, writer, setup.world.org_id)
     assert report.users_wrong == 1
     assert checks.check(setup.alice, "ws1", "create_sources").status == "allow"
+
+
+def _remove_alice(client: TestClient, setup: Setup, how: str) -> httpx.Response:
+    headers = {
+        "Authorization": f"Bearer {setup.scim_token}",
+        "Content-Type": "application/scim+json",
+    }
+    path = f"/scim/v2/Groups/{setup.world.groups['eng']}"
+    if how == "patch":
+        op = {"op": "remove", "path": f'members[value eq "{setup.alice}"]'}
+        return client.patch(
+            path, json={"schemas": [PATCH_SCHEMA], "Operations": [op]}, headers=headers
+        )
+    if how == "put":
+        body = {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "eng",
+            "members": [],
+        }
+        return client.put(path, json=body, headers=headers)
+    return client.delete(path, headers=headers)
+
+
+@pytest.mark.parametrize("how", ["patch", "put", "delete"])
+def test_a_committed_group_removal_never_answers_the_old_allow(
+    setup: Setup, pg_database: Database, how: str
+) -> None:
+    """No worker runs here, so nothing recomputes alice: the commit guard's pending entry
+    alone must keep the check from answering the `allow` she had."""
+    client = TestClient(_app(setup, pg_database))
+    auth = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    assert (
+        client.post("/api/v1/check", json=setup.check_body(), headers=auth).json()["status"]
+        == "allow"
+    )
+    removed = _remove_alice(client, setup, how)
+    assert removed.status_code in (200, 204), removed.text
+    answer = client.post("/api/v1/check", json=setup.check_body(), headers=auth).json()
+    assert answer["status"] == "unknown" and answer["reason"] == "revocation_pending"
+    # the worker's drain (run here in-process) recomputes alice: deny
+    writer = CacheWriter(redis.Redis.from_url(REDIS_TEST_URL), setup.world.org_id)
+    drain(pg_database, writer, setup.world.org_id, PRIORITY)
+    answer = client.post("/api/v1/check", json=setup.check_body(), headers=auth).json()
+    assert answer["status"] == "deny", answer
+
+
+def test_a_group_removal_with_redis_down_is_503_and_commits_nothing(
+    setup: Setup, pg_database: Database
+) -> None:
+    client = TestClient(_app(setup, pg_database))
+    changes = setup.changes()
+    setup.proxy.stop()
+    refused = _remove_alice(client, setup, "patch")
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"] == "5"
+    assert setup.changes() == changes
+    assert _members(pg_database, setup) == {setup.alice}
+    setup.proxy.restart()
+    assert _remove_alice(client, setup, "patch").status_code in (200, 204)
+    assert _members(pg_database, setup) == set()
+
+
+def _members(db: Database, setup: Setup) -> set[str]:
+    with db.read() as s:
+        rows = s.scalars(
+            select(GroupMember.user_id).where(GroupMember.group_id == setup.world.groups["eng"])
+        )
+        return set(rows)

@@ -55,7 +55,9 @@ def test_sigkilled_worker_task_runs_again_and_cache_converges(
     task_id = re.search(r"idsync\.drain\.priority\[([0-9a-f-]+)\] received", workers.logs())
     assert task_id is not None
     workers.kill(first)
-    assert checks.check(bob, "ws1", "create_sources").allowed  # the write never happened
+    # the recompute's write never happened; the removal's pending entry answers meanwhile
+    pending = checks.check(bob, "ws1", "create_sources")
+    assert (pending.status, pending.reason) == ("unknown", "revocation_pending")
     assert writer.backlog(ALL_LANES) == 1  # the dirty mark survived the crash
     workers.start()  # a fresh worker: the unacked task is redelivered to it
     answer = wait_until(
@@ -120,7 +122,8 @@ def test_postgres_down_scim_503_then_worker_catches_up(
     workers.start(DATABASE_URL=proxied)  # its drain fails on the database and retries
     wait_until(lambda: "Retry in" in workers.logs(), 60)
     checks = CheckClient(cache, world.org_id)
-    assert checks.check(bob, "ws1", "create_sources").allowed  # not applied yet
+    pending = checks.check(bob, "ws1", "create_sources")  # not recomputed yet: not allow
+    assert (pending.status, pending.reason) == ("unknown", "revocation_pending")
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     proxy.port = make_url(proxied).port or 0
     proxy.start()  # PostgreSQL is back
