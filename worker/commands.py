@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -213,12 +214,13 @@ def cache_status(org: str | None) -> None:
         meta = writer.meta()
         backlog = {lane: int(client.zcard(writer.keys.dirty(lane))) for lane in ALL_LANES}
         raw: dict[bytes, bytes] = client.hgetall(writer.keys.rebuild)  # type: ignore[assignment]
-        rebuild = {k.decode(): v.decode() for k, v in raw.items()}
+        rebuild = _iso_times({k.decode(): v.decode() for k, v in raw.items()})
         rec = client.hget(writer.keys.reconcile, "report")
         out = {
             "org": name,
             "org_id": org_id,
             "built": meta.built,
+            "built_at": _iso(meta.built_at),
             "generation": meta.gen,
             "building": meta.building,
             "watermark": meta.wm,
@@ -228,6 +230,21 @@ def cache_status(org: str | None) -> None:
             "last_reconcile": json.loads(rec) if rec else None,
         }
         click.echo(json.dumps(out, indent=2))
+
+
+_TIME_FIELDS = frozenset({"started_at", "finished_at", "heartbeat", "built_at"})
+
+
+def _iso(epoch: float | str | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC (``2026-12-03T10:41:51.123+00:00``)."""
+    if epoch is None or epoch == "":
+        return None
+    moment = datetime.fromtimestamp(float(epoch), tz=UTC)
+    return moment.isoformat(timespec="milliseconds")
+
+
+def _iso_times(fields: dict[str, str]) -> dict[str, str | None]:
+    return {k: _iso(v) if k in _TIME_FIELDS else v for k, v in fields.items()}
 
 
 @cache_group.command("reconcile")

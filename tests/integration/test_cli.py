@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from idsync.app import create_app
 from idsync.settings import Settings
 from models.db.database import Database
+from tests.conftest import REDIS_TEST_URL
 
 
 def _idsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -226,3 +228,18 @@ def test_apply_names_the_file_once(cli_env: dict[str, str], tmp_path: Path) -> N
     assert line.count(str(bad)) == 1, line
     assert line.startswith(f"Error: {bad}: not valid YAML/JSON: ")
     assert "(line 4, column 2)" in line
+
+
+def test_cache_status_times_are_iso_8601(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "REDIS_URL": REDIS_TEST_URL}
+    assert _idsync(env, "db", "upgrade").returncode == 0
+    assert _idsync(env, "token", "create", "--org", "acme").returncode == 0
+    assert _idsync(env, "cache", "rebuild", "--org", "acme").returncode == 0
+    result = _idsync(env, "cache", "status", "--org", "acme")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
+    times = [status["built_at"]] + [
+        status["rebuild"][k] for k in ("started_at", "heartbeat", "finished_at")
+    ]
+    assert all(iso.match(t) for t in times), times
