@@ -33,9 +33,11 @@ from sqlalchemy.orm import Session
 
 from idsync.admin_api.config_routes import role_definition, rule_spec
 from idsync.admin_api.schemas import RoleIn, RuleIn, SubsetCategoryIn
+from models.access.config_checks import config_problems
 from models.access.inputs import MANUAL
 from models.db import config_store as store
 from models.db.config_errors import ConfigError
+from models.db.config_loader import load_org_config
 from models.db.config_tables import (
     ConfigSpace,
     ConfigWorkspace,
@@ -540,11 +542,12 @@ def apply_config(session: Session, org_id: str, config: ConfigFile, *, actor: st
     ctx = store.WriteContext(org_id=org_id, actor=actor, defer_rules=True)
     applier = _Applier(session, ctx)
     before = session.scalar(select(func.count()).select_from(Change).where(Change.org_id == org_id))
-    # creates and updates, dependencies first
-    if config.roles is not None:
-        applier.roles(config.roles)
+    # creates and updates, dependencies first (a workspace's subset categories before
+    # the roles whose limits name them, when those roles are bound already)
     if config.workspaces is not None:
         applier.workspaces(config.workspaces)
+    if config.roles is not None:
+        applier.roles(config.roles)
     if config.mapping_rules is not None:
         applier.rules(config.mapping_rules)
     if config.bindings is not None:
@@ -560,12 +563,15 @@ def apply_config(session: Session, org_id: str, config: ConfigFile, *, actor: st
     for kind, group, target, source in rules.removed:
         applier.diff.append(f"- rule-made {kind} {group} -> {target or 'organization'} ({source})")
     after = session.scalar(select(func.count()).select_from(Change).where(Change.org_id == org_id))
+    problems = [
+        f"rule {p.rule_id}, group {p.group_id}: {p.field}: {p.message}" for p in rules.problems
+    ]
+    problems.extend(
+        f"{p.kind} {p.id}: {p.field}: {p.message}"
+        for p in config_problems(load_org_config(session, org_id))
+    )
     return ApplyResult(
-        diff=applier.diff,
-        change_rows=int(after or 0) - int(before or 0),
-        problems=[
-            f"rule {p.rule_id}, group {p.group_id}: {p.field}: {p.message}" for p in rules.problems
-        ],
+        diff=applier.diff, change_rows=int(after or 0) - int(before or 0), problems=problems
     )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from idsync.admin_api.auth import DB, Admin
 from idsync.admin_api.config_routes import ERRORS
 from idsync.admin_api.schemas import (
+    ConfigProblemOut,
     ExplainIn,
     LegacyConflictOut,
     ResourceRefIn,
@@ -26,6 +27,7 @@ from idsync.admin_api.schemas import (
 )
 from idsync.admin_api.views import conflict_out, what_can_out
 from models.access.access_model import AccessModel
+from models.access.config_checks import config_problems
 from models.access.inputs import ResourceRef, labels_of
 from models.access.refs import SyncRef
 from models.db.config_errors import ConfigError, ForbiddenError, NotFoundError
@@ -154,6 +156,19 @@ def who_can(body: WhoCanIn, admin: Admin, db: DB) -> WhoCanOut:
         users.values(), body.workspace, body.grant, resource_ref(body.resource)
     )
     return WhoCanOut(workspace=body.workspace, grant=body.grant, users=list(ids))
+
+
+@router.get("/reports/config-problems")
+def config_problems_report(admin: Admin, db: DB) -> list[ConfigProblemOut]:
+    """What the stored configuration holds that the evaluator ignores or that can only
+    deny: e.g. a bound role whose subset limit names a category its workspace does not
+    have (categories deleted later, or a binding a mapping rule made)."""
+    with db.read() as s:
+        config = load_org_config(s, admin.org_id)
+    return [
+        ConfigProblemOut(kind=p.kind, id=p.id, field=p.field, message=p.message)
+        for p in config_problems(config)
+    ]
 
 
 @router.get("/reports/legacy-conflicts")

@@ -342,6 +342,13 @@ class LegacyConflictOut(BaseModel):
     groups_by_role: dict[str, list[str]]
 
 
+class ConfigProblemOut(BaseModel):
+    kind: str = Field(description="role, role_binding, space_assignment, workspace, space")
+    id: str
+    field: str
+    message: str
+
+
 class OrganizationOut(BaseModel):
     id: str
     name: str

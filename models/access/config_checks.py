@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from .catalogue import BUILTIN_ROLES
 from .errors import ValidationError
 from .inputs import OrgConfig
-from .roles import validate_role
+from .roles import V2Role, validate_role
+from .subsets import unknown_limit_categories
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,4 +84,28 @@ def config_problems(config: OrgConfig) -> tuple[ConfigProblem, ...]:
                     f"no Space {sa.space_id!r} in workspace {sa.workspace_id!r}",
                 )
             )
+    out.extend(subset_limit_problems(config))
     return tuple(out)
+
+
+def subset_limit_problems(config: OrgConfig) -> list[ConfigProblem]:
+    """Bound roles whose subset limits name a category the (root) workspace lacks for
+    that parent model: a role bound before the categories existed, categories deleted
+    or renamed later, or a binding a mapping rule made (the admin API refuses the rest
+    at write time)."""
+    out: list[ConfigProblem] = []
+    seen: set[tuple[str, str]] = set()
+    for rb in config.role_bindings:
+        role = config.role_by_id.get(rb.role_id)
+        root = config.roots.get(rb.workspace_id)
+        if not isinstance(role, V2Role) or root is None or (root, role.id) in seen:
+            continue
+        seen.add((root, role.id))
+        names: dict[str, list[str]] = {}
+        for (ws, pm), cats in config.categories_by_model.items():
+            if ws == root:
+                names.setdefault(pm, []).extend(c for c, _ in cats)
+        grants = [(g.scope, g.resource_id, g.subset_limit) for g in role.resource_grants]
+        for bad in unknown_limit_categories(grants, names):
+            out.append(ConfigProblem("role", role.id, bad.field, bad.message(root)))
+    return out

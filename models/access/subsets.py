@@ -86,3 +86,58 @@ def limit_allows(
         elif not values <= chosen:
             return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownLimitCategory:
+    """A subset limit of a role naming a category the workspace does not have."""
+
+    field: str
+    """Path in the role's body: ``resource_grants[i].subset_limit.<category>``."""
+    category: str
+    parent_model_id: str
+    """The grant's parent model, or ``*``."""
+    existing: tuple[str, ...]
+    """The categories that do exist there (sorted)."""
+
+    def message(self, workspace_id: str) -> str:
+        where = (
+            "any parent model"
+            if self.parent_model_id == "*"
+            else f"parent model {self.parent_model_id!r}"
+        )
+        have = ", ".join(self.existing) if self.existing else "none"
+        return (
+            f"no subset category {self.category!r} on {where} in workspace {workspace_id!r}"
+            f" (categories there: {have})"
+        )
+
+
+def unknown_limit_categories(
+    resource_grants: Iterable[tuple[str, str, SubsetLimit | None]],
+    categories: Mapping[str, Iterable[str]],
+) -> list[UnknownLimitCategory]:
+    """Subset limits naming a category the workspace does not have.
+
+    ``resource_grants``: a role's ``(scope, resource_id, limit)`` in body order;
+    ``categories``: the workspace's category names by parent model id. A limit on
+    parent model P may name P's categories; one on ``*`` any parent model's. Such a
+    limit would deny silently: the category never matches (``limit_allows``)."""
+    by_model = {pm: frozenset(names) for pm, names in categories.items()}
+    every = frozenset().union(*by_model.values()) if by_model else frozenset()
+    out: list[UnknownLimitCategory] = []
+    for i, (scope, resource_id, limit) in enumerate(resource_grants):
+        if scope != "parent_model" or limit is None:
+            continue
+        known = every if resource_id == "*" else by_model.get(resource_id, frozenset())
+        for name, _ in limit.chosen:
+            if name not in known:
+                out.append(
+                    UnknownLimitCategory(
+                        f"resource_grants[{i}].subset_limit.{name}",
+                        name,
+                        resource_id,
+                        tuple(sorted(known)),
+                    )
+                )
+    return out

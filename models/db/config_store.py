@@ -31,6 +31,8 @@ from models.access.errors import ValidationError
 from models.access.grants import LEGACY_RESOURCE_TYPES, RESOURCE_SCOPES
 from models.access.inputs import MANUAL
 from models.access.mapping_rules import validate_mapping_rule
+from models.access.roles import Role, V2Role
+from models.access.subsets import UnknownLimitCategory, unknown_limit_categories
 from models.db.base import utcnow
 from models.db.config_errors import ConfigError, ConflictError, NotFoundError
 from models.db.config_impact import (
@@ -432,14 +434,29 @@ def _check_definition(definition: Mapping[str, Any]) -> None:
             check_unique(st.get("actions"), f"statements[{i}].actions", "action")
 
 
-def validate_role(role_id: str, name: str, model: str, definition: Mapping[str, Any]) -> None:
+def validate_role(role_id: str, name: str, model: str, definition: Mapping[str, Any]) -> Role:
     """``models.access`` validation; raises ConfigError naming the field of the request."""
     check_id(role_id, "id")
     _check_definition(definition)
     try:
-        build_custom_role(role_id, name, model, definition)
+        return build_custom_role(role_id, name, model, definition)
     except ValidationError as exc:
         raise ConfigError(exc.field, exc.message) from exc
+
+
+def _check_bound_subsets(session: Session, org_id: str, role: Role) -> None:
+    """A role's subset limits name only categories of every workspace it is bound in
+    (manual or rule-made bindings); else ConfigError naming the limit's field."""
+    bound = session.scalars(
+        select(RoleBindingRow.workspace_id)
+        .where(RoleBindingRow.org_id == org_id, RoleBindingRow.role_id == role.id)
+        .distinct()
+        .order_by(RoleBindingRow.workspace_id)
+    )
+    for ws_id in bound:
+        bad = _unknown_categories(session, org_id, ws_id, role)
+        if bad:
+            raise ConfigError(bad[0].field, f"bound in {ws_id!r}: {bad[0].message(ws_id)}")
 
 
 def create_role(
@@ -486,9 +503,10 @@ def update_role(
     row = session.get(CustomRole, (ctx.org_id, role_id))
     if row is None:
         raise NotFoundError("id", f"no custom role {role_id!r} in this organization")
-    validate_role(role_id, name, model, definition)
+    role = validate_role(role_id, name, model, definition)
     if row.name == name and row.model == model and row.definition == dict(definition):
         return row
+    _check_bound_subsets(session, ctx.org_id, role)
     if model != row.model:
         manual = _manual_bindings_of_role(session, ctx.org_id, role_id)
         if manual:
@@ -663,13 +681,38 @@ def change_role_binding(
 def _check_role_for_workspace(
     session: Session, org_id: str, ws: ConfigWorkspace, role_id: str
 ) -> None:
-    """A role bound in ``ws`` must exist and be of the workspace's permissions model."""
+    """A role bound in ``ws`` must exist, be of the workspace's permissions model, and
+    limit subsets only by categories the workspace has."""
     model = role_model(session, org_id, role_id)
     if model != ws.permissions_model:
         raise ConfigError(
             "role_id",
             f"{model} role {role_id!r} cannot be bound in a {ws.permissions_model} workspace",
         )
+    row = session.get(CustomRole, (org_id, role_id))
+    if row is None or row.model != "v2":
+        return  # built-in roles have no subset limits
+    role = build_custom_role(row.id, row.name, row.model, row.definition)
+    bad = _unknown_categories(session, org_id, ws.id, role)
+    if bad:
+        raise ConfigError("role_id", f"role {role_id!r} {bad[0].field}: {bad[0].message(ws.id)}")
+
+
+def _unknown_categories(
+    session: Session, org_id: str, workspace_id: str, role: Role
+) -> list[UnknownLimitCategory]:
+    """Subset limits of ``role`` naming a category workspace ``workspace_id`` lacks."""
+    if not isinstance(role, V2Role) or not any(g.subset_limit for g in role.resource_grants):
+        return []
+    names: dict[str, list[str]] = {}
+    for pm, name in session.execute(
+        select(SubsetCategoryRow.parent_model_id, SubsetCategoryRow.name).where(
+            SubsetCategoryRow.org_id == org_id, SubsetCategoryRow.workspace_id == workspace_id
+        )
+    ):
+        names.setdefault(pm, []).append(name)
+    grants = [(g.scope, g.resource_id, g.subset_limit) for g in role.resource_grants]
+    return unknown_limit_categories(grants, names)
 
 
 def create_space_assignment(

@@ -134,6 +134,8 @@ def test_bindings_validation_and_role_change_impact(two: Two) -> None:
     api.ok("post", "/workspaces", {"id": "prod"})
     api.ok("post", "/workspaces", {"id": "old", "permissions_model": "legacy"})
     api.ok("post", "/roles", V2_ROLE)
+    regions = {"categories": [{"name": "region"}]}  # the role limits customers by region
+    api.ok("put", "/workspaces/prod/parent-models/customers/subset-categories", regions)
     g1 = api.group("Analysts")
     g2 = api.group("Admins")
     foreign = two.b.group("Theirs")
