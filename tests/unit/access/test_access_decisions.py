@@ -23,6 +23,7 @@ from models.access import (
     UnknownGrantError,
     V2Role,
     Workspace,
+    check_sync_compiled_reason,
     parse_legacy_role,
 )
 from tests.unit.access.builders import dst, one_role, pm, spaces_config, src, user
@@ -255,6 +256,11 @@ def test_no_mix_and_match(approvals: bool, action: str):
     ex = am.explain_sync(u, "w1", SyncRef.of("A", "D"), action)
     assert "v2.no_mix_and_match" in ex.rules
     assert any("same group" in m for m in ex.missing)
+    # each side is held, by different groups: the reason says so, on both paths
+    assert ex.reason == "not_same_group"
+    entry = am.compile_user(u)["w1"]
+    assert check_sync_compiled_reason(entry, SyncRef.of("A", "D"), action) == "not_same_group"
+    assert am.decide_sync(u, "w1", SyncRef.of("A", "X"), action).reason == "grant_missing"
 
 
 def test_approval_variants_split_over_groups():
