@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from models.db.migrate import require_current
+
 if TYPE_CHECKING:
     import redis
 
@@ -38,6 +40,7 @@ def _settings() -> Settings:
 def worker_cmd(concurrency: int | None, queues: str | None, beat: bool, loglevel: str) -> None:
     """Run a Celery worker: recompute, revoke, ingest and reconcile queues."""
     settings = _settings()
+    require_current(settings.resolved_database_url())  # one line, not a task failure later
     from worker.factory import ALL_QUEUES, create_celery
 
     app = create_celery(settings)
@@ -63,6 +66,7 @@ def beat_cmd(loglevel: str) -> None:
     """Run the scheduler (outbox sweep, reconcile, IdP pull); a Redis leader lock makes
     a second instance a hot standby."""
     settings = _settings()
+    require_current(settings.resolved_database_url())
     from worker.factory import create_celery
 
     app = create_celery(settings)

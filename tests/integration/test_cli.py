@@ -243,3 +243,13 @@ def test_cache_status_times_are_iso_8601(cli_env: dict[str, str]) -> None:
         status["rebuild"][k] for k in ("started_at", "heartbeat", "finished_at")
     ]
     assert all(iso.match(t) for t in times), times
+
+
+@pytest.mark.parametrize("command", [["worker"], ["beat"], ["serve", "--port", "0"]])
+def test_services_refuse_an_unmigrated_database_in_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    env = {**_plain_env(tmp_path), "REDIS_URL": REDIS_TEST_URL}
+    line = _one_error_line(_idsync(env, *command))
+    assert line.startswith("Error: no idsync database at ")
+    assert line.endswith(")") and "run `idsync db upgrade`" in line
