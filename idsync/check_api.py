@@ -41,6 +41,7 @@ from models.cache.client import (
     SpacesQuery,
     SyncCheck,
 )
+from models.cache.connection import CacheRedis, cache_redis
 from models.db.admin_keys import verify_admin_key
 from models.db.database import Database
 from scim.offload import in_thread
@@ -165,10 +166,10 @@ SUSPECT_S = 5.0
 """After a Redis error, checks run in the thread pool for this long (see `Checker`)."""
 
 
-def check_redis_client(url: str) -> redis.Redis:
+def check_redis_client(url: str) -> CacheRedis:
     """Bounded timeouts; one immediate retry on a connection error only (a pooled
     connection closed by a Redis restart), none on a timeout (a stall costs one)."""
-    return redis.Redis.from_url(
+    return cache_redis(
         url,
         socket_timeout=CHECK_REDIS_TIMEOUT_S,
         socket_connect_timeout=CHECK_REDIS_TIMEOUT_S,
@@ -185,7 +186,7 @@ class Checker:
     at most, not one timeout per request.
     """
 
-    def __init__(self, client: redis.Redis, database: Database) -> None:
+    def __init__(self, client: CacheRedis, database: Database) -> None:
         self.redis = client
         self.database = database
         self._clients: dict[str, CheckClient] = {}

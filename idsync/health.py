@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from idsync.operator_errors import mask_url
 from idsync.settings import Settings
+from models.cache.connection import CacheRedis, cache_redis
 from models.cache.layout import OrgKeys
 from models.db.database import Database
 from models.db.tables import Organization
@@ -96,9 +97,8 @@ class HealthProbe:
         self.broker_url = settings.redis_url
         self.cache_url = settings.resolved_cache_redis_url()
         self._broker = self._client(self.broker_url)
-        self._cache = (
-            self._broker if self.cache_url == self.broker_url else self._client(self.cache_url)
-        )
+        self._shared = self.cache_url == self.broker_url
+        self._cache: CacheRedis | None = self._broker if self._shared else None
 
     @staticmethod
     def _client(url: str | None) -> redis.Redis | None:
@@ -106,13 +106,22 @@ class HealthProbe:
             return None
         return redis.Redis.from_url(url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
 
+    def _cache_client(self) -> CacheRedis | None:
+        """The cache's client, made on first use: a Redis Cluster client reads the slot
+        map when made, so a cluster that is down fails the probe, not the process."""
+        if self._cache is None and self.cache_url:
+            self._cache = cache_redis(
+                self.cache_url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S
+            )
+        return self._cache
+
     def check(self) -> Readiness:
         database, orgs = self._database()
-        broker = self._ping("broker", self._broker, self.broker_url, self.unset_redis)
+        broker = self._ping("broker", lambda: self._broker, self.broker_url, self.unset_redis)
         cache = (
             Part("cache", broker.status, broker.reason)
-            if self._cache is self._broker
-            else self._ping("cache", self._cache, self.cache_url, "not configured")
+            if self._shared
+            else self._ping("cache", self._cache_client, self.cache_url, "not configured")
         )
         parts = [
             database,
@@ -136,12 +145,17 @@ class HealthProbe:
         return _ok("database", "answers"), [(r[0], r[1]) for r in rows]
 
     @staticmethod
-    def _ping(name: str, client: redis.Redis | None, url: str | None, unset: str) -> Part:
-        if client is None or url is None:
+    def _ping(
+        name: str, client_of: Callable[[], CacheRedis | None], url: str | None, unset: str
+    ) -> Part:
+        if url is None:
             return _fail(name, unset)
         try:
+            client = client_of()
+            if client is None:
+                return _fail(name, unset)
             client.ping()
-        except redis.RedisError as exc:
+        except (redis.RedisError, ValueError) as exc:  # ValueError: a malformed cluster URL
             return _fail(name, f"{mask_url(url)}: {_error_text(exc)}")
         return _ok(name, f"{mask_url(url)} answers")
 

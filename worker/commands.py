@@ -13,9 +13,8 @@ import click
 from models.db.migrate import require_current
 
 if TYPE_CHECKING:
-    import redis
-
     from idsync.settings import Settings
+    from models.cache.connection import CacheRedis
     from models.db.database import Database
 
 
@@ -93,14 +92,13 @@ def _resolve_orgs(database: Database, org: str | None) -> list[tuple[str, str]]:
     return rows
 
 
-def _clients(settings: Settings) -> tuple[Database, redis.Redis]:
-    import redis as redis_mod
-
+def _clients(settings: Settings) -> tuple[Database, CacheRedis]:
+    from models.cache.connection import cache_redis
     from models.db.database import Database
     from worker.runtime import cache_redis_url
 
     database = Database(settings.resolved_database_url(), pool_size=2)
-    return database, redis_mod.Redis.from_url(cache_redis_url(settings))
+    return database, cache_redis(cache_redis_url(settings))
 
 
 @cache_group.command("rebuild")

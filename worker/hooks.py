@@ -15,7 +15,8 @@ runtime (IdP pull and mapping-rule writes), in two parts:
   A tombstone whose transaction then fails to commit (PostgreSQL lost at COMMIT) only
   denies a user who is still active in SQL: fail-safe; see docs/worker.md.
 - ``ChangeHook.__call__``, after the commit: in one Redis round trip per organization,
-  marks the affected users / groups dirty and sets a wake flag; when the flag was not
+  marks the affected users / groups dirty and sets a wake flag (on Redis Cluster one
+  round trip per mark: cluster pipelines carry no scripts); when the flag was not
   set yet it enqueues one drain task (coalescing: a burst of changes enqueues one task,
   not one per change). If Redis or the broker is unreachable it logs and returns; the
   worker catches up from the change log (the outbox), so nothing is lost.
@@ -33,6 +34,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from idsync.settings import Settings
+from models.cache.connection import CacheRedis, cache_redis
 from models.cache.layout import NO_ACCESS, PENDING
 from models.cache.writer import CacheWriter
 from models.db.database import CommitRefused, CommittedChange, Database
@@ -52,11 +54,11 @@ RETRY_AFTER_S = 5
 """Retry-After of a write refused because the cache could not take its revocation."""
 
 
-def hook_client(url: str) -> redis.Redis:
+def hook_client(url: str) -> CacheRedis:
     """The hook's Redis client: bounded timeouts, and one immediate retry on a connection
     error only (a pooled connection that a Redis restart closed; a refused connect fails
     fast either way); a timeout is not retried, so a stall costs one timeout."""
-    return redis.Redis.from_url(
+    return cache_redis(
         url,
         socket_timeout=REVOCATION_TIMEOUT_S,
         socket_connect_timeout=REVOCATION_TIMEOUT_S,
@@ -68,10 +70,21 @@ class ChangeHook:
     """``Database.add_commit_guard(hook.before_commit)`` and ``Database.add_listener(hook)``
     (``install_change_hook`` does both)."""
 
-    def __init__(self, client: redis.Redis, enqueue: Enqueue) -> None:
-        self.redis = client
+    def __init__(self, client: CacheRedis | Callable[[], CacheRedis], enqueue: Enqueue) -> None:
+        """``client``: the cache's client, or how to make it on first use (a Redis Cluster
+        client reads the slot map when made: a process starting while the cluster is
+        down still starts, and each write meets the RedisError handling below)."""
+        self._client = None if callable(client) else client
+        self._connect = client if callable(client) else None
         self.enqueue = enqueue
         self._writers: dict[str, CacheWriter] = {}
+
+    @property
+    def redis(self) -> CacheRedis:
+        if self._client is None:
+            assert self._connect is not None
+            self._client = self._connect()
+        return self._client
 
     def _writer(self, org_id: str) -> CacheWriter:
         w = self._writers.get(org_id)
@@ -118,7 +131,7 @@ class ChangeHook:
 
     def _publish(self, org_id: str, changes: list[CommittedChange]) -> None:
         writer = self._writer(org_id)
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = writer.script_pipeline(transaction=False)
         wakes: list[str] = []
         for ch in changes:
             for lane, members in lanes_for(ch.kind, ch.user_ids, ch.group_ids):
@@ -143,12 +156,11 @@ def install_change_hook(database: Database, settings: Settings) -> ChangeHook | 
 
     broker = settings.redis_url or url
     app = create_celery(settings, broker, with_tasks=False)
-    client = hook_client(url)
 
     def enqueue(org_id: str, wake: str) -> None:
         enqueue_drain(app, org_id, wake)
 
-    hook = ChangeHook(client, enqueue)
+    hook = ChangeHook(lambda: hook_client(url), enqueue)
     database.add_commit_guard(hook.before_commit)
     database.add_listener(hook)
     return hook

@@ -156,14 +156,14 @@ def _ingest_pages(
         if any(r.kind in LABEL_KINDS for r in rows):  # before the cursor passes them
             sync_labels(database, writer, org_id)
             report.labels_synced += 1
-        pipe = writer.redis.pipeline(transaction=True)
+        pipe = writer.script_pipeline(transaction=True)
         wakes: list[str] = []
         for r in rows:
             for lane, members in lanes_for(r.kind, r.user_ids, r.group_ids):
                 writer.mark(lane, int(r.revision), members, WAKE_OF[lane], WAKE_MS, pipe)
                 wakes.append(WAKE_OF[lane])
         cursor = int(rows[-1].revision)
-        writer.scripts.raise_field(keys=[writer.keys.meta], args=["cursor", cursor], client=pipe)
+        writer.queue_raise_meta(pipe, "cursor", cursor)  # after the marks it passes
         results = pipe.execute()
         report.wakes.update(w for w, res in zip(wakes, results, strict=False) if res == 1)
         report.rows += len(rows)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import redis
 from celery import Celery
 
 from idsync.settings import Settings
+from models.cache.connection import CacheRedis, cache_redis
 from models.cache.writer import CacheWriter
 from models.db.database import Database
 from worker.factory import enqueue_drain, resolve_broker_url
@@ -19,7 +19,7 @@ class Runtime:
     app: Celery
     settings: Settings
     database: Database
-    cache: redis.Redis
+    cache: CacheRedis
     pid: int
     writers: dict[str, CacheWriter] = field(default_factory=dict)
 
@@ -45,8 +45,8 @@ REDIS_TIMEOUT_S = 5.0
 retries with backoff) instead of hanging a pool process until the hard time limit."""
 
 
-def cache_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
+def cache_client(url: str) -> CacheRedis:
+    return cache_redis(
         url,
         socket_timeout=REDIS_TIMEOUT_S,
         socket_connect_timeout=REDIS_TIMEOUT_S,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from models.access.compiled import Compiled, decode_compiled
@@ -38,6 +38,7 @@ from models.access.evaluator import ALL
 from models.access.inputs import ResourceRef
 from models.access.refs import SyncRef
 from models.cache import scripts
+from models.cache.connection import CacheRedis
 from models.cache.layout import OrgKeys, decode_labels, label_field
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ class CheckClient:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: CacheRedis,
         org_id: str,
         *,
         database: Database | None = None,
@@ -265,32 +266,37 @@ class CheckClient:
 
     # -- the one round trip -------------------------------------------------------------
 
-    def _call(self, pairs: list[str], n: int, fields: Sequence[str] = ()) -> list[Any]:
+    def _evalsha(self, pairs: list[str], n: int, fields: Sequence[str]) -> list[Any]:
+        args: tuple[str | int, ...] = (self._gen, n, *pairs, len(fields), *fields)
+        if isinstance(self.redis, RedisCluster):  # routed to the node of the org's slot
+            cluster_out: list[Any] = self.redis.evalsha(
+                self._sha, len(self._gen_keys), *self._gen_keys, *args
+            )
+            return cluster_out
         pool = self.redis.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", self._sha, len(self._gen_keys), *self._gen_keys, *args
+            )
+            out: list[Any] = conn.read_response()
+        except NoScriptError:
+            raise
+        except BaseException:
+            conn.disconnect()  # type: ignore[no-untyped-call]
+            raise
+        finally:
+            pool.release(conn)
+        return out
+
+    def _call(self, pairs: list[str], n: int, fields: Sequence[str] = ()) -> list[Any]:
         for _attempt in range(3):
             self.round_trips += 1
-            conn = pool.get_connection()
             try:
-                conn.send_command(  # type: ignore[no-untyped-call]
-                    "EVALSHA",
-                    self._sha,
-                    len(self._gen_keys),
-                    *self._gen_keys,
-                    self._gen,
-                    n,
-                    *pairs,
-                    len(fields),
-                    *fields,
-                )
-                out: list[Any] = conn.read_response()
+                out = self._evalsha(pairs, n, fields)
             except NoScriptError:
                 self._sha = self.redis.script_load(scripts.CHECK)
                 continue
-            except BaseException:
-                conn.disconnect()  # type: ignore[no-untyped-call]
-                raise
-            finally:
-                pool.release(conn)
             if out[0] == 1:  # generation moved: follow it and retry
                 gen = out[1]
                 self._gen = gen.decode() if isinstance(gen, bytes) else str(gen)

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from models.cache import scripts
+from models.cache.connection import CacheRedis, is_cluster
 from models.cache.layout import (
     LANE_CONFIG,
     STREAM_MAXLEN,
@@ -73,10 +75,30 @@ class LabelsResult:
     not_built: bool = False
 
 
+class InOrder:
+    """A pipeline of script calls where a pipeline cannot carry scripts: on Redis Cluster
+    (redis-py refuses EVALSHA in cluster pipelines) each queued call runs at once, in
+    order, each one atomic on the organization's slot; ``execute()`` returns their
+    results as a pipeline's would. Callers queue in an order that stays correct when a
+    failure stops the sequence part way (dirty marks before the cursor that passes them).
+    """
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+
+    def execute(self) -> list[Any]:
+        out, self.results = self.results, []
+        return out
+
+
+ScriptPipeline = redis.client.Pipeline | InOrder
+"""Where queued script calls go: a pipeline of a single Redis, else ``InOrder``."""
+
+
 class Scripts:
     """The registered scripts of one Redis client (EVALSHA with transparent reload)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: CacheRedis) -> None:
         self.check = client.register_script(scripts.CHECK)
         self.put = client.register_script(scripts.PUT)
         self.labels = client.register_script(scripts.LABELS)
@@ -97,7 +119,7 @@ class Scripts:
 class CacheWriter:
     """Writes one organization's permission cache."""
 
-    def __init__(self, client: redis.Redis, org_id: str) -> None:
+    def __init__(self, client: CacheRedis, org_id: str) -> None:
         self.redis = client
         self.org_id = org_id
         self.keys = OrgKeys.of(org_id)
@@ -122,6 +144,26 @@ class CacheWriter:
     def raise_meta(self, name: str, value: int) -> bool:
         """Raise a numeric meta field (cursor, wm, cfgrev); no-op on an unbuilt cache."""
         return int(self.scripts.raise_field(keys=[self.keys.meta], args=[name, value])) == 1
+
+    def queue_raise_meta(self, pipe: ScriptPipeline, name: str, value: int) -> None:
+        """``raise_meta`` queued in ``pipe`` (its result: 1 raised, else 0)."""
+        self._queue(pipe, self.scripts.raise_field, [self.keys.meta], [name, value])
+
+    def script_pipeline(self, *, transaction: bool) -> ScriptPipeline:
+        """A pipeline for ``mark`` / ``queue_raise_meta`` calls: one round trip (one
+        MULTI/EXEC with ``transaction``) on a single Redis; ``InOrder`` on a cluster."""
+        if is_cluster(self.redis):
+            return InOrder()
+        assert isinstance(self.redis, redis.Redis)
+        return self.redis.pipeline(transaction=transaction)
+
+    @staticmethod
+    def _queue(pipe: ScriptPipeline, script: Script, keys: list[Any], args: list[Any]) -> Any:
+        if isinstance(pipe, InOrder):
+            out = script(keys=keys, args=args)
+            pipe.results.append(out)
+            return out
+        return script(keys=keys, args=args, client=pipe)
 
     # -- user / set writes -----------------------------------------------------------
 
@@ -271,7 +313,7 @@ class CacheWriter:
         members: Iterable[str],
         wake: str,
         wake_ms: int,
-        pipe: redis.client.Pipeline | None = None,
+        pipe: ScriptPipeline | None = None,
     ) -> Any:
         """Mark members dirty at ``revision``; returns 1 when a drain should be enqueued
         (else a drain is on its way or running, and is asked to look once more)."""
@@ -284,7 +326,9 @@ class CacheWriter:
             self.keys.again(wake),
         ]
         args: list[Any] = [revision, wake_ms, 1 if lane == LANE_CONFIG else 0, *mem]
-        return self.scripts.mark(keys=keys, args=args, client=pipe)
+        if pipe is None:
+            return self.scripts.mark(keys=keys, args=args)
+        return self._queue(pipe, self.scripts.mark, keys, args)
 
     def pending(self, lane: str, limit: int) -> list[tuple[str, int]]:
         """Oldest dirty members of a lane with their earliest unapplied revision."""
