@@ -99,6 +99,7 @@ def apply(file: Path, org_name: str | None, dry_run: bool) -> None:
         click.echo(line)
     for problem in result.problems:
         click.echo(f"! {problem}", err=True)
+    click.echo(f"mapping rules: {result.evaluations} regular expressions evaluated")
     if not result.diff:
         click.echo("no changes")
     elif dry_run:

@@ -168,6 +168,9 @@ class ApplyResult:
     diff: list[str] = field(default_factory=list)
     change_rows: int = 0
     problems: list[str] = field(default_factory=list)
+    evaluations: int = 0
+    """Regular expressions the full application of the mapping rules ran (regex rule x
+    group): the cost of the run, which grows with rules x groups."""
 
     @property
     def changed(self) -> bool:
@@ -571,7 +574,10 @@ def apply_config(session: Session, org_id: str, config: ConfigFile, *, actor: st
         for p in config_problems(load_org_config(session, org_id))
     )
     return ApplyResult(
-        diff=applier.diff, change_rows=int(after or 0) - int(before or 0), problems=problems
+        diff=applier.diff,
+        change_rows=int(after or 0) - int(before or 0),
+        problems=problems,
+        evaluations=rules.evaluations,
     )
 
 

@@ -38,6 +38,7 @@ TASK_REBUILD: Final = "idsync.cache.rebuild"
 TASK_REBUILD_CHUNK: Final = "idsync.cache.rebuild_chunk"
 TASK_RECONCILE: Final = "idsync.cache.reconcile"
 TASK_RECONCILE_ALL: Final = "idsync.cache.reconcile_all"
+TASK_RULES_APPLY: Final = "idsync.rules.apply"
 
 ROUTES: Final[dict[str, dict[str, str]]] = {
     TASK_DRAIN_PRIORITY: {"queue": QUEUE_REVOKE},
@@ -48,6 +49,7 @@ ROUTES: Final[dict[str, dict[str, str]]] = {
     TASK_REBUILD_CHUNK: {"queue": QUEUE_RECONCILE},
     TASK_RECONCILE: {"queue": QUEUE_RECONCILE},
     TASK_RECONCILE_ALL: {"queue": QUEUE_RECONCILE},
+    TASK_RULES_APPLY: {"queue": QUEUE_RECONCILE},
 }
 
 SOFT_TIME_LIMIT_S: Final = 20

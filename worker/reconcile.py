@@ -13,7 +13,10 @@ applies them to created / renamed groups, but a rebuild's flip (or a flushed cac
 moves the cursor past change rows it never read: a group created in that window
 would never get its rule bindings. Re-applying is idempotent (no row and no change
 row when nothing changes); when bindings do change, the ``config.rules.applied``
-change row flows through the config lane like any other.
+change row flows through the config lane like any other. It runs chunk by chunk
+(``apply_in_chunks``); the worker's reconcile task passes ``apply_rules=False`` and
+requests the same as a job of its own (``worker.rule_jobs``), since every rule on
+every group can take longer than a task may.
 
 Tombstones of deleted users (``-`` pointers of ids SQL no longer has) are dropped once
 the change that wrote them is older than the retention (``IDSYNC_TOMBSTONE_RETENTION_S``,
@@ -44,6 +47,7 @@ from models.cache.profiles import ProfileBuilder, SetPayload
 from models.cache.writer import CacheWriter
 from models.db.base import utcnow
 from models.db.database import Database
+from models.db.rule_application import apply_in_chunks
 from models.db.tables import Change
 from worker.labels import diff_labels, sync_labels
 from worker.pipeline import RULES_ACTOR
@@ -98,19 +102,9 @@ def _s(v: Any) -> str:
 
 
 def reapply_rules(database: Database, org_id: str, *, repair: bool = True) -> tuple[int, int]:
-    """Mapping rules on every group -> (bindings created, removed); dry run rolls back."""
-    from models.db.config_store import apply_mapping_rules
-
-    if repair:
-        with database.write() as session:
-            result = apply_mapping_rules(session, org_id, actor=RULES_ACTOR)
-    else:
-        with database.sessions() as session:
-            tx = session.begin()
-            try:
-                result = apply_mapping_rules(session, org_id, actor=RULES_ACTOR, record=False)
-            finally:
-                tx.rollback()
+    """Mapping rules on every group, in chunks -> (bindings created, removed); a dry run
+    rolls each chunk back."""
+    result = apply_in_chunks(database, org_id, actor=RULES_ACTOR, repair=repair)
     return len(result.created), len(result.removed)
 
 
@@ -140,15 +134,17 @@ def reconcile(  # noqa: PLR0915 - one pass, kept linear
     org_id: str,
     *,
     repair: bool = True,
+    apply_rules: bool = True,
     chunk: int = CHUNK,
     tombstone_retention_s: float | None = TOMBSTONE_RETENTION_S,
 ) -> ReconcileReport:
 
     started = time.monotonic()
     report = ReconcileReport(org_id)
-    report.rule_bindings_created, report.rule_bindings_removed = reapply_rules(
-        database, org_id, repair=repair
-    )
+    if apply_rules:
+        report.rule_bindings_created, report.rule_bindings_removed = reapply_rules(
+            database, org_id, repair=repair
+        )
     meta = writer.meta()
     if meta.gen is None:
         report.cache_missing = True

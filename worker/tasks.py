@@ -10,12 +10,13 @@ from typing import Any
 import redis
 from celery import Celery, Task
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models.cache.layout import OrgKeys
 from models.db.database import CommitRefused
 from models.db.tables import Organization
 from worker import rebuild as rb
+from worker import rule_jobs
 from worker.factory import (
     RETRY_BACKOFF_MAX_S,
     ROUTES,
@@ -26,10 +27,11 @@ from worker.factory import (
     TASK_REBUILD_CHUNK,
     TASK_RECONCILE,
     TASK_RECONCILE_ALL,
+    TASK_RULES_APPLY,
     TASK_SWEEP,
 )
 from worker.lanes import ALL_LANES, BULK, BULK_LANES, PRIORITY, PRIORITY_LANES
-from worker.pipeline import DrainReport, drain, ingest_outbox, summary
+from worker.pipeline import RULES_ACTOR, DrainReport, drain, ingest_outbox, summary
 from worker.reconcile import reconcile
 from worker.runtime import Runtime, runtime
 
@@ -195,12 +197,38 @@ def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
             rt.database,
             rt.writer(org_id),
             org_id,
+            apply_rules=False,  # every rule on every group: a job of its own (below)
             tombstone_retention_s=rt.settings.tombstone_retention_s,
         )
         if report.cache_missing and not report.rebuilding:
             kick_rebuild(rt, org_id)
+        rule_jobs.request(
+            rt.cache,
+            lambda org, job: _send(rt, TASK_RULES_APPLY, org, job),
+            org_id,
+            revision=rule_jobs.current_revision(rt.database, org_id),
+            actor=RULES_ACTOR,
+            restart_running=False,
+        )
         log.info("reconcile", extra=report.as_dict())
         return report.as_dict()
+
+    @app.task(name=TASK_RULES_APPLY, **{**COMMON, "autoretry_for": (*TRANSIENT, IntegrityError)})
+    def apply_rules(self: Task[Any, Any], org_id: str, job_id: str) -> dict[str, Any]:
+        """A full application of the mapping rules, chunk by chunk (worker.rule_jobs).
+        IntegrityError: a concurrent write made the same binding; the retry re-reads."""
+        rt = runtime(app)
+        try:
+            run = rule_jobs.run(rt.database, rt.cache, org_id, job_id)
+        except (*TRANSIENT, IntegrityError):
+            raise
+        except Exception as exc:  # permanent (or past the soft time limit): log and ack
+            log.exception("mapping-rule application failed", extra={"org_id": org_id})
+            rule_jobs.finish(rt.cache, org_id, job_id, state="failed", error=type(exc).__name__)
+            return {"outcome": "failed", "error": type(exc).__name__}
+        if run.again:
+            _send(rt, TASK_RULES_APPLY, org_id, job_id, countdown=run.countdown)
+        return run.as_dict()
 
     @app.task(name=TASK_RECONCILE_ALL, **COMMON)
     def reconcile_all(self: Task[Any, Any]) -> int:
@@ -247,5 +275,6 @@ def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
         rebuild_chunk,
         reconcile_org,
         reconcile_all,
+        apply_rules,
         idp_pull,
     )

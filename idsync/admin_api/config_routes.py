@@ -4,13 +4,16 @@ query is scoped to the admin key's organization."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import cast
+from datetime import UTC, datetime
+from typing import Final, cast
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from idsync.admin_api.auth import DB, Admin
+from idsync.admin_api.errors import API_PREFIX
 from idsync.admin_api.schemas import (
     BindingOut,
     ErrorOut,
@@ -24,9 +27,12 @@ from idsync.admin_api.schemas import (
     RoleBindingIn,
     RoleIn,
     RoleOut,
-    RuleApplicationOut,
+    RuleApplyStatusOut,
     RuleIn,
+    RuleJobOut,
     RuleOut,
+    RuleProblemOut,
+    RuleProblemsOut,
     RuleWriteOut,
     SpaceAssignmentIn,
     SpaceIn,
@@ -43,10 +49,13 @@ from idsync.admin_api.views import (
     binding_out,
     builtin_role_out,
     custom_role_out,
+    problem_out,
+    rule_job_out,
     rule_out,
     space_out,
     workspace_out,
 )
+from idsync.admin_api.worker_link import SEND_ERRORS, Worker, broker_unavailable, no_worker
 from idsync.logs import get_request_id
 from models.access.catalogue import BUILTIN_ROLES
 from models.db import config_store as store
@@ -66,18 +75,16 @@ from models.db.config_tables import (
     SpaceAssignmentRow,
     SubsetCategoryRow,
 )
-from models.db.rule_application import (
-    apply_mapping_rules,
-    desired_bindings,
-    load_rules,
-    load_scim_groups,
-)
+from models.db.rule_application import load_rules, load_scim_groups, produce
+from models.db.rule_application import rule_problems as rule_problems_of
 from models.db.tables import Group, Organization
+from worker import rule_jobs
 
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorOut} for code in (401, 404, 409, 422)
 }
 router = APIRouter(responses=ERRORS)
+log = logging.getLogger("idsync.api")
 
 
 def _id_or_new(given: str | None) -> str:
@@ -530,24 +537,109 @@ def create_rule(body: RuleIn, admin: Admin, db: DB) -> RuleWriteOut:
         return RuleWriteOut(rule=rule_out(row), application=application_out(app))
 
 
+PROBLEMS_EVALUATION_BUDGET: Final = 10_000
+"""Rule x group pairs ``GET /mapping-rules/problems`` evaluates live at most (the
+costliest pattern allowed: ~4 s; ordinary rules: ~50 ms), about what one rule write
+evaluates in an organization of 10,000 groups. Beyond it the answer is the last full
+application's."""
+
+
 @router.get("/mapping-rules/problems", tags=["mapping rules"])
-def rule_problems(admin: Admin, db: DB) -> RuleApplicationOut:
-    """What the rules would produce now, with unresolvable targets; writes nothing."""
+def rule_problems(admin: Admin, db: DB, worker: Worker) -> RuleProblemsOut:
+    """Unresolvable targets and unusable rules. Evaluated now when the organization's
+    rules x groups are within ``evaluation_budget`` (then also the bindings the rules
+    produce); else those the last full application found (its job, revision and
+    finish time), plus the rules' own problems checked now. Writes nothing."""
     with db.read() as s:
-        groups = load_scim_groups(s, admin.org_id, None)
-        desired, problems = desired_bindings(
-            load_rules(s, admin.org_id), groups, load_org_config(s, admin.org_id)
+        org = s.get(Organization, admin.org_id)
+        assert org is not None
+        revision = int(org.revision)
+        rules = load_rules(s, admin.org_id)
+        groups = int(s.scalar(select(func.count()).where(Group.org_id == admin.org_id)) or 0)
+        if len(rules) * groups <= PROBLEMS_EVALUATION_BUDGET:
+            live = load_scim_groups(s, admin.org_id, None)
+            desired, problems, evaluations = produce(rules, live, load_org_config(s, admin.org_id))
+            app = store.RuleApplication(created=sorted(desired), problems=problems)
+            out = application_out(app)
+            return RuleProblemsOut(
+                source="live",
+                job=None,
+                revision=revision,
+                computed_at=datetime.now(UTC),
+                evaluations=evaluations,
+                evaluation_budget=PROBLEMS_EVALUATION_BUDGET,
+                problems=out.problems,
+                problems_total=len(out.problems),
+                bindings=out.created,
+            )
+    own = [problem_out(p) for p in rule_problems_of(rules)]
+    last: dict[str, str] = {}
+    stored: list[RuleProblemOut] = []
+    if worker.client is not None:
+        _current, last = rule_jobs.status(worker.client, admin.org_id)
+        if last:
+            stored = [
+                RuleProblemOut(**p) for p in rule_jobs.last_problems(worker.client, admin.org_id)
+            ]
+    job = rule_job_out(last)
+    return RuleProblemsOut(
+        source="none" if job is None else "last_application",
+        job=None if job is None else job.job,
+        revision=None if job is None else job.revision,
+        computed_at=None if job is None else job.finished_at,
+        evaluations=0,
+        evaluation_budget=PROBLEMS_EVALUATION_BUDGET,
+        problems=own + stored,
+        problems_total=len(own) + (0 if job is None else job.problems),
+        bindings=None,
+    )
+
+
+APPLY_LOCATION: Final = f"{API_PREFIX}/mapping-rules/apply"
+
+
+@router.post(
+    "/mapping-rules/apply",
+    status_code=202,
+    tags=["mapping rules"],
+    responses={503: {"model": ErrorOut}},
+)
+def apply_rules(admin: Admin, db: DB, worker: Worker, response: Response) -> RuleJobOut:
+    """Request a full application (every rule to every group, idempotent). The worker
+    runs it in chunks of groups; poll ``GET /mapping-rules/apply`` (``Location``). A job
+    still queued is returned instead of a second one; a running one is superseded (the
+    new job sees this request's state)."""
+    if worker.client is None:
+        raise no_worker()
+    with db.read() as s:
+        org = s.get(Organization, admin.org_id)
+        assert org is not None
+        revision = int(org.revision)
+    try:
+        fields, _new = rule_jobs.request(
+            worker.client,
+            worker.send_rules_apply,
+            admin.org_id,
+            revision=revision,
+            actor=admin.actor,
+            request_id=get_request_id(),
         )
-    app = store.RuleApplication(created=sorted(desired), problems=problems)
-    return application_out(app)
+    except SEND_ERRORS as exc:
+        log.warning("full application not enqueued: %s", type(exc).__name__)
+        raise broker_unavailable() from exc
+    job = rule_job_out(fields)
+    assert job is not None
+    response.headers["Location"] = APPLY_LOCATION
+    return job
 
 
-@router.post("/mapping-rules/apply", tags=["mapping rules"])
-def apply_rules(admin: Admin, db: DB) -> RuleApplicationOut:
-    """Re-apply every rule to every group (idempotent)."""
-    with db.write() as s:
-        app = apply_mapping_rules(s, admin.org_id, actor=admin.actor, request_id=get_request_id())
-    return application_out(app)
+@router.get("/mapping-rules/apply", tags=["mapping rules"], responses={503: {"model": ErrorOut}})
+def apply_status(admin: Admin, worker: Worker) -> RuleApplyStatusOut:
+    """The latest full application requested and the latest finished (counts, times)."""
+    if worker.client is None:
+        raise no_worker()
+    current, last = rule_jobs.status(worker.client, admin.org_id)
+    return RuleApplyStatusOut(current=rule_job_out(current), last=rule_job_out(last))
 
 
 @router.get("/mapping-rules/{rule_id}", tags=["mapping rules"])

@@ -231,6 +231,51 @@ class RuleWriteOut(BaseModel):
     application: RuleApplicationOut
 
 
+class RuleJobOut(BaseModel):
+    """A full application of the mapping rules, run by the worker in chunks of groups."""
+
+    job: str
+    state: Literal["queued", "running", "done", "failed"]
+    revision: int = Field(description="the organization's revision when it was requested")
+    actor: str
+    request_id: str | None
+    requested_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    seconds: float | None = Field(description="from start to finish")
+    groups: int = Field(description="groups done so far")
+    chunks: int
+    created: int = Field(description="rule-made bindings created")
+    removed: int = Field(description="rule-made bindings removed")
+    problems: int
+    evaluations: int = Field(description="regular expressions run (regex rule x group)")
+    change_rows: int = Field(description="config.rules.applied change rows (one per chunk)")
+    error: str | None
+
+
+class RuleApplyStatusOut(BaseModel):
+    current: RuleJobOut | None = Field(description="the latest job requested")
+    last: RuleJobOut | None = Field(description="the latest job that finished (state done)")
+
+
+class RuleProblemsOut(BaseModel):
+    source: Literal["live", "last_application", "none"] = Field(
+        description="live: evaluated by this request (rule x group pairs within "
+        "evaluation_budget); last_application: found by the last full application "
+        "(job, revision, computed_at); none: too large to evaluate and never applied"
+    )
+    job: str | None
+    revision: int | None = Field(description="the organization's revision they describe")
+    computed_at: datetime | None
+    evaluations: int = Field(description="regular expressions this request ran")
+    evaluation_budget: int = Field(description="rule x group pairs evaluated live at most")
+    problems: list[RuleProblemOut]
+    problems_total: int = Field(description="problems found (a stored list keeps the first 1000)")
+    bindings: list[RuleBindingOut] | None = Field(
+        description="live only: the rule-made bindings the rules produce now"
+    )
+
+
 # --- groups ---------------------------------------------------------------------------------
 
 

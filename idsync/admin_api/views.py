@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from idsync.admin_api.schemas import (
     BindingOut,
@@ -10,6 +11,7 @@ from idsync.admin_api.schemas import (
     RoleOut,
     RuleApplicationOut,
     RuleBindingOut,
+    RuleJobOut,
     RuleOut,
     RuleProblemOut,
     SpaceOut,
@@ -17,6 +19,7 @@ from idsync.admin_api.schemas import (
     WorkspacePermissionsOut,
 )
 from models.access.access_model import LegacyConflict, WhatCan
+from models.access.mapping_rules import MappingProblem
 from models.access.roles import LegacyRole, Role, V2Role
 from models.db.config_tables import (
     ConfigSpace,
@@ -134,15 +137,57 @@ def _binding_key_out(key: BindingKey) -> RuleBindingOut:
     return RuleBindingOut(kind=kind, group_id=group_id, target=target, source=source)
 
 
+def problem_out(p: MappingProblem) -> RuleProblemOut:
+    return RuleProblemOut(rule_id=p.rule_id, group_id=p.group_id, field=p.field, message=p.message)
+
+
 def application_out(app: RuleApplication) -> RuleApplicationOut:
     return RuleApplicationOut(
         created=[_binding_key_out(k) for k in app.created],
         removed=[_binding_key_out(k) for k in app.removed],
-        problems=[
-            RuleProblemOut(rule_id=p.rule_id, group_id=p.group_id, field=p.field, message=p.message)
-            for p in app.problems
-        ],
+        problems=[problem_out(p) for p in app.problems],
         affected_group_ids=sorted(app.affected_group_ids),
+    )
+
+
+_JOB_STATES: dict[str, Literal["queued", "running", "done", "failed"]] = {
+    "queued": "queued",
+    "running": "running",
+    "done": "done",
+    "failed": "failed",
+}
+
+
+def _epoch(value: str | None) -> datetime | None:
+    return None if not value else datetime.fromtimestamp(float(value), tz=UTC)
+
+
+def rule_job_out(job: dict[str, str]) -> RuleJobOut | None:
+    """A job hash of ``worker.rule_jobs`` (None when there is none)."""
+    if not job.get("job"):
+        return None
+
+    def count(name: str) -> int:
+        return int(job.get(name) or 0)
+
+    return RuleJobOut(
+        job=job["job"],
+        state=_JOB_STATES.get(job.get("state", ""), "queued"),
+        revision=int(job.get("revision") or 0),
+        actor=job.get("actor", ""),
+        request_id=job.get("request_id") or None,
+        requested_at=_epoch(job.get("requested_at")),
+        started_at=_epoch(job.get("started_at")),
+        finished_at=_epoch(job.get("finished_at")),
+        seconds=float(job["seconds"]) if job.get("seconds") else None,
+        error=job.get("error") or None,
+        groups=count("groups"),
+        chunks=count("chunks"),
+        created=count("created"),
+        removed=count("removed"),
+        problems=count("problems"),
+        evaluations=count("evaluations"),
+        change_rows=count("change_rows"),
     )
 
 

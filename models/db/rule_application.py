@@ -11,14 +11,17 @@ records no change row.
 Bounded: an application can be scoped to some rules and some groups (the rule-made
 rows outside the scope are neither read nor written). A rule write re-applies that
 rule only; a workspace, Space or role write re-applies only the (rule, group) pairs
-whose result it can change (``reapply_for_targets``), usually none.
+whose result it can change (``reapply_for_targets``), usually none. A full application
+(every rule on every group) runs in chunks of groups (``apply_to_next_groups``), each
+its own short transaction of at most ``CHUNK_EVALUATIONS`` rule x group pairs: the
+worker's ``idsync.rules.apply`` task (``worker.rule_jobs``) and ``apply_in_chunks``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -41,8 +44,14 @@ from models.db.config_tables import (
     RoleBindingRow,
     SpaceAssignmentRow,
 )
-from models.db.database import record_change
+from models.db.database import Database, record_change
 from models.db.tables import Group
+
+CHUNK_EVALUATIONS: Final = 5_000
+"""Rule x group pairs one chunk of a full application evaluates at most. The costliest
+pattern allowed (``MAX_PROGRAM_SIZE``) measured ~0.4 ms per 500-character name, so a
+chunk's transaction stays within ~2 s; ordinary rules take a few ms per chunk."""
+MAX_CHUNK_GROUPS: Final = 1_000
 
 # (kind, group_id, target, source): target is "" (org admin), "ws/role" or "ws/space".
 BindingKey = tuple[str, str, str, str]
@@ -60,6 +69,8 @@ class RuleApplication:
     revision: int | None = None
     evaluations: int = 0
     """Regular expressions run (one per regex rule and group): the work done."""
+    groups: int = 0
+    """Groups a chunk of a full application covered (``apply_to_next_groups``)."""
 
     @property
     def changed(self) -> bool:
@@ -71,6 +82,7 @@ class RuleApplication:
         self.problems.extend(other.problems)
         self.affected_group_ids |= other.affected_group_ids
         self.evaluations += other.evaluations
+        self.groups += other.groups
 
 
 def rule_from_row(row: MappingRuleRow) -> MappingRule:
@@ -214,7 +226,7 @@ def _remove(session: Session, org_id: str, key: BindingKey) -> None:
         )
 
 
-def _produce(
+def produce(
     rules: Sequence[MappingRule], groups: Sequence[ScimGroup], config: OrgConfig
 ) -> tuple[set[BindingKey], list[MappingProblem], int]:
     """Binding keys the rules produce, their problems, and the regex evaluations run."""
@@ -234,7 +246,7 @@ def _produce(
 def desired_bindings(
     rules: Sequence[MappingRule], groups: Sequence[ScimGroup], config: OrgConfig
 ) -> tuple[set[BindingKey], list[MappingProblem]]:
-    keys, problems, _ = _produce(rules, groups, config)
+    keys, problems, _ = produce(rules, groups, config)
     return keys, problems
 
 
@@ -250,7 +262,7 @@ def _apply_scope(
 ) -> RuleApplication:
     """Make the rule-made rows of ``group_ids`` x ``rule_ids`` (None: all) what ``rules``
     (the enabled ones of ``rule_ids``) produce for ``groups`` (those of ``group_ids``)."""
-    desired, problems, evaluations = _produce(rules, groups, config)
+    desired, problems, evaluations = produce(rules, groups, config)
     existing = _existing(session, org_id, group_ids, rule_ids)
     report = RuleApplication(problems=problems, evaluations=evaluations)
     for key in sorted(existing - desired):
@@ -407,3 +419,97 @@ def _names_any(value: str | None, folded_keys: Collection[str]) -> bool:
         return False
     folded = value.casefold()
     return any(k in folded for k in folded_keys)
+
+
+def chunk_groups(rule_count: int) -> int:
+    """Groups per chunk of a full application of ``rule_count`` rules."""
+    return max(1, min(MAX_CHUNK_GROUPS, CHUNK_EVALUATIONS // max(1, rule_count)))
+
+
+def apply_to_next_groups(
+    session: Session,
+    org_id: str,
+    after: str | None,
+    *,
+    actor: str,
+    request_id: str | None = None,
+    record: bool = True,
+) -> tuple[RuleApplication, str | None]:
+    """One chunk of a full application: every enabled rule on the next groups in id
+    order after ``after`` (None: from the first), ``chunk_groups(rules)`` of them.
+
+    Returns what it did and the ``after`` of the next chunk (None: that was the last).
+    The chunk's rule-made rows are replaced as a whole (any rule, including disabled or
+    deleted ones), exactly as ``apply_mapping_rules`` does for those groups, so the
+    chunks of one pass together make what one full application makes; with ``record``
+    and something changed, one ``config.rules.applied`` row names the chunk's groups.
+    Problems that name no group (a stored pattern over the limits) are left out: every
+    chunk would repeat them (``rule_problems`` reports them without evaluating groups).
+    """
+    session.flush()
+    rules = load_rules(session, org_id)
+    size = chunk_groups(len(rules))
+    query = select(Group.id, Group.display_name, Group.external_id).where(Group.org_id == org_id)
+    if after is not None:
+        query = query.where(Group.id > after)
+    groups = [
+        ScimGroup(g, n, e) for g, n, e in session.execute(query.order_by(Group.id).limit(size))
+    ]
+    if not groups:
+        return RuleApplication(), None
+    report = _apply_scope(
+        session,
+        org_id,
+        load_org_config(session, org_id),
+        rules,
+        groups,
+        rule_ids=None,
+        group_ids=[g.id for g in groups],
+    )
+    report.problems = [p for p in report.problems if p.group_id is not None]
+    report.groups = len(groups)
+    session.flush()
+    if record and report.changed:
+        _record(session, org_id, report, actor, request_id)
+    return report, (groups[-1].id if len(groups) == size else None)
+
+
+def apply_in_chunks(
+    database: Database, org_id: str, *, actor: str, repair: bool = True
+) -> RuleApplication:
+    """Every rule on every group, chunk by chunk (``apply_to_next_groups``), each chunk
+    its own transaction and change row; ``repair=False`` rolls every chunk back (a dry
+    run: what would change). For operator commands and plain functions; the worker runs
+    the same chunks as a time-limited task chain (``worker.rule_jobs``)."""
+    total = RuleApplication()
+    after: str | None = None
+    while True:
+        if repair:
+            with database.write() as session:
+                report, after = apply_to_next_groups(session, org_id, after, actor=actor)
+        else:
+            with database.sessions() as session:
+                tx = session.begin()
+                try:
+                    report, after = apply_to_next_groups(
+                        session, org_id, after, actor=actor, record=False
+                    )
+                finally:
+                    tx.rollback()
+        total.merge(report)
+        if after is None:
+            return total
+
+
+def rule_problems(rules: Sequence[MappingRule]) -> list[MappingProblem]:
+    """Problems of the rules themselves, found without evaluating any group: a stored
+    regex over the limits (``group_id`` None)."""
+    problems: list[MappingProblem] = []
+    for rule in rules:
+        if rule.match != "regex":
+            continue
+        try:
+            compile_pattern(rule.pattern, rule.ignore_case)
+        except UnsafePatternError as exc:
+            problems.append(MappingProblem(rule.id, None, exc.field, exc.message))
+    return problems

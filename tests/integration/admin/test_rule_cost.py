@@ -18,7 +18,7 @@ import pytest
 
 from models.access.mapping_rules import MAX_PROGRAM_SIZE, compile_pattern
 from models.db import config_store as store
-from models.db.rule_application import reapply_for_targets
+from models.db.rule_application import apply_in_chunks, apply_mapping_rules, reapply_for_targets
 from tests.integration.admin.conftest import Api
 
 ISSUE_PATTERN = "(?:[^!]{0,10}){1,99}!z1"
@@ -132,9 +132,17 @@ def test_workspace_writes_evaluate_only_rules_and_groups_they_can_change(api: Ap
 
 
 def _full_apply_is_a_no_op(api: Api, step: str) -> None:
-    """What a targeted re-application left is what every rule on every group makes."""
-    done = api.ok("post", "/mapping-rules/apply", status=200)
-    assert (done["created"], done["removed"]) == ([], []), step
+    """What a targeted re-application left is what every rule on every group makes,
+    in one transaction and chunk by chunk (the worker's job) alike."""
+    with api.db.sessions() as s:
+        tx = s.begin()
+        try:
+            done = apply_mapping_rules(s, api.org_id, actor="t", record=False)
+        finally:
+            tx.rollback()
+    assert (done.created, done.removed) == ([], []), step
+    chunked = apply_in_chunks(api.db, api.org_id, actor="t", repair=False)
+    assert (chunked.created, chunked.removed) == ([], []), step
 
 
 def _rule_made(api: Api) -> list[tuple[str, str, str, str]]:
