@@ -246,7 +246,7 @@ def _advance(
     keys = JobKeys.of(org_id)
     counts = {
         "groups": report.groups,
-        "chunks": 1,
+        "chunks": int(report.groups > 0),
         "created": len(report.created),
         "removed": len(report.removed),
         "problems": len(report.problems),
