@@ -33,7 +33,7 @@ from worker.factory import (
 from worker.lanes import ALL_LANES, BULK, BULK_LANES, PRIORITY, PRIORITY_LANES
 from worker.pipeline import RULES_ACTOR, DrainReport, drain, ingest_outbox, summary
 from worker.reconcile import reconcile
-from worker.runtime import Runtime, runtime
+from worker.runtime import REDIS_TIMEOUT_S, Runtime, runtime
 
 log = logging.getLogger("idsync.worker")
 
@@ -42,6 +42,9 @@ TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError, Commit
 guard refused because the cache could not take its revocation (worker.hooks)."""
 REBUILD_KICK_MS = 30_000
 IDP_PULL_SOFT_TIME_LIMIT_S = 3600
+IDP_PULL_LOCK = "idsync:idp-pull:lock"
+"""Keeps two pulls from overlapping. On the broker, with the other keys that are no
+organization's: the cache holds organizations' keys only (it may be a Redis Cluster)."""
 
 COMMON: dict[str, Any] = {
     "bind": True,
@@ -257,15 +260,20 @@ def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
         from worker.idp.pull import pull_from_settings
 
         rt = runtime(app)
-        lock = rt.cache.lock(
-            "idsync:idp-pull:lock", timeout=IDP_PULL_SOFT_TIME_LIMIT_S + 120, blocking=False
-        )
-        if not lock.acquire():
-            return {"skipped": "another IdP pull is still running"}
-        try:
-            return pull_from_settings(rt.settings, rt.database)
-        finally:
-            lock.release()
+        with redis.Redis.from_url(
+            app.conf.broker_url,
+            socket_timeout=REDIS_TIMEOUT_S,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+        ) as broker:
+            lock = broker.lock(
+                IDP_PULL_LOCK, timeout=IDP_PULL_SOFT_TIME_LIMIT_S + 120, blocking=False
+            )
+            if not lock.acquire():
+                return {"skipped": "another IdP pull is still running"}
+            try:
+                return pull_from_settings(rt.settings, rt.database)
+            finally:
+                lock.release()
 
     _ = (
         drain_priority,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from redis.cluster import RedisCluster
 
@@ -30,6 +31,7 @@ from tests.integration.cluster.spread import (
 )
 from tests.support.redis_cluster import LocalCluster
 from worker import rebuild as rb
+from worker.factory import TASK_IDP_PULL, create_celery
 from worker.hooks import ChangeHook
 from worker.lanes import ALL_LANES, PRIORITY
 from worker.pipeline import drain, ingest_outbox
@@ -236,3 +238,30 @@ def test_check_api_and_readiness_with_the_cache_on_a_cluster(
     assert ready["cache"]["status"] == "ok", ready
     assert ready["cache_built"]["status"] == "ok", ready
     assert_keys_in_their_org_slot(redis_cluster, worlds)
+
+
+def test_the_idp_pull_lock_is_on_the_broker_and_the_cluster_holds_org_keys_only(
+    monkeypatch: pytest.MonkeyPatch, redis_cluster: LocalCluster, cluster_cache: RedisCluster
+) -> None:
+    """The one lock that is no organization's lives on the broker (single Redis), like the
+    beat lock and the worker heartbeats: a pull holding it there keeps a second one out,
+    and the pull leaves nothing outside an organization's slot on the cluster."""
+    import worker.runtime
+
+    monkeypatch.setattr(worker.runtime, "_RUNTIME", None)  # restored after the test
+    settings = Settings(
+        REDIS_URL=REDIS_TEST_URL, CACHE_REDIS_URL=redis_cluster.url, DATABASE_URL="sqlite://"
+    )
+    task = create_celery(settings, REDIS_TEST_URL).tasks[TASK_IDP_PULL]
+    held = redis.Redis.from_url(REDIS_TEST_URL).lock("idsync:idp-pull:lock", timeout=30)
+    assert held.acquire(blocking=False)
+    try:
+        assert task.apply().get() == {"skipped": "another IdP pull is still running"}
+    finally:
+        held.release()
+    try:
+        assert "no IdP pull configured" in task.apply().get()["skipped"]  # lock free: it runs
+    finally:
+        if worker.runtime._RUNTIME is not None:
+            worker.runtime._RUNTIME.database.dispose()
+    assert sum(n.client().dbsize() for n in redis_cluster.nodes) == 0
