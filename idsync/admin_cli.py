@@ -99,7 +99,8 @@ def apply(file: Path, org_name: str | None, dry_run: bool) -> None:
         click.echo(line)
     for problem in result.problems:
         click.echo(f"! {problem}", err=True)
-    click.echo(f"mapping rules: {result.evaluations} regular expressions evaluated")
+    # the cost of the run (grows with rules x groups); stderr, beside the problems
+    click.echo(f"mapping rules: {result.evaluations} regular expressions evaluated", err=True)
     if not result.diff:
         click.echo("no changes")
     elif dry_run:

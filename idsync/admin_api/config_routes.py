@@ -75,7 +75,7 @@ from models.db.config_tables import (
     SpaceAssignmentRow,
     SubsetCategoryRow,
 )
-from models.db.rule_application import load_rules, load_scim_groups, produce
+from models.db.rule_application import CHUNK_EVALUATIONS, load_rules, load_scim_groups, produce
 from models.db.rule_application import rule_problems as rule_problems_of
 from models.db.tables import Group, Organization
 from worker import rule_jobs
@@ -537,11 +537,10 @@ def create_rule(body: RuleIn, admin: Admin, db: DB) -> RuleWriteOut:
         return RuleWriteOut(rule=rule_out(row), application=application_out(app))
 
 
-PROBLEMS_EVALUATION_BUDGET: Final = 10_000
-"""Rule x group pairs ``GET /mapping-rules/problems`` evaluates live at most (the
-costliest pattern allowed: ~4 s; ordinary rules: ~50 ms), about what one rule write
-evaluates in an organization of 10,000 groups. Beyond it the answer is the last full
-application's."""
+PROBLEMS_EVALUATION_BUDGET: Final = CHUNK_EVALUATIONS
+"""Rule x group pairs ``GET /mapping-rules/problems`` evaluates live at most: what one
+chunk of a full application evaluates (the costliest pattern allowed: ~2 s; ordinary
+rules: ~20 ms). Beyond it the answer is the last full application's."""
 
 
 @router.get("/mapping-rules/problems", tags=["mapping rules"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,10 @@ def test_cli_apply_and_admin_key(api: Api, monkeypatch: pytest.MonkeyPatch) -> N
         assert _counts(api)[1] == 0
         real = runner.invoke(cli.main, ["apply", str(EXAMPLE)])
         assert real.exit_code == 0, real.output
+        # the cost of the run, beside the problems on stderr (stdout stays the diff)
+        cost = re.search(r"^mapping rules: (\d+) regular expressions evaluated$", real.stderr, re.M)
+        assert cost is not None and int(cost[1]) > 0, real.stderr
+        assert "regular expressions" not in real.stdout
         again = runner.invoke(cli.main, ["apply", str(EXAMPLE)])
         assert again.exit_code == 0 and "no changes" in again.output
         created = runner.invoke(cli.main, ["admin-key", "create", "--org", "acme"])
