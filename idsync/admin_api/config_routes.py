@@ -540,7 +540,7 @@ def create_rule(body: RuleIn, admin: Admin, db: DB) -> RuleWriteOut:
 PROBLEMS_EVALUATION_BUDGET: Final = CHUNK_EVALUATIONS
 """Rule x group pairs ``GET /mapping-rules/problems`` evaluates live at most: what one
 chunk of a full application evaluates (the costliest pattern allowed: ~2 s; ordinary
-rules: ~20 ms). Beyond it the answer is the last full application's."""
+rules: tens of ms). Beyond it the answer is the last full application's."""
 
 
 @router.get("/mapping-rules/problems", tags=["mapping rules"])
