@@ -18,6 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from idsync.api_docs import install_api_docs
 from idsync.health import HealthProbe, Part
 from idsync.http_guards import install_http_guards
+from idsync.metrics_route import install_metrics_route
+from idsync.request_observer import RequestObserver, note_changes
+from idsync.scim_log.writer import ScimLogWriter
 from idsync.settings import Settings
 from models.db.database import Database
 from scim.discovery import Limits
@@ -160,10 +163,27 @@ def create_app(
         async_pool_size=settings.db_pool_size,
     )
 
+    request_log = (
+        ScimLogWriter(
+            # an engine of its own: the log's batches never take a request's connection
+            Database(database.url, pool_size=1),
+            max_queue=settings.scim_log_queue,
+            max_body_bytes=settings.scim_log_max_body_bytes,
+        )
+        if settings.scim_log_enabled
+        else None
+    )
+    if request_log is not None:
+        database.add_listener(note_changes)  # the revision a SCIM write produced
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with scim.lifespan():
-            yield
+            try:
+                yield
+            finally:
+                if request_log is not None:
+                    request_log.stop()
 
     app = IdsyncApp(
         title="idsync",
@@ -194,7 +214,14 @@ def create_app(
         return JSONResponse(readiness.as_json(), status_code=200 if readiness.ready else 503)
 
     app.state.scim_tokens = scim.tokens  # operators' tools and tests reach the cache here
-    app.scim_lane = RequestIdMiddleware(ScimLane(scim.router(), app))
+    app.state.request_log = request_log
+    lane: ASGIApp = ScimLane(scim.router(), app)
+    if settings.metrics_enabled or request_log is not None:
+        # SCIM bypasses the middleware below: its metrics and log wrap the lane itself
+        lane = RequestObserver(
+            lane, scim=True, count=settings.metrics_enabled, request_log=request_log
+        )
+    app.scim_lane = RequestIdMiddleware(lane)
 
     from idsync.check_api import check_router
     from worker.hooks import install_change_hook
@@ -220,5 +247,8 @@ def create_app(
     # /api/v1 body limit (401 before reading an unauthenticated body, else 413), a JSON
     # 500 that keeps the connection, no trailing-slash redirects (idsync/http_guards.py)
     install_http_guards(app, database, settings)
+    install_metrics_route(app, settings, database)
+    if settings.metrics_enabled:
+        app.add_middleware(RequestObserver)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -363,6 +363,7 @@ def status(as_json: bool) -> None:
 
 from idsync.admin_cli import admin_key, apply  # noqa: E402 - registered on main
 from idsync.audit_cli import audit  # noqa: E402
+from idsync.observe_cli import scim_group, sync_group  # noqa: E402
 from worker.commands import beat_cmd, cache_group, worker_cmd  # noqa: E402
 
 main.add_command(admin_key)
@@ -371,6 +372,8 @@ main.add_command(apply)
 main.add_command(worker_cmd)
 main.add_command(beat_cmd)
 main.add_command(cache_group)
+main.add_command(sync_group)
+main.add_command(scim_group)
 
 
 @main.command()

@@ -23,7 +23,7 @@ from redis.exceptions import LockError
 
 from idsync.settings import Settings
 from models.cache.layout import beat_lock_key
-from worker.factory import TASK_IDP_PULL, TASK_RECONCILE_ALL, TASK_SWEEP
+from worker.factory import TASK_IDP_PULL, TASK_PRUNE_SCIM_LOG, TASK_RECONCILE_ALL, TASK_SWEEP
 
 log = logging.getLogger("idsync.beat")
 
@@ -39,6 +39,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     schedule: dict[str, dict[str, Any]] = {
         "outbox-sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_interval_s},
         "reconcile": {"task": TASK_RECONCILE_ALL, "schedule": settings.reconcile_interval_s},
+        "scim-log-prune": {
+            "task": TASK_PRUNE_SCIM_LOG,
+            "schedule": settings.scim_log_prune_interval_s,
+        },
     }
     if settings.idp_configured():
         schedule["idp-pull"] = {"task": TASK_IDP_PULL, "schedule": settings.idp_pull_interval_s}

@@ -23,6 +23,7 @@ from kombu import Queue
 
 from idsync.settings import Settings, get_settings
 from worker.heartbeat import HeartbeatStep
+from worker.metrics import install as install_metrics
 
 QUEUE_REVOKE: Final = "idsync.revoke"
 QUEUE_RECOMPUTE: Final = "idsync.recompute"
@@ -38,6 +39,7 @@ TASK_REBUILD: Final = "idsync.cache.rebuild"
 TASK_REBUILD_CHUNK: Final = "idsync.cache.rebuild_chunk"
 TASK_RECONCILE: Final = "idsync.cache.reconcile"
 TASK_RECONCILE_ALL: Final = "idsync.cache.reconcile_all"
+TASK_PRUNE_SCIM_LOG: Final = "idsync.maintenance.prune_scim_log"
 TASK_RULES_APPLY: Final = "idsync.rules.apply"
 
 ROUTES: Final[dict[str, dict[str, str]]] = {
@@ -115,11 +117,14 @@ def create_celery(
     app.conf.idsync_settings = settings
     if with_tasks:
         from worker.beat import beat_schedule
-        from worker.tasks import register
+        from worker.maintenance import register_maintenance
+        from worker.tasks import COMMON, register
 
         register(app)
+        register_maintenance(app, COMMON)
         app.conf.beat_schedule = beat_schedule(settings)
         app.steps["worker"].add(HeartbeatStep)
+        install_metrics(app)
     return app
 
 

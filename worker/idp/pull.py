@@ -31,6 +31,7 @@ from scim.normalize import normalize_resource
 from scim.schemas import USER_RESOURCE
 from scim.users import create_user, patch_user, replace_user, with_default_active
 from worker.idp.client import ClientCredentials, HttpClient, IdpError, StaticAuth
+from worker.idp.runs import ENV_CONNECTION, PullRun
 from worker.idp.sources import (
     GraphSource,
     OktaSource,
@@ -261,6 +262,7 @@ def pull_from_settings(settings: Settings, database: Database) -> dict[str, Any]
         return {"skipped": "no IdP pull configured (IDSYNC_IDP_KIND, IDSYNC_IDP_ORG, …)"}
     assert settings.idp_org is not None
     source, close = source_from_settings(settings)
+    run = PullRun(database, settings.idp_org, settings.idp_kind, ENV_CONNECTION)
     try:
         report = pull(
             database,
@@ -268,7 +270,11 @@ def pull_from_settings(settings: Settings, database: Database) -> dict[str, Any]
             source,
             deactivate_missing=settings.idp_deactivate_missing,
         )
+    except BaseException as exc:
+        run.fail(exc)
+        raise
     finally:
         close()
+    run.finish(report)
     log.info("idp pull", extra=report.as_dict())
     return report.as_dict()
