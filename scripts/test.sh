@@ -289,6 +289,13 @@ ensure_chromium() {
     die "no $chromium / $driver: install Debian's chromium and chromium-driver"
 }
 
+# ---------------------------------------------------------------- 2d. promtool
+# The alert rules (ops/prometheus) are checked by promtool, from Debian's prometheus.
+ensure_promtool() {
+  command -v promtool >/dev/null 2>&1 && return 0
+  (apt_install prometheus) || say "no promtool (install Debian's prometheus): alert rules not checked"
+}
+
 # ---------------------------------------------------------------- 3. checks
 FAILED=()
 PASSED=()
@@ -318,6 +325,7 @@ install_venv
 ensure_postgres
 ensure_redis
 ensure_chromium
+ensure_promtool
 
 check "ruff check" "$VENV/bin/ruff" check .
 check "ruff format" "$VENV/bin/ruff" format --check .
@@ -329,6 +337,9 @@ if docker compose version >/dev/null 2>&1; then
   check "docker compose config" env POSTGRES_PASSWORD=placeholder docker compose config -q
 elif command -v docker-compose >/dev/null 2>&1; then
   check "docker-compose config" env POSTGRES_PASSWORD=placeholder docker-compose config -q
+fi
+if command -v promtool >/dev/null 2>&1; then
+  check "promtool check rules" promtool check rules ops/prometheus/idsync-alerts.yml
 fi
 if run_pytest "$@"; then
   PASSED+=("pytest")
