@@ -11,12 +11,14 @@ Celery worker (group removal, deactivation, role change on a 10k-member group).
 
 Needs PostgreSQL (IDSYNC_BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432/postgres;
 a throw-away database is created) and Redis (IDSYNC_BENCH_REDIS, default
-redis://127.0.0.1:6379; databases 10 = broker and 11 = cache are flushed).
+redis://127.0.0.1:6379; databases 10 = broker and 11 = cache are flushed, or
+IDSYNC_BENCH_BROKER_URL / IDSYNC_BENCH_CACHE_URL).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import resource
@@ -49,7 +51,8 @@ from worker.rebuild import rebuild  # noqa: E402
 
 PG = os.environ.get("IDSYNC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("IDSYNC_BENCH_REDIS", "redis://127.0.0.1:6379")
-BROKER_URL, CACHE_URL = f"{REDIS}/10", f"{REDIS}/11"
+BROKER_URL = os.environ.get("IDSYNC_BENCH_BROKER_URL", f"{REDIS}/10")
+CACHE_URL = os.environ.get("IDSYNC_BENCH_CACHE_URL", f"{REDIS}/11")
 ROLES = ("viewer", "editor", "draft_editor", "admin")
 
 
@@ -226,7 +229,7 @@ def bench_client(cache: redis.Redis, org_id: str, user_ids: list[str], seconds: 
     wss = [f"ws{rnd.randrange(20)}" for _ in range(5000)]
     cache.set("bench:raw", "x")
     cache.sadd("bench:set", *range(100))
-    runs = {
+    runs: dict[str, Callable[[int], Any]] = {
         "raw GET": lambda i: cache.get("bench:raw"),
         "raw SISMEMBER": lambda i: cache.sismember("bench:set", i % 200),
         "check()": lambda i: client.check(sample[i % 5000], wss[i % 5000], "create_sources"),
@@ -256,28 +259,79 @@ def bench_client(cache: redis.Redis, org_id: str, user_ids: list[str], seconds: 
 
 
 BENCH_CHECK_TOKEN = "bench-service-token"
+WRK_CONNECTIONS = 16
+TRIVIAL_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
+"""
 
 
-def bench_http(db_url: str, org_id: str, user_ids: list[str], seconds: float) -> None:
-    section("HTTP check API, one uvicorn process")
+def _wrk_script(path: Path, bodies: list[str], token: str | None) -> None:
+    """A wrk script cycling through POST ``bodies`` (JSON) with a bearer token."""
+    quoted = ",\n".join("[==[" + b + "]==]" for b in bodies)
+    auth = "" if token is None else f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    path.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"{auth}"
+        f"local bodies = {{\n{quoted}\n}}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i + 1\n"
+        "  return wrk.format(nil, nil, nil, bodies[(i % #bodies) + 1])\n"
+        "end\n"
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("JSON {\\"rps\\": %f, \\"p50\\": %d, \\"p99\\": %d, '
+        '\\"max\\": %d, \\"errors\\": %d, \\"non2xx\\": %d}\\n",\n'
+        "    summary.requests / (summary.duration / 1e6), latency:percentile(50),\n"
+        "    latency:percentile(99), latency.max,\n"
+        "    summary.errors.connect + summary.errors.read + summary.errors.write +\n"
+        "    summary.errors.timeout, summary.errors.status))\n"
+        "end\n"
+    )
+
+
+def _wrk(url: str, seconds: float, script: Path | None = None) -> dict[str, float]:
+    """wrk (1 thread, WRK_CONNECTIONS connections) -> rps and latency p50/p99/max (µs)."""
+    import json
+
+    cmd = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{max(1, round(seconds))}s"]
+    if script is None:
+        script = Path(f"/tmp/idsync-bench-wrk-get-{os.getpid()}.lua")
+        script.write_text(
+            "done = function(summary, latency, requests)\n"
+            '  io.write(string.format("JSON {\\"rps\\": %f, \\"p50\\": %d, \\"p99\\": %d, '
+            '\\"max\\": %d, \\"errors\\": %d, \\"non2xx\\": %d}\\n",\n'
+            "    summary.requests / (summary.duration / 1e6), latency:percentile(50),\n"
+            "    latency:percentile(99), latency.max,\n"
+            "    summary.errors.connect + summary.errors.read + summary.errors.write +\n"
+            "    summary.errors.timeout, summary.errors.status))\n"
+            "end\n"
+        )
+    out = subprocess.run(
+        [*cmd, "-s", str(script), url], capture_output=True, text=True, check=True
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("JSON "))
+    result: dict[str, float] = json.loads(line[5:])
+    if result["errors"] or result["non2xx"]:
+        raise RuntimeError(f"wrk saw errors against {url}: {out}")
+    return result
+
+
+def _serve(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     from tests.support.live_server import free_port
 
     port = free_port()
-    env = dict(
-        os.environ,
-        DATABASE_URL=db_url,
-        REDIS_URL=BROKER_URL,
-        CACHE_REDIS_URL=CACHE_URL,
-        PYTHONPATH=str(ROOT),
-        IDSYNC_LOG_LEVEL="WARNING",
-        IDSYNC_CHECK_API_TOKEN=BENCH_CHECK_TOKEN,
-    )
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
-            "idsync.asgi:app",
+            *args,
             "--port",
             str(port),
             "--log-level",
@@ -288,77 +342,120 @@ def bench_http(db_url: str, org_id: str, user_ids: list[str], seconds: float) ->
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(6) as pool:
-            ref = pool.starmap(_http_healthz, [(base, seconds)] * 6)
-        print(f"reference GET /healthz on the same server: {sum(ref) / seconds:,.0f} req/s")
-        for batch in (False, True):
-            with mp.get_context("spawn").Pool(6) as pool:
-                counts = pool.starmap(
-                    _http_client,
-                    [(base, org_id, user_ids[:2000], seconds, batch, k) for k in range(6)],
-                )
-            kind = "batch(100) requests" if batch else "single-check requests"
-            print(f"{kind}: {sum(counts) / seconds:,.0f} checks/s (6 client processes)")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/healthz", timeout=1)
+            return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
 
 
-def _http_healthz(base: str, seconds: float) -> int:
-    n = 0
-    stop = time.perf_counter() + seconds
-    with httpx.Client(base_url=base) as c:
-        while time.perf_counter() < stop:
-            c.get("/healthz").raise_for_status()
-            n += 1
-    return n
+def _span(runs: list[dict[str, float]], key: str, scale: float = 1.0) -> str:
+    values = [r[key] / scale for r in runs]
+    return f"{min(values):,.2f}..{max(values):,.2f}"
 
 
-def _http_client(
-    base: str, org_id: str, user_ids: list[str], seconds: float, batch: bool, k: int
-) -> int:
-    body = {
-        "org": org_id,
-        "checks": [
+def _line(name: str, runs: list[dict[str, float]], ref: list[dict[str, float]] | None) -> None:
+    rps = [r["rps"] for r in runs]
+    text = (
+        f"{name:34s} {min(rps):8,.0f}..{max(rps):8,.0f} req/s  "
+        f"p50 {_span(runs, 'p50', 1000)} ms  p99 {_span(runs, 'p99', 1000)} ms  "
+        f"max {max(r['max'] for r in runs) / 1000:.1f} ms"
+    )
+    if ref is not None:
+        ratios = [r["rps"] / h["rps"] for r, h in zip(runs, ref, strict=True)]
+        text += f"  = {min(ratios):.2f}..{max(ratios):.2f} x /healthz"
+    print(text)
+
+
+def bench_http(
+    db: Database, db_url: str, org_id: str, user_ids: list[str], seconds: float, rounds: int
+) -> None:
+    section(f"HTTP check API, one uvicorn process, wrk -t1 -c{WRK_CONNECTIONS}")
+    from models.db.admin_keys import create_admin_key
+
+    with db.write() as session:
+        admin_key = create_admin_key(session, session.get_one(Organization, org_id))
+    env = dict(
+        os.environ,
+        DATABASE_URL=db_url,
+        REDIS_URL=BROKER_URL,
+        CACHE_REDIS_URL=CACHE_URL,
+        PYTHONPATH=str(ROOT),
+        IDSYNC_LOG_LEVEL="WARNING",
+        IDSYNC_CHECK_API_TOKEN=BENCH_CHECK_TOKEN,
+    )
+    trivial = Path(f"/tmp/idsync_bench_trivial_{os.getpid()}.py")
+    trivial.write_text(TRIVIAL_APP)
+    tmp = Path(f"/tmp/idsync-bench-{os.getpid()}")
+    tmp.mkdir(exist_ok=True)
+    rnd = random.Random(3)
+    pairs = [(rnd.choice(user_ids), f"ws{rnd.randrange(20)}") for _ in range(2000)]
+    single = [
+        json.dumps({"org": org_id, "user": u, "workspace": w, "grant": "create_sources"})
+        for u, w in pairs
+    ]
+    implied = [json.dumps({"user": u, "workspace": w, "grant": "create_sources"}) for u, w in pairs]
+    batches = [
+        json.dumps(
             {
-                "type": "check",
-                "user": user_ids[i],
-                "workspace": f"ws{i % 20}",
-                "grant": "create_sources",
+                "org": org_id,
+                "checks": [
+                    {"type": "check", "user": u, "workspace": w, "grant": "create_sources"}
+                    for u, w in pairs[k : k + 100]
+                ],
             }
-            for i in range(100)
-        ],
+        )
+        for k in range(0, len(pairs), 100)
+    ]
+    scripts = {
+        "service": tmp / "service.lua",
+        "admin": tmp / "admin.lua",
+        "batch": tmp / "batch.lua",
     }
-    n = 0
-    stop = time.perf_counter() + seconds
-    headers = {"Authorization": f"Bearer {BENCH_CHECK_TOKEN}"}
-    with httpx.Client(base_url=base, headers=headers) as c:
-        while time.perf_counter() < stop:
-            if batch:
-                c.post("/api/v1/check/batch", json=body).raise_for_status()
-                n += 100
-            else:
-                c.post(
-                    "/api/v1/check",
-                    json={
-                        "org": org_id,
-                        "user": user_ids[(k * 997 + n) % len(user_ids)],
-                        "workspace": f"ws{n % 20}",
-                        "grant": "create_sources",
-                    },
-                ).raise_for_status()
-                n += 1
-    return n
+    _wrk_script(scripts["service"], single, BENCH_CHECK_TOKEN)
+    _wrk_script(scripts["admin"], implied, admin_key)
+    _wrk_script(scripts["batch"], batches, BENCH_CHECK_TOKEN)
+    server, base = _serve(["idsync.asgi:app"], env)
+    gen, gen_base = _serve(
+        [f"{trivial.stem}:app"], dict(env, PYTHONPATH=f"{ROOT}:{trivial.parent}")
+    )
+    results: dict[str, list[dict[str, float]]] = {
+        k: [] for k in ("trivial", "healthz", "service", "admin", "batch")
+    }
+    try:
+        _wrk(f"{base}/api/v1/check", 1, scripts["service"])  # warm the processes up
+        _wrk(f"{base}/api/v1/check", 1, scripts["admin"])
+        for _ in range(rounds):  # interleaved: load from other processes hits each alike
+            results["trivial"].append(_wrk(f"{gen_base}/", seconds))
+            results["healthz"].append(_wrk(f"{base}/healthz", seconds))
+            results["service"].append(_wrk(f"{base}/api/v1/check", seconds, scripts["service"]))
+            results["admin"].append(_wrk(f"{base}/api/v1/check", seconds, scripts["admin"]))
+            results["batch"].append(_wrk(f"{base}/api/v1/check/batch", seconds, scripts["batch"]))
+    finally:
+        for proc in (server, gen):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+        trivial.unlink(missing_ok=True)
+    print(f"{rounds} interleaved runs of {seconds:.0f} s each; ranges over the runs:")
+    _line("generator ceiling (bare ASGI app)", results["trivial"], None)
+    _line("GET /healthz (reference)", results["healthz"], None)
+    _line("check, service token", results["service"], results["healthz"])
+    _line("check, admin key (org implied)", results["admin"], results["healthz"])
+    _line("batch of 100, service token", results["batch"], None)
+    per = [100 * r["rps"] for r in results["batch"]]
+    print(f"batch of 100: {min(per):,.0f}..{max(per):,.0f} checks/s")
+    ref = results["healthz"]
+    svc = [r["rps"] / h["rps"] for r, h in zip(results["service"], ref, strict=True)]
+    adm = [r["rps"] / h["rps"] for r, h in zip(results["admin"], ref, strict=True)]
+    print(
+        f"check / healthz: service token {sorted(svc)[len(svc) // 2]:.2f}, admin key "
+        f"{sorted(adm)[len(adm) // 2]:.2f} (medians; target >= 0.8); admin key / service "
+        f"token {sorted(a / s for a, s in zip(adm, svc, strict=True))[len(adm) // 2]:.2f}"
+    )
 
 
 def main() -> None:
@@ -369,6 +466,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--trials-10k", type=int, default=200)
+    ap.add_argument("--http-rounds", type=int, default=3)
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--skip-freshness", action="store_true")
     ap.add_argument("--freshness-only", action="store_true")
@@ -395,7 +493,7 @@ def main() -> None:
             user_ids = [str(u) for u in s.scalars(text("SELECT id FROM scim_users LIMIT 20000"))]
         bench_client(cache, org_id, user_ids, args.seconds)
         if not args.skip_http:
-            bench_http(db_url, org_id, user_ids, args.seconds)
+            bench_http(db, db_url, org_id, user_ids, args.seconds, args.http_rounds)
         if not args.skip_freshness:
             from bench.bench_freshness import run_freshness
 

@@ -1,247 +1,69 @@
 """The check client: permission checks answered from Redis in one round trip.
 
-One EVALSHA resolves user -> group-set profile -> compiled entry of the asked
-workspace for every question of a call (a batch of N checks is still one round
-trip). The decision itself is made here, in Python, by the pure functions of
-``models.access.compiled_checks`` over the fetched entries, so Redis-backed and
-SQL-backed answers can never disagree.
+A check (or a batch of N) is one Redis round trip: the ``READ`` script in the usual case
+(a few microseconds inside Redis), ``CHECK`` when this process lacks a group set or
+compiled blob the answer needs (``models.cache.reading``). The decision is made here,
+in Python, by the pure functions of ``models.access.compiled_checks`` (``models.cache.results``), so
+Redis-backed and SQL-backed answers can never disagree.
 
-Legacy label conditions need the resource's labels: the caller's, or else the labels
-of the registered resource, which the same round trip reads from the generation's
-labels hash (contract §3; caller-passed labels win, exactly as in ``AccessModel``).
+Answers carry the cache revision they reflect and one of three statuses: ``allow``,
+``deny`` or ``unknown`` (the cache is not built, was flushed, or is inconsistent —
+never a silent deny-all or allow-all). Unknown, deactivated and deleted users are a
+``deny``. Every answer is read from Redis at the time of the call: nothing Redis may
+have changed is answered from memory.
 
-Answers carry the cache revision they reflect and one of three statuses:
-``allow``, ``deny`` or ``unknown`` (the cache is not built, was flushed, or is
-inconsistent — never a silent deny-all or allow-all). Unknown, deactivated and
-deleted users are a ``deny``.
+``AsyncCheckClient`` (``models.cache.async_client``) is the same over ``redis.asyncio``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from models.access.compiled import Compiled, decode_compiled
-from models.access.compiled_checks import (
-    check_compiled,
-    check_sync_compiled,
-    visible_spaces_compiled,
-)
 from models.access.evaluator import ALL
 from models.access.inputs import ResourceRef
 from models.access.refs import SyncRef
 from models.cache import scripts
-from models.cache.connection import CacheRedis
-from models.cache.layout import OrgKeys, decode_labels, label_field
+from models.cache.reading import READ, Reader, Retry
+from models.cache.results import (
+    Answer,
+    Check,
+    Query,
+    Result,
+    SpacesAnswer,
+    SpacesQuery,
+    SyncCheck,
+    behind,
+    decide,
+    label_fields,
+    not_built,
+    with_registered_labels,
+)
 
 if TYPE_CHECKING:
     from models.db.database import Database
 
-Status = Literal["allow", "deny", "unknown"]
-
-# reasons
-NOT_BUILT: Final = "cache_not_built"
-INCONSISTENT: Final = "cache_inconsistent"
-STALE: Final = "cache_behind_min_revision"
-UNKNOWN_USER: Final = "unknown_user"
-NO_ACCESS_USER: Final = "user_inactive_or_deleted"
-NO_ROLE: Final = "no_role_in_workspace"
-REVOCATION_PENDING: Final = "revocation_pending"
-"""The user was taken out of a group by a committed change the worker has not
-recomputed yet (milliseconds, normally): the answer is ``unknown``, never the old
-``allow``."""
-GRANTED: Final = "granted"
-NOT_GRANTED: Final = "not_granted"
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """``check(user, workspace, grant, resource?)``."""
-
-    user: str
-    workspace: str
-    grant: str
-    resource: ResourceRef | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SyncCheck:
-    """``check_sync(user, workspace, sync, action)`` (same-group rule)."""
-
-    user: str
-    workspace: str
-    sync: SyncRef
-    action: str
-
-
-@dataclass(frozen=True, slots=True)
-class SpacesQuery:
-    """``visible_spaces(user, workspace)``."""
-
-    user: str
-    workspace: str
-
-
-Query = Check | SyncCheck | SpacesQuery
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """The answer to a ``Check`` or ``SyncCheck``."""
-
-    status: Status
-    revision: int
-    reason: str = ""
-    source: Literal["cache", "sql"] = "cache"
-
-    @property
-    def allowed(self) -> bool:
-        return self.status == "allow"
-
-    @property
-    def known(self) -> bool:
-        return self.status != "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class SpacesAnswer:
-    """The answer to a ``SpacesQuery``: Space ids, ``"all"``, or None when unknown."""
-
-    spaces: frozenset[str] | Literal["all"] | None
-    revision: int
-    reason: str = ""
-    source: Literal["cache", "sql"] = "cache"
-
-    @property
-    def status(self) -> Status:
-        return "unknown" if self.spaces is None else "allow"
-
-    @property
-    def known(self) -> bool:
-        return self.spaces is not None
-
-
-Result = Answer | SpacesAnswer
-
-# One fetched item: (status code, revision, compiled entry or None)
-Item = tuple[str, int, Compiled | None]
-
-Labels = frozenset[tuple[str, str]]
-LabelLookup = Callable[[str, str, str], Labels | None]
-"""``lookup(workspace, resource type, resource id)`` -> registered labels or None."""
-
-
-def _fill_ref(workspace: str, ref: ResourceRef, lookup: LabelLookup) -> ResourceRef:
-    if ref.labels is not None or ref.id is None:
-        return ref
-    labels = lookup(workspace, ref.type, ref.id)
-    return ref if labels is None else dataclasses.replace(ref, labels=labels)
-
-
-def with_registered_labels(query: Query, lookup: LabelLookup) -> Query:
-    """``query`` with registered labels filled in wherever the caller gave none (pure).
-
-    The same filling as ``OrgConfig.with_registered_labels`` /
-    ``SyncRef.with_registered_labels`` (the ``AccessModel`` path): the resource of a
-    check; the sync (by its id), its source, destination and model of a sync check.
-    """
-    ws = query.workspace
-    if isinstance(query, Check):
-        if query.resource is None:
-            return query
-        ref = _fill_ref(ws, query.resource, lookup)
-        return query if ref is query.resource else dataclasses.replace(query, resource=ref)
-    if isinstance(query, SyncCheck):
-        s = query.sync
-        labels = s.labels
-        if labels is None and s.id is not None:
-            labels = lookup(ws, "sync", s.id)
-        sync = SyncRef(
-            _fill_ref(ws, s.source, lookup),
-            _fill_ref(ws, s.destination, lookup),
-            s.space_id,
-            s.id,
-            labels,
-            None if s.model is None else _fill_ref(ws, s.model, lookup),
-        )
-        return query if sync == s else dataclasses.replace(query, sync=sync)
-    return query
-
-
-def label_fields(queries: Sequence[Query]) -> list[str]:
-    """Label-hash fields the answers to ``queries`` may need (unique, in order)."""
-    wanted: dict[str, None] = {}
-
-    def record(ws: str, rtype: str, rid: str) -> None:
-        wanted[label_field(ws, rtype, rid)] = None
-
-    for q in queries:
-        with_registered_labels(q, record)
-    return list(wanted)
-
-
-def decide(query: Query, item: Item, revision: int, source: Literal["cache", "sql"]) -> Result:
-    """The answer to ``query`` from one fetched item (pure; shared with the SQL path)."""
-    code, _rev, compiled = item
-    if code == "m":
-        return _unknown(query, revision, INCONSISTENT)
-    if code == "p":
-        return _unknown(query, revision, REVOCATION_PENDING)
-    if isinstance(query, SpacesQuery):
-        return SpacesAnswer(visible_spaces_compiled(compiled), revision, "", source)
-    if isinstance(query, Check):
-        ok = check_compiled(compiled, query.grant, query.resource)
-    else:
-        ok = check_sync_compiled(compiled, query.sync, query.action)
-    if ok:
-        return Answer("allow", revision, GRANTED, source)
-    reason = {"u": UNKNOWN_USER, "x": NO_ACCESS_USER, "n": NO_ROLE}.get(code, NOT_GRANTED)
-    return Answer("deny", revision, reason, source)
-
-
-def _revision(watermark: int, item: Item) -> int:
-    """The revision an answer reflects. A pending revocation at ``R`` reflects less than
-    ``R`` (the user's answer at ``R`` is not computed yet): ``min_revision=R`` waits for
-    the recompute, or falls back to SQL, instead of taking ``unknown`` as final."""
-    code, rev, _compiled = item
-    if code == "p":
-        return min(watermark, rev - 1)
-    return max(watermark, rev)
-
-
-def _validate(query: Query) -> None:
-    """Raise ValueError (UnknownGrantError) for a malformed question, whatever the user."""
-    if isinstance(query, Check):
-        check_compiled(None, query.grant, query.resource)
-    elif isinstance(query, SyncCheck):
-        check_sync_compiled(None, query.sync, query.action)
-
-
-def _unknown(query: Query, revision: int, reason: str) -> Result:
-    _validate(query)  # a malformed question raises even when the cache cannot answer
-    if isinstance(query, SpacesQuery):
-        return SpacesAnswer(None, revision, reason)
-    return Answer("unknown", revision, reason)
+ATTEMPTS = 4
+"""Plans per call: a generation flip or a set change between plans costs one more."""
 
 
 class CheckClient:
     """Permission checks of one organization from the Redis cache.
 
-    ``sql`` (optional) is used when a caller asks for ``min_revision`` and the cache
-    stays behind it for ``max_wait_s``: the answer is then computed from SQL with
-    the same pure decision functions.
+    ``client``: a single Redis's client or a Redis Cluster's (the calls go to the node
+    that holds the organization's slot). ``database`` (optional) is used when a caller
+    asks for ``min_revision`` and the cache stays behind it for ``max_wait_s``: the
+    answer is then computed from SQL with the same pure decision functions.
     """
 
     def __init__(
         self,
-        client: CacheRedis,
+        client: redis.Redis | RedisCluster,
         org_id: str,
         *,
         database: Database | None = None,
@@ -250,94 +72,57 @@ class CheckClient:
     ) -> None:
         self.redis = client
         self.org_id = org_id
-        self.keys = OrgKeys.of(org_id)
+        self.reader = Reader(org_id, decoded_cache_size=decoded_cache_size)
+        self.keys = self.reader.keys
         self.database = database
         self.max_wait_s = max_wait_s
-        self._sha = client.script_load(scripts.CHECK)
-        self._gen = ""
-        self._gen_keys: tuple[str, ...] = self._keys_for("")
-        self._decoded: OrderedDict[bytes | str, Compiled] = OrderedDict()
-        self._decoded_max = decoded_cache_size
+        self._shas = {s: scripts.sha1(s) for s in (scripts.READ, scripts.CHECK)}
         self.round_trips = 0
-
-    def _keys_for(self, gen: str) -> tuple[str, ...]:
-        g = gen or "0"
-        return (self.keys.meta, *self.keys.generation(g), self.keys.labels(g))
 
     # -- the one round trip -------------------------------------------------------------
 
-    def _evalsha(self, pairs: list[str], n: int, fields: Sequence[str]) -> list[Any]:
-        args: tuple[str | int, ...] = (self._gen, n, *pairs, len(fields), *fields)
-        if isinstance(self.redis, RedisCluster):  # routed to the node of the org's slot
-            cluster_out: list[Any] = self.redis.evalsha(
-                self._sha, len(self._gen_keys), *self._gen_keys, *args
-            )
-            return cluster_out
-        pool = self.redis.connection_pool
-        conn = pool.get_connection()
-        try:
-            conn.send_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", self._sha, len(self._gen_keys), *self._gen_keys, *args
-            )
-            out: list[Any] = conn.read_response()
-        except NoScriptError:
-            raise
-        except BaseException:
-            conn.disconnect()  # type: ignore[no-untyped-call]
-            raise
-        finally:
-            pool.release(conn)
-        return out
+    def _node(self) -> redis.Redis:
+        if isinstance(self.redis, RedisCluster):
+            node = self.redis.get_node_from_key(self.keys.meta)  # type: ignore[no-untyped-call]
+            found = self.redis.get_redis_connection(node)
+            assert isinstance(found, redis.Redis)
+            return found
+        return self.redis
 
-    def _call(self, pairs: list[str], n: int, fields: Sequence[str] = ()) -> list[Any]:
-        for _attempt in range(3):
+    def _eval(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """One EVALSHA on a pooled connection (loading the script when Redis lacks it)."""
+        sha = self._shas[script]
+        for _attempt in range(2):
             self.round_trips += 1
+            pool = self._node().connection_pool
+            conn = pool.get_connection()
             try:
-                out = self._evalsha(pairs, n, fields)
+                conn.send_command("EVALSHA", sha, len(keys), *keys, *args, check_health=False)  # type: ignore[no-untyped-call]
+                return conn.read_response()
             except NoScriptError:
-                self._sha = self.redis.script_load(scripts.CHECK)
-                continue
-            if out[0] == 1:  # generation moved: follow it and retry
-                gen = out[1]
-                self._gen = gen.decode() if isinstance(gen, bytes) else str(gen)
-                self._gen_keys = self._keys_for(self._gen)
-                continue
-            return out
-        return [0]  # pragma: no cover - generation flapping: answer unknown
+                self._node().script_load(script)
+            except BaseException:
+                conn.disconnect()  # type: ignore[no-untyped-call]
+                raise
+            finally:
+                pool.release(conn)
+        raise NoScriptError("script not loaded")  # pragma: no cover - flushed twice
 
-    def _compiled(self, cid: bytes | str, blob: bytes | str) -> Compiled:
-        hit = self._decoded.get(cid)
-        if hit is None:
-            hit = decode_compiled(blob)
-            self._decoded[cid] = hit
-            if len(self._decoded) > self._decoded_max:
-                self._decoded.popitem(last=False)
-        return hit
-
-    def fetch(
-        self, queries: Sequence[Query], fields: Sequence[str] = ()
-    ) -> tuple[int, list[Item], dict[str, Labels]] | None:
-        """Items for ``queries`` and the registered labels of ``fields`` (absent: not
-        registered), in one round trip; None when the cache is not built."""
-        pairs: list[str] = []
-        for q in queries:
-            pairs.append(q.user)
-            pairs.append(q.workspace)
-        out = self._call(pairs, len(queries), fields)
-        if out[0] != 2:
-            return None
-        wm = int(out[1])
-        items: list[Item] = []
-        end = 2 + 4 * len(queries)
-        for k in range(2, end, 4):
-            code = out[k]
-            code_s = code.decode() if isinstance(code, bytes) else str(code)
-            compiled = self._compiled(out[k + 2], out[k + 3]) if code_s == "c" else None
-            items.append((code_s, int(out[k + 1]), compiled))
-        labels = {
-            f: decode_labels(v) for f, v in zip(fields, out[end:], strict=False) if v is not None
-        }
-        return wm, items, labels
+    def _from_cache(self, queries: Sequence[Query]) -> list[Result]:
+        reader = self.reader
+        for _attempt in range(ATTEMPTS):
+            plan = reader.plan(queries)
+            try:
+                if plan.mode == READ:
+                    results = reader.absorb_read(
+                        plan, self._eval(scripts.READ, *reader.read_call(plan))
+                    )
+                    if results is not None:
+                        return results
+                return reader.absorb_fill(plan, self._eval(scripts.CHECK, *reader.fill_call(plan)))
+            except Retry:
+                continue
+        return not_built(queries)  # pragma: no cover - generation flapping: unknown
 
     # -- public API ---------------------------------------------------------------------
 
@@ -359,27 +144,7 @@ class CheckClient:
             from models.cache.fallback import answer_from_sql
 
             return answer_from_sql(self.database, self.org_id, queries)
-        return [
-            r if r.revision >= min_revision else _unknown(q, r.revision, STALE)
-            for q, r in zip(queries, results, strict=True)
-        ]
-
-    def _from_cache(self, queries: Sequence[Query]) -> list[Result]:
-        fields = label_fields(queries)
-        fetched = self.fetch(queries, fields)
-        if fetched is None:
-            return [_unknown(q, 0, NOT_BUILT) for q in queries]
-        wm, items, labels = fetched
-        if fields:
-
-            def lookup(ws: str, rtype: str, rid: str) -> Labels | None:
-                return labels.get(label_field(ws, rtype, rid))
-
-            queries = [with_registered_labels(q, lookup) for q in queries]
-        return [
-            decide(q, item, _revision(wm, item), "cache")
-            for q, item in zip(queries, items, strict=True)
-        ]
+        return behind(queries, results, min_revision)
 
     def check(
         self,
@@ -422,7 +187,7 @@ class CheckClient:
 
     def revision(self) -> int | None:
         """The cache's watermark (every change up to it is reflected); None if not built."""
-        gen, wm = self.redis.hmget(self.keys.meta, ["gen", "wm"])
+        gen, wm = self._node().hmget(self.keys.meta, ["gen", "wm"])
         if gen is None:
             return None
         return 0 if wm is None else int(wm)

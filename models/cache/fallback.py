@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.access.compiled import decode_compiled
-from models.cache.client import Item, Query, Result, decide, with_registered_labels
 from models.cache.profiles import ProfileBuilder
+from models.cache.results import Item, Query, Result, decide, with_registered_labels
 from models.db.database import Database
 from models.db.tables import Organization
 

@@ -6,77 +6,98 @@ and they all carry the organization's hash tag, so the scripts run on Redis Clus
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
-# KEYS: meta, users, sets, compiled[, labels] (generation the client believes current)
-# ARGV: gen, n, user_1, ws_1, ..., user_n, ws_n[, m, label field_1, ..., label field_m]
+
+def sha1(script: str) -> str:
+    """The script's SHA1, as EVALSHA names it (``SCRIPT LOAD`` answers the same)."""
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+# KEYS: meta, users, labels (of the generation the client believes current)
+# ARGV: gen, n, user_1, ..., user_n[, label field_1, ..., label field_m]
+# -> {{gen, wm, sv}} when ``gen`` is not the serving generation (gen nil: not built) |
+#    {{gen, wm, sv}, {value_1, ..., value_n}[, {label value_1, ..., label value_m}]}
+# The usual read of a check or batch: the users' pointers (nil: unknown user) and the
+# registered labels asked for, with the meta fields they are valid for, atomically. The
+# group sets and blobs the pointers lead to are the ones the client keeps for this
+# ``gen`` and ``sv`` (see CHECK below); a few microseconds inside Redis.
+READ: Final = r"""
+local m = redis.call('HMGET', KEYS[1], 'gen', 'wm', 'sv')
+if m[1] ~= ARGV[1] then return {m} end
+local n = tonumber(ARGV[2])
+local out = {m, redis.call('HMGET', KEYS[2], unpack(ARGV, 3, 2 + n))}
+if #ARGV > 2 + n then out[3] = redis.call('HMGET', KEYS[3], unpack(ARGV, 3 + n)) end
+return out
+"""
+
+# KEYS: meta, users, sets, compiled, labels (of the generation the client believes current)
+# ARGV: gen, n, user_1, ws_1, ..., user_n, ws_n, m, label field_1, ..., label field_m
 # -> {0} cache not built | {1, gen} generation moved (retry) |
-#    {2, wm, (status, rev, cid, blob) * n, label value * m}
-#    status: c compiled entry, n no access in that workspace, x deactivated/deleted,
-#            u unknown user, m missing profile (cache inconsistent: answer unknown),
-#            p revocation pending (taken out of a group, not recomputed yet: unknown)
-#    label value: encoded labels of the registered resource, or nil when not registered
-#    (m and the labels key are optional: callers that pass no resource labels omit them)
+#    {2, wm, sv, nu, (user, value) * nu, ns, (set key, value) * ns, nb, (cid, blob) * nb,
+#     label value * m}
+# The atomic read of everything a batch needs that a client does not hold yet: the
+# users' pointers (value nil: unknown user), the group sets they point at (nil: missing
+# profile, answer unknown), the compiled blobs of the asked workspaces, the registered
+# labels of the m fields (nil: not registered). ``sv`` (meta) is the version of the
+# serving generation's group sets: a client may keep the set values it read here, and
+# answer from them with READ while ``gen`` and ``sv`` stay the same (docs/redis-layout.md,
+# "Reading").
 CHECK: Final = r"""
-local m = redis.call('HMGET', KEYS[1], 'gen', 'wm')
+local m = redis.call('HMGET', KEYS[1], 'gen', 'wm', 'sv')
 if not m[1] then return {0} end
 if m[1] ~= ARGV[1] then return {1, m[1]} end
-local out = {2, m[2] or '0'}
 local n = tonumber(ARGV[2])
-local lastu, uv, skey, urev, sv = nil, nil, nil, nil, nil
-local k = 3
+local users, sets, blobs = {}, {}, {}
+local uout, sout, bout = {}, {}, {}
 for i = 0, n - 1 do
   local user = ARGV[3 + 2 * i]
   local ws = ARGV[4 + 2 * i]
-  if user ~= lastu then
-    lastu = user
-    uv = redis.call('HGET', KEYS[2], user)
-    sv = nil
-    if uv then
-      local p = string.find(uv, '|', 1, true)
-      skey = string.sub(uv, 1, p - 1)
-      urev = string.sub(uv, p + 1)
-      if skey ~= '-' and skey ~= '?' then sv = redis.call('HGET', KEYS[3], skey) end
-    end
+  local uv = users[user]
+  if uv == nil then
+    uv = redis.call('HGET', KEYS[2], user) or false
+    users[user] = uv
+    uout[#uout + 1] = user
+    uout[#uout + 1] = uv
   end
-  if not uv then
-    out[k], out[k + 1], out[k + 2], out[k + 3] = 'u', '0', '', ''
-  elseif skey == '-' then
-    out[k], out[k + 1], out[k + 2], out[k + 3] = 'x', urev, '', ''
-  elseif skey == '?' then
-    out[k], out[k + 1], out[k + 2], out[k + 3] = 'p', urev, '', ''
-  elseif not sv then
-    out[k], out[k + 1], out[k + 2], out[k + 3] = 'm', urev, '', ''
-  else
-    local nl = string.find(sv, '\n', 1, true)
-    local srev = string.sub(sv, 1, nl - 1)
-    local rev = urev
-    if tonumber(srev) < tonumber(urev) then rev = srev end
-    local at = string.find(sv, '\n' .. ws .. '\t', 1, true)
-    if not at then
-      out[k], out[k + 1], out[k + 2], out[k + 3] = 'n', rev, '', ''
-    else
-      local from = at + string.len(ws) + 2
-      local to = string.find(sv, '\n', from, true)
-      local cid = string.sub(sv, from, to - 1)
-      local blob = redis.call('HGET', KEYS[4], cid)
-      if blob then
-        out[k], out[k + 1], out[k + 2], out[k + 3] = 'c', rev, cid, blob
-      else
-        out[k], out[k + 1], out[k + 2], out[k + 3] = 'm', rev, '', ''
+  if uv then
+    local skey = string.sub(uv, 1, string.find(uv, '|', 1, true) - 1)
+    if skey ~= '-' and skey ~= '?' then
+      local sv = sets[skey]
+      if sv == nil then
+        sv = redis.call('HGET', KEYS[3], skey) or false
+        sets[skey] = sv
+        sout[#sout + 1] = skey
+        sout[#sout + 1] = sv
+      end
+      if sv then
+        local at = string.find(sv, '\n' .. ws .. '\t', 1, true)
+        if at then
+          local from = at + string.len(ws) + 2
+          local cid = string.sub(sv, from, string.find(sv, '\n', from, true) - 1)
+          if blobs[cid] == nil then
+            local blob = redis.call('HGET', KEYS[4], cid) or false
+            blobs[cid] = blob
+            bout[#bout + 1] = cid
+            bout[#bout + 1] = blob
+          end
+        end
       end
     end
   end
-  k = k + 4
 end
+local out = {2, m[2] or '0', m[3] or '0', #uout / 2}
+for _, v in ipairs(uout) do out[#out + 1] = v end
+out[#out + 1] = #sout / 2
+for _, v in ipairs(sout) do out[#out + 1] = v end
+out[#out + 1] = #bout / 2
+for _, v in ipairs(bout) do out[#out + 1] = v end
 local m_at = 3 + 2 * n
 local nlabels = tonumber(ARGV[m_at] or '0')
 if nlabels > 0 then
   local vals = redis.call('HMGET', KEYS[5], unpack(ARGV, m_at + 1, m_at + nlabels))
-  for j = 1, nlabels do
-    out[k] = vals[j]
-    k = k + 1
-  end
+  for j = 1, nlabels do out[#out + 1] = vals[j] end
 end
 return out
 """
@@ -89,6 +110,8 @@ return out
 #       nusers, (user, set key) * nusers
 # Sets are written when their revision (first line of value) is >= the stored one;
 # a user when rev >= its stored revision and its set exists in that generation.
+# Overwriting a set value of the serving generation raises meta ``sv`` (the set version
+# readers key their copies of set values by; adding a new set does not).
 # -> {-1} meta moved (re-read and retry) | {-2} cache not built (nothing written) |
 #    {written users, stale users, changed sets, need set key...}
 PUT: Final = r"""
@@ -108,6 +131,7 @@ end
 local i = 6
 local nsets = tonumber(ARGV[i]); i = i + 1
 local changed_sets = 0
+local bumped = false
 for _ = 1, nsets do
   local skey, value, ncids = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local cids_at = i + 3
@@ -126,10 +150,14 @@ for _ = 1, nsets do
         redis.call('HSETNX', t[3], ARGV[cids_at + 2 * j], ARGV[cids_at + 2 * j + 1])
       end
       redis.call('HSET', t[2], skey, value)
-      if t[4] then changed_sets = changed_sets + 1 end
+      if t[4] then
+        changed_sets = changed_sets + 1
+        if cur then bumped = true end
+      end
     end
   end
 end
+if bumped then redis.call('HINCRBY', KEYS[1], 'sv', 1) end
 local nusers = tonumber(ARGV[i]); i = i + 1
 local written, stale = 0, 0
 local need = {}
