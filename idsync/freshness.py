@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
+from models.cache.connection import CacheRedis, cache_redis
 from models.cache.layout import LANE_CONFIG, LANE_GRANT, LANE_REVOKE, OrgKeys
 from models.db.database import Database
 from models.db.tables import Change, Organization
@@ -74,7 +75,7 @@ def _int(value: Any, default: int = 0) -> int:
 
 def measure(
     database: Database,
-    cache: redis.Redis,
+    cache: CacheRedis,
     broker: redis.Redis | None,
     *,
     max_orgs: int,
@@ -213,7 +214,8 @@ class StateCollector(Collector):
         max_orgs: int,
     ) -> None:
         self.database = database
-        self.cache = self._client(cache_url)
+        self.cache_url = cache_url
+        self.cache: CacheRedis | None = None  # made on first scrape (a cluster's connects)
         self.broker = self._client(broker_url)
         self.max_orgs = max_orgs
         self._lock = threading.Lock()
@@ -234,9 +236,13 @@ class StateCollector(Collector):
             return list(self._families)
 
     def _compute(self) -> list[Metric]:
-        if self.cache is None:
+        if self.cache_url is None:
             return families(StateSnapshot(), up=False)
         try:
+            if self.cache is None:
+                self.cache = cache_redis(
+                    self.cache_url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S
+                )
             snap = measure(self.database, self.cache, self.broker, max_orgs=self.max_orgs)
         except Exception as exc:
             log.warning("state metrics not measured: %s", type(exc).__name__)

@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 import click
-import redis
 from sqlalchemy import select
 
 from idsync.scim_log.query import LogQuery, parse_status, parse_time, prune, read_log
 from idsync.settings import get_settings
 from idsync.sync_status import sync_status
+from models.cache.connection import cache_redis
 from models.db.database import Database
 from models.db.tables import Organization
 
@@ -51,7 +51,7 @@ def sync_status_cmd(org_name: str, as_json: bool) -> None:
     database = Database(settings.resolved_database_url())
     url = settings.resolved_cache_redis_url()
     cache = (
-        redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=2.0)
+        cache_redis(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=2.0)
         if url
         else None
     )

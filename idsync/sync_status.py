@@ -29,6 +29,7 @@ import redis
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from models.cache.connection import CacheRedis
 from models.cache.layout import OrgKeys
 from models.db.database import Database
 from models.db.observability_tables import IdpPullRun, ScimRequestLog
@@ -249,7 +250,7 @@ def pull_part(
 
 
 def cache_part(
-    session: Session, org_id: str, revision: int, cache: redis.Redis | None, now_s: float
+    session: Session, org_id: str, revision: int, cache: CacheRedis | None, now_s: float
 ) -> dict[str, Any]:
     if cache is None:
         return {"verdict": Verdict(FAILING, "no cache Redis configured").as_json()}
@@ -297,7 +298,7 @@ def cache_part(
 def sync_status(
     database: Database,
     org_id: str,
-    cache: redis.Redis | None,
+    cache: CacheRedis | None,
     *,
     pull_interval_s: float | None = None,
     now: datetime | None = None,

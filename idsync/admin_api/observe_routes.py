@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import redis
 from fastapi import APIRouter, Query, Request
 
 from idsync.admin_api.auth import DB, Admin
@@ -13,20 +12,21 @@ from idsync.admin_api.config_routes import ERRORS
 from idsync.scim_log.query import MAX_LIMIT, LogQuery, parse_status, parse_time, read_log
 from idsync.settings import Settings
 from idsync.sync_status import sync_status
+from models.cache.connection import CacheRedis, cache_redis
 from models.db.config_errors import ConfigError
 
 router = APIRouter(responses=ERRORS, tags=["sync health"])
 REDIS_TIMEOUT_S = 2.0
 
 
-def _cache(request: Request) -> redis.Redis | None:
-    client: redis.Redis | None = getattr(request.app.state, "status_cache", None)
+def _cache(request: Request) -> CacheRedis | None:
+    client: CacheRedis | None = getattr(request.app.state, "status_cache", None)
     if client is None:
         settings: Settings = request.app.state.settings
         url = settings.resolved_cache_redis_url()
         if url is None:
             return None
-        client = redis.Redis.from_url(
+        client = cache_redis(
             url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
         )
         request.app.state.status_cache = client

@@ -16,8 +16,11 @@ from fastapi.testclient import TestClient
 from redis.cluster import RedisCluster
 
 from idsync.app import create_app
+from idsync.freshness import StateCollector
 from idsync.settings import Settings
+from idsync.sync_status import sync_status
 from models.cache.client import CheckClient
+from models.cache.connection import cache_redis
 from models.cache.fallback import answer_from_sql
 from models.cache.layout import OrgKeys
 from models.cache.writer import CacheWriter
@@ -265,3 +268,27 @@ def test_the_idp_pull_lock_is_on_the_broker_and_the_cluster_holds_org_keys_only(
         if worker.runtime._RUNTIME is not None:
             worker.runtime._RUNTIME.database.dispose()
     assert sum(n.client().dbsize() for n in redis_cluster.nodes) == 0
+
+
+def test_metrics_and_sync_status_read_the_cache_on_a_cluster(
+    pg_database: Database, redis_cluster: LocalCluster, cluster_cache: RedisCluster
+) -> None:
+    """The /metrics state gauges and the sync status, made from CACHE_REDIS_URL."""
+    worlds = orgs_on_every_master(pg_database, cluster_cache)
+    for w in worlds[:2]:
+        rb.rebuild(pg_database, CacheWriter(cluster_cache, w.org_id), w.org_id)
+    state = StateCollector(pg_database, redis_cluster.url, REDIS_TEST_URL, max_orgs=10)
+    gauges = {m.name: m for m in state.collect()}
+    assert gauges["idsync_state_up"].samples[0].value == 1.0
+    # only organizations behind SQL are listed: the unbuilt one, its whole revision behind
+    assert [s.value for s in gauges["idsync_org_cache_built"].samples] == [0.0]
+    lags = [s.value for s in gauges["idsync_org_revision_lag"].samples]
+    assert lags == [float(worlds[2].revision())]
+    client = cache_redis(redis_cluster.url)
+    try:
+        status = sync_status(pg_database, worlds[0].org_id, client)
+        assert status["cache"]["revision_lag"] == 0, status["cache"]
+        unbuilt = sync_status(pg_database, worlds[2].org_id, client)["cache"]
+        assert unbuilt["revision_lag"] == worlds[2].revision(), unbuilt
+    finally:
+        client.close()
