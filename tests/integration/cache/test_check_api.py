@@ -115,3 +115,140 @@ def test_check_api_needs_a_credential_and_admin_keys_are_scoped(database: Databa
         headers={"Authorization": f"Bearer {other}"},
     )
     assert batch.status_code == 403
+
+
+def _org_with_alice(database: Database) -> tuple[World, str, str]:
+    """alice (eng, editor in ws1), a built cache, and admin keys of this org and another."""
+    import redis
+
+    from models.db.admin_keys import create_admin_key
+    from models.db.tables import Organization
+    from models.db.tokens import get_or_create_org
+
+    w = World.create(database)
+    w.workspace("ws1")
+    w.user("alice")
+    w.group("eng", ["alice"])
+    w.bind("eng", "ws1", "editor")
+    rebuild(database, CacheWriter(redis.Redis.from_url(REDIS_TEST_URL), w.org_id), w.org_id)
+    with database.write() as session:
+        own = create_admin_key(session, session.get_one(Organization, w.org_id))
+        other = create_admin_key(session, get_or_create_org(session, f"other-{w.org_id[:8]}"))
+    return w, own, other
+
+
+def _client(database: Database, **env: str) -> TestClient:
+    settings = Settings(CACHE_REDIS_URL=REDIS_TEST_URL, IDSYNC_CHECK_API_TOKEN="t0k", **env)  # type: ignore[arg-type]
+    return TestClient(create_app(settings, database))
+
+
+def test_check_bodies_are_strict_an_unknown_field_is_422_naming_it(database: Database) -> None:
+    w, _own, _other = _org_with_alice(database)
+    client = _client(database)
+    auth = {"Authorization": "Bearer t0k"}
+    base = {"org": w.org_id, "user": w.users["alice"], "workspace": "ws1"}
+    cases = [
+        ("/api/v1/check", {**base, "grant": "create_sources", "spaceId": "uk"}, "spaceId"),
+        (
+            "/api/v1/check",
+            {**base, "grant": "edit_audiences", "resource": {"type": "audience", "spaceid": "x"}},
+            "resource.spaceid",
+        ),
+        ("/api/v1/check/spaces", {**base, "grant": "read"}, "grant"),
+        (
+            "/api/v1/check/sync",
+            {**base, "source": "s", "destination": "d", "action": "configure", "space": "x"},
+            "space",
+        ),
+        (
+            "/api/v1/check/batch",
+            {
+                "org": w.org_id,
+                "checks": [
+                    {"type": "check", "user": "u", "workspace": "ws1", "grant": "read", "x": 1}
+                ],
+            },
+            "checks[0].check.x",
+        ),
+        ("/api/v1/check/batch", {"org": w.org_id, "checks": [], "min_rev": 3}, "min_rev"),
+    ]
+    for path, body, field in cases:
+        resp = client.post(path, json=body, headers=auth)
+        assert resp.status_code == 422, (path, resp.text)
+        assert resp.json()["field"] == field, resp.json()
+        assert "Extra inputs are not permitted" in resp.json()["detail"]
+
+
+def test_org_is_implied_by_an_admin_key_and_named_by_id_or_name(database: Database) -> None:
+    from models.db.tables import Organization
+
+    w, own, other = _org_with_alice(database)
+    with database.read() as session:
+        name = session.get_one(Organization, w.org_id).name
+    client = _client(database)
+    question = {"user": w.users["alice"], "workspace": "ws1", "grant": "create_sources"}
+    mine = {"Authorization": f"Bearer {own}"}
+    for org in ({}, {"org": w.org_id}, {"org": name}):
+        resp = client.post("/api/v1/check", json={**question, **org}, headers=mine)
+        assert resp.status_code == 200 and resp.json()["status"] == "allow", resp.text
+    wrong = client.post(
+        "/api/v1/check",
+        json={**question, "org": w.org_id},
+        headers={"Authorization": f"Bearer {other}"},
+    )
+    assert wrong.status_code == 403 and wrong.json()["field"] == "org"
+    assert "belongs to organization 'other-" in wrong.json()["detail"]
+    service = {"Authorization": "Bearer t0k"}
+    missing = client.post("/api/v1/check", json=question, headers=service)
+    assert missing.status_code == 422 and missing.json()["field"] == "org"
+    by_name = client.post("/api/v1/check", json={**question, "org": name}, headers=service)
+    assert by_name.json()["status"] == "allow"
+    nobody = client.post("/api/v1/check", json={**question, "org": "no-such-org"}, headers=service)
+    assert nobody.status_code == 404 and nobody.json()["field"] == "org"
+
+
+def test_admin_key_checks_run_no_sql_once_the_key_is_verified(database: Database) -> None:
+    from sqlalchemy import event
+
+    w, own, _other = _org_with_alice(database)
+    client = _client(database, IDSYNC_SCIM_TOKEN_CACHE_S="30")
+    body = {"user": w.users["alice"], "workspace": "ws1", "grant": "create_sources"}
+    headers = {"Authorization": f"Bearer {own}"}
+    assert client.post("/api/v1/check", json=body, headers=headers).json()["allowed"]
+    statements: list[str] = []
+
+    def record(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        for _ in range(20):
+            assert client.post("/api/v1/check", json=body, headers=headers).json()["allowed"]
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    assert statements == []
+
+
+def test_a_set_change_is_never_answered_from_the_kept_copy(database: Database) -> None:
+    """The client keeps group-set values between calls; an overwrite raises the set
+    version, so the next check reads the new value (no window)."""
+    import redis
+
+    from models.cache.client import CheckClient
+    from models.cache.layout import decode_user, encode_set
+    from models.cache.profiles import SetPayload
+
+    w, _own, _other = _org_with_alice(database)
+    cache = redis.Redis.from_url(REDIS_TEST_URL)
+    writer = CacheWriter(cache, w.org_id)
+    checks = CheckClient(cache, w.org_id)
+    alice = w.users["alice"]
+    assert checks.check(alice, "ws1", "create_sources").allowed
+    before = checks.round_trips
+    assert checks.check(alice, "ws1", "create_sources").allowed
+    assert checks.round_trips == before + 1  # kept: the READ script alone
+    gen = writer.meta().gen
+    skey, rev = decode_user(cache.hget(writer.keys.users(gen), alice).decode())  # type: ignore[union-attr]
+    writer.put(rev + 1, sets=[SetPayload(skey, encode_set(rev + 1, {}), {})])
+    denied = checks.check(alice, "ws1", "create_sources")
+    assert denied.status == "deny" and denied.reason == "no_role_in_workspace"

@@ -372,3 +372,44 @@ def _members(db: Database, setup: Setup) -> set[str]:
             select(GroupMember.user_id).where(GroupMember.group_id == setup.world.groups["eng"])
         )
         return set(rows)
+
+
+def test_checks_waiting_on_a_stalled_redis_leave_healthz_and_scim_responsive(
+    setup: Setup, pg_database: Database
+) -> None:
+    """Checks wait out their timeout on the event loop without blocking it: while four
+    of them hang on a stalled Redis, /healthz and a SCIM GET answer at once."""
+    import concurrent.futures
+
+    auth = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    scim = {"Authorization": f"Bearer {setup.scim_token}"}
+    with (
+        live_server(_app(setup, pg_database)) as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        assert client.post("/api/v1/check", json=setup.check_body(), headers=auth).json()["allowed"]
+        setup.proxy.flowing.clear()
+
+        def check() -> tuple[float, httpx.Response]:
+            started = time.monotonic()
+            with httpx.Client(base_url=base, timeout=10) as own:
+                resp = own.post("/api/v1/check", json=setup.check_body(), headers=auth)
+            return time.monotonic() - started, resp
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            waiting = [pool.submit(check) for _ in range(4)]
+            time.sleep(0.2)  # the checks are in flight, waiting on Redis
+            for _ in range(5):
+                started = time.monotonic()
+                assert client.get("/healthz").status_code == 200
+                user = client.get(f"/scim/v2/Users/{setup.alice}", headers=scim)
+                assert user.status_code == 200, user.text
+                assert time.monotonic() - started < 0.5
+            assert not any(f.done() for f in waiting)  # still waiting meanwhile
+            for f in waiting:
+                took, resp = f.result()
+                _assert_503_json(resp, "1")
+                assert CHECK_REDIS_TIMEOUT_S - 0.3 < took < CHECK_REDIS_TIMEOUT_S + 1.0
+        setup.proxy.flowing.set()
+        after = client.post("/api/v1/check", json=setup.check_body(), headers=auth)
+        assert after.json()["status"] == "allow"
