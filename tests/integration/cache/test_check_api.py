@@ -248,7 +248,10 @@ def test_a_set_change_is_never_answered_from_the_kept_copy(database: Database) -
     assert checks.check(alice, "ws1", "create_sources").allowed
     assert checks.round_trips == before + 1  # kept: the READ script alone
     gen = writer.meta().gen
-    skey, rev = decode_user(cache.hget(writer.keys.users(gen), alice).decode())  # type: ignore[union-attr]
+    assert gen is not None
+    stored = cache.hget(writer.keys.users(gen), alice)
+    assert isinstance(stored, bytes)
+    skey, rev = decode_user(stored.decode())
     writer.put(rev + 1, sets=[SetPayload(skey, encode_set(rev + 1, {}), {})])
     denied = checks.check(alice, "ws1", "create_sources")
     assert denied.status == "deny" and denied.reason == "no_role_in_workspace"
