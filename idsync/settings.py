@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.cache.connection import is_cluster_url
+
 DATABASE_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg", "sqlite"})
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
@@ -226,6 +228,16 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str | None) -> str | None:
         if value is not None and value.partition(":")[0].lower() not in REDIS_SCHEMES:
             raise ValueError("use redis://host:port/db, rediss:// or unix://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _broker_is_one_server(cls, value: str | None) -> str | None:
+        if value is not None and is_cluster_url(value):
+            raise ValueError(
+                "the Celery broker cannot be a Redis Cluster: put ?cluster=true on "
+                "CACHE_REDIS_URL only"
+            )
         return value
 
     @staticmethod

@@ -291,6 +291,13 @@ ensure_chromium() {
 
 # ---------------------------------------------------------------- 2d. promtool
 # The alert rules (ops/prometheus) are checked by promtool, from Debian's prometheus.
+# The Redis Cluster tests start their own 3-master cluster from Debian's binaries.
+ensure_redis_cluster_binaries() {
+  [ -x /usr/bin/redis-server ] && [ -x /usr/bin/redis-cli ] && return 0
+  apt_install redis-server redis-tools ||
+    die "the Redis Cluster tests need /usr/bin/redis-server and /usr/bin/redis-cli (apt-get install redis-server redis-tools)"
+}
+
 ensure_promtool() {
   command -v promtool >/dev/null 2>&1 && return 0
   (apt_install prometheus) || say "no promtool (install Debian's prometheus): alert rules not checked"
@@ -324,6 +331,7 @@ run_pytest() {
 install_venv
 ensure_postgres
 ensure_redis
+ensure_redis_cluster_binaries
 ensure_chromium
 ensure_promtool
 

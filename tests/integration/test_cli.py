@@ -253,3 +253,9 @@ def test_services_refuse_an_unmigrated_database_in_one_line(
     line = _one_error_line(_idsync(env, *command))
     assert line.startswith("Error: no idsync database at ")
     assert line.endswith(")") and "run `idsync db upgrade`" in line
+
+
+def test_a_cluster_broker_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = {**_plain_env(tmp_path), "REDIS_URL": "redis://127.0.0.1:7000/0?cluster=true"}
+    line = _one_error_line(_idsync(env, "status"))
+    assert line.startswith("Error: REDIS_URL: the Celery broker cannot be a Redis Cluster")
