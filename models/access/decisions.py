@@ -463,7 +463,9 @@ def _legacy_sync(
     if sync.model is not None:
         checks.append(("read", sync.model))
     for a, r in checks:
-        d = decide_check(access, config, a, ResourceRef(r.type, r.id, None, r.labels))
+        # Each side is judged in the sync's Space (gated once above), as the compiled
+        # check does: without it a Spaces-enabled workspace asked for a space_id again.
+        d = decide_check(access, config, a, ResourceRef(r.type, r.id, sync.space_id, r.labels))
         rules.update(d.rules)
         matched.extend(d.matched)
         missing.extend(d)
