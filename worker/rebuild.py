@@ -192,6 +192,22 @@ def set_progress(writer: CacheWriter, **fields: Any) -> None:
     )
 
 
+def begin_progress(writer: CacheWriter, gen: int, revision: int, total: int, chunks: int) -> None:
+    """A rebuild of ``gen`` starts: no chunk done yet, progress ``running`` (the CLI and
+    the worker task both start this way)."""
+    writer.redis.delete(writer.keys.rebuild_done)
+    set_progress(
+        writer,
+        state="running",
+        gen=gen,
+        revision=revision,
+        total=total,
+        done=0,
+        chunks=chunks,
+        started_at=time.time(),
+    )
+
+
 def rebuild(
     database: Database,
     writer: CacheWriter,
@@ -210,17 +226,7 @@ def rebuild(
         with renewing(writer, build):
             revision, total, ranges = plan(database, org_id, chunk)
             write_labels(database, writer, org_id, gen)
-            writer.redis.delete(writer.keys.rebuild_done)
-            set_progress(
-                writer,
-                state="running",
-                gen=gen,
-                revision=revision,
-                total=total,
-                done=0,
-                chunks=len(ranges),
-                started_at=time.time(),
-            )
+            begin_progress(writer, gen, revision, total, len(ranges))
             done = 0
             set_keys: set[str] = set()
             for lo, hi in ranges:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import redis
@@ -153,17 +152,7 @@ def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
             writer.abort_rebuild(gen)
             rb.release(writer, build)
             raise
-        rt.cache.delete(writer.keys.rebuild_done)
-        rb.set_progress(
-            writer,
-            state="running",
-            gen=gen,
-            revision=revision,
-            total=total,
-            done=0,
-            chunks=len(ranges),
-            started_at=time.time(),
-        )
+        rb.begin_progress(writer, gen, revision, total, len(ranges))
         for i, (lo, hi) in enumerate(ranges):
             _send(rt, TASK_REBUILD_CHUNK, org_id, gen, i, lo, hi, build.token)
         return {"gen": gen, "chunks": len(ranges), "users": total}
