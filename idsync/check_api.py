@@ -163,7 +163,14 @@ MIN_REVISION_DOC = (
 )
 
 
-class CheckRequest(CheckBody):
+class Addressed(BaseModel):
+    """Which organization a request asks about, and how fresh the answer must be."""
+
+    org: str | None = Field(default=None, description=ORG_DOC)
+    min_revision: int | None = Field(default=None, description=MIN_REVISION_DOC)
+
+
+class CheckRequest(CheckBody, Addressed):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -180,11 +187,8 @@ class CheckRequest(CheckBody):
         },
     )
 
-    org: str | None = Field(default=None, description=ORG_DOC)
-    min_revision: int | None = Field(default=None, description=MIN_REVISION_DOC)
 
-
-class SyncRequest(SyncBody):
+class SyncRequest(SyncBody, Addressed):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -202,21 +206,15 @@ class SyncRequest(SyncBody):
         },
     )
 
-    org: str | None = Field(default=None, description=ORG_DOC)
-    min_revision: int | None = Field(default=None, description=MIN_REVISION_DOC)
 
-
-class SpacesRequest(SpacesBody):
+class SpacesRequest(SpacesBody, Addressed):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"org": "acme", "user": "2819c223-…", "workspace": "eu"}]},
     )
 
-    org: str | None = Field(default=None, description=ORG_DOC)
-    min_revision: int | None = Field(default=None, description=MIN_REVISION_DOC)
 
-
-class BatchRequest(BaseModel):
+class BatchRequest(Addressed):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -232,8 +230,6 @@ class BatchRequest(BaseModel):
         },
     )
 
-    org: str | None = Field(default=None, description=ORG_DOC)
-    min_revision: int | None = Field(default=None, description=MIN_REVISION_DOC)
     checks: list[Item] = Field(max_length=1000, description="up to 1000 mixed questions")
 
 
