@@ -54,7 +54,7 @@ def test_secret_settings_never_show_in_reprs() -> None:
     from idsync.settings import Settings
 
     settings = Settings(
-        IDSYNC_IDP_TOKEN="okta-api-token-1",  # type: ignore[call-arg]
+        IDSYNC_IDP_TOKEN="okta-api-token-1",
         IDSYNC_IDP_CLIENT_SECRET="graph-secret-2",
         IDSYNC_CHECK_API_TOKEN="service-token-3",
     )

@@ -6,12 +6,14 @@ from collections.abc import Iterable
 
 from models.access import (
     AccessModel,
+    LegacyRole,
     OrgConfig,
     ResourceRef,
     RoleBinding,
     Space,
     SpaceAssignment,
     User,
+    V2Role,
     Workspace,
 )
 
@@ -27,7 +29,7 @@ def one_role(
     approvals: bool = False,
     spaces: bool = False,
     extra: Iterable[RoleBinding] = (),
-    roles: tuple = (),
+    roles: tuple[V2Role | LegacyRole, ...] = (),
 ) -> AccessModel:
     ws = Workspace(
         "w1",

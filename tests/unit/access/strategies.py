@@ -116,7 +116,9 @@ def org_configs(draw: st.DrawFn) -> OrgConfig:
             )
         )
     ]
-    custom = [draw(v2_roles(f"c{i}")) for i in range(draw(st.integers(0, 3)))]
+    custom: list[V2Role | LegacyRole] = [
+        draw(v2_roles(f"c{i}")) for i in range(draw(st.integers(0, 3)))
+    ]
     custom += [draw(legacy_roles(f"l{i}")) for i in range(draw(st.integers(0, 2)))]
     role_ids = [*V2_PREBUILT, *LEGACY_BUILTIN, *(r.id for r in custom), "ghost"]
     bindings = draw(

@@ -25,7 +25,7 @@ from models.access import (
 from models.access.compiler import Compiler
 
 
-def test_golden_encodings():
+def test_golden_encodings() -> None:
     cfg = OrgConfig(
         workspaces=(
             Workspace("w1", spaces_enabled=True),
@@ -48,7 +48,7 @@ def test_golden_encodings():
         assert decode_compiled(encode_compiled(entry)) == entry
 
 
-def test_environment_shares_the_parent_entry_and_absent_means_no_access():
+def test_environment_shares_the_parent_entry_and_absent_means_no_access() -> None:
     cfg = OrgConfig(
         workspaces=(
             Workspace("w1"),
@@ -67,7 +67,7 @@ def test_environment_shares_the_parent_entry_and_absent_means_no_access():
     assert decode_workspace_map(blob) == c
 
 
-def test_org_admin_compiles_every_workspace():
+def test_org_admin_compiles_every_workspace() -> None:
     cfg = OrgConfig(
         workspaces=(Workspace("w1"), Workspace("w2", permissions_model="legacy")),
         org_admins=(OrgAdminBinding("ga"),),
@@ -77,7 +77,7 @@ def test_org_admin_compiles_every_workspace():
     assert check_compiled(c["w2"], "delete", ResourceRef("account", "a"))
 
 
-def test_per_group_pair_sets_answer_same_group_rule():
+def test_per_group_pair_sets_answer_same_group_rule() -> None:
     from tests.unit.access.test_access_decisions import _two_groups
 
     am = _two_groups()
@@ -89,7 +89,7 @@ def test_per_group_pair_sets_answer_same_group_rule():
     assert single.pairs is None  # one group: the union is the pair set
 
 
-def test_typical_user_fits_in_one_kilobyte_at_20_workspaces():
+def test_typical_user_fits_in_one_kilobyte_at_20_workspaces() -> None:
     workspaces = tuple(
         Workspace(f"workspace-{i:02d}", spaces_enabled=i % 2 == 0, approvals_required=i % 3 == 0)
         for i in range(20)
@@ -111,13 +111,13 @@ def test_typical_user_fits_in_one_kilobyte_at_20_workspaces():
     assert len(group_set_key({"team", "all-staff"})) == 16
 
 
-def test_group_set_key_is_order_free_and_distinct():
+def test_group_set_key_is_order_free_and_distinct() -> None:
     assert group_set_key(["a", "b"]) == group_set_key(("b", "a", "a"))
     assert group_set_key(["a", "b"]) != group_set_key(["ab"])
     assert group_set_key([]) == group_set_key(())
 
 
-def test_compiler_memo_does_not_leak_between_group_sets():
+def test_compiler_memo_does_not_leak_between_group_sets() -> None:
     cfg = OrgConfig(
         workspaces=(Workspace("w1"),),
         role_bindings=(RoleBinding("g1", "w1", "viewer"), RoleBinding("g2", "w1", "editor")),

@@ -21,6 +21,7 @@ from models.access import (
     SubsetLimit,
     SyncRef,
     UnknownGrantError,
+    User,
     V2Role,
     Workspace,
     check_sync_compiled_reason,
@@ -36,7 +37,7 @@ from tests.unit.access.builders import dst, one_role, pm, spaces_config, src, us
     [None, user("g1", active=False), user("g1", deleted=True)],
     ids=["unknown", "inactive", "deleted"],
 )
-def test_inactive_deleted_unknown_users_always_denied(who):
+def test_inactive_deleted_unknown_users_always_denied(who: User | None) -> None:
     am = one_role("admin")
     assert am.check(who, "w1", "create_sources") is False
     assert am.check_sync(who, "w1", "S", "D", "configure") is False
@@ -47,7 +48,7 @@ def test_inactive_deleted_unknown_users_always_denied(who):
     assert not ex.allowed and "users.inactive_or_deleted_denied" in ex.rules
 
 
-def test_user_without_role_sees_nothing():
+def test_user_without_role_sees_nothing() -> None:
     am = one_role("admin")
     u = user("other")
     assert am.check(u, "w1", "read") is False
@@ -55,11 +56,11 @@ def test_user_without_role_sees_nothing():
     assert "groups.no_role_sees_nothing" in am.explain(u, "w1", "read").rules
 
 
-def test_unknown_workspace_is_a_deny():
+def test_unknown_workspace_is_a_deny() -> None:
     assert one_role("admin").check(user("g1"), "nope", "create_sources") is False
 
 
-def test_unknown_grant_raises_but_other_model_grant_denies():
+def test_unknown_grant_raises_but_other_model_grant_denies() -> None:
     am = one_role("admin")
     with pytest.raises(UnknownGrantError) as err:
         am.check(user("g1"), "w1", "fly")
@@ -75,7 +76,7 @@ def test_unknown_grant_raises_but_other_model_grant_denies():
 # --- org admin / environments ---------------------------------------------------------
 
 
-def test_org_admin_is_admin_everywhere_including_future_workspaces():
+def test_org_admin_is_admin_everywhere_including_future_workspaces() -> None:
     base = OrgConfig(
         workspaces=(Workspace("w1"), Workspace("w2", permissions_model="legacy")),
         org_admins=(OrgAdminBinding("ga", "rule-admins"),),
@@ -97,7 +98,7 @@ def test_org_admin_is_admin_everywhere_including_future_workspaces():
     assert ex.bindings[0].source == "org_admin:rule-admins"
 
 
-def test_environment_inherits_parent_and_ignores_own_bindings():
+def test_environment_inherits_parent_and_ignores_own_bindings() -> None:
     cfg = OrgConfig(
         workspaces=(
             Workspace("prod", spaces_enabled=True, approvals_required=True),
@@ -124,7 +125,7 @@ def test_environment_inherits_parent_and_ignores_own_bindings():
     assert [i.rule for i in ex.ignored_bindings] == ["environments.inherit_parent"]
 
 
-def test_environment_cycle_means_no_access():
+def test_environment_cycle_means_no_access() -> None:
     cfg = OrgConfig(
         workspaces=(
             Workspace("a", parent_workspace_id="b"),
@@ -135,7 +136,7 @@ def test_environment_cycle_means_no_access():
     assert AccessModel(cfg).check(user("g1"), "a", "create_sources") is False
 
 
-def test_role_of_other_model_is_ignored_and_reported():
+def test_role_of_other_model_is_ignored_and_reported() -> None:
     cfg = OrgConfig(
         workspaces=(Workspace("w1", permissions_model="legacy"),),
         role_bindings=(RoleBinding("g1", "w1", "editor"), RoleBinding("g1", "w1", "ghost")),
@@ -150,14 +151,14 @@ def test_role_of_other_model_is_ignored_and_reported():
 # --- spaces ------------------------------------------------------------------------------
 
 
-def test_spaces_admins_see_all():
+def test_spaces_admins_see_all() -> None:
     am = AccessModel(spaces_config(role_bindings=(RoleBinding("g1", "w1", "admin"),)))
     assert am.visible_spaces(user("g1"), "w1") == "all"
     assert am.check(user("g1"), "w1", "configure_audiences_syncs", ResourceRef.audience("P", "s3"))
     assert "spaces.admins_see_all" in am.explain(user("g1"), "w1", "read").rules
 
 
-def test_space_assignment_alone_grants_nothing():
+def test_space_assignment_alone_grants_nothing() -> None:
     am = AccessModel(
         spaces_config(
             role_bindings=(RoleBinding("g1", "w1", "editor"),),
@@ -176,7 +177,7 @@ def test_space_assignment_alone_grants_nothing():
     )
 
 
-def test_visibility_is_per_user_and_space_plus_grant():
+def test_visibility_is_per_user_and_space_plus_grant() -> None:
     am = AccessModel(
         spaces_config(
             role_bindings=(RoleBinding("gv", "w1", "viewer"), RoleBinding("ge", "w1", "editor")),
@@ -203,7 +204,7 @@ def test_visibility_is_per_user_and_space_plus_grant():
     assert am.check(u, "w1", "view_data", src())
 
 
-def test_spaces_disabled_no_filter():
+def test_spaces_disabled_no_filter() -> None:
     am = one_role("viewer", spaces=False)
     assert am.visible_spaces(user("g1"), "w1") == "all"
     am2 = one_role("editor", spaces=False)
@@ -243,7 +244,7 @@ def _two_groups(approvals: bool = False) -> AccessModel:
 
 @pytest.mark.parametrize("approvals", [False, True])
 @pytest.mark.parametrize("action", ["configure", "draft", "approve", "delete"])
-def test_no_mix_and_match(approvals: bool, action: str):
+def test_no_mix_and_match(approvals: bool, action: str) -> None:
     am = _two_groups(approvals)
     u = user("g1", "g2")
     assert am.check_sync(u, "w1", "A", "B", action)
@@ -263,7 +264,7 @@ def test_no_mix_and_match(approvals: bool, action: str):
     assert am.decide_sync(u, "w1", SyncRef.of("A", "X"), action).reason == "grant_missing"
 
 
-def test_approval_variants_split_over_groups():
+def test_approval_variants_split_over_groups() -> None:
     drafter = V2Role(
         "drafter",
         "drafter",
@@ -308,7 +309,7 @@ def test_approval_variants_split_over_groups():
     )
 
 
-def test_halves_in_one_group_merge_without_approvals():
+def test_halves_in_one_group_merge_without_approvals() -> None:
     both = V2Role(
         "both",
         "both",
@@ -322,7 +323,7 @@ def test_halves_in_one_group_merge_without_approvals():
     assert not am.check(user("g1"), "w1", "configure_syncs", dst("D2"))
 
 
-def test_draft_editor_without_approvals_cannot_configure():
+def test_draft_editor_without_approvals_cannot_configure() -> None:
     am = one_role("draft_editor", approvals=False)
     assert not am.check_sync(user("g1"), "w1", "S", "D", "configure")
     assert am.check(user("g1"), "w1", "configure_audiences_syncs", pm())
@@ -331,7 +332,7 @@ def test_draft_editor_without_approvals_cannot_configure():
     assert not am2.check_sync(user("g1"), "w1", "S", "D", "approve")
 
 
-def test_trigger_needs_destination_grant_only():
+def test_trigger_needs_destination_grant_only() -> None:
     trig = V2Role(
         "t", "t", resource_grants=(ResourceGrant("destination", "D", frozenset({"trigger_syncs"})),)
     )
@@ -341,7 +342,7 @@ def test_trigger_needs_destination_grant_only():
     assert am.check(user("g1"), "w1", "trigger_syncs", ResourceRef.sync_on("D", None))
 
 
-def test_audience_syncs_same_group_and_trigger_both_sides():
+def test_audience_syncs_same_group_and_trigger_both_sides() -> None:
     aud = V2Role(
         "aud",
         "aud",
@@ -381,7 +382,7 @@ def test_audience_syncs_same_group_and_trigger_both_sides():
     assert "v2.audience_sync_trigger_both_sides" in ex.rules
 
 
-def test_model_edit_needs_every_sync():
+def test_model_edit_needs_every_sync() -> None:
     am = _two_groups()
     u = user("g1", "g2")
     syncs = [SyncRef.of("A", "B"), SyncRef.of("A", "D"), SyncRef.of("C", "D")]
@@ -425,7 +426,7 @@ def _aud(**subsets: list[str]) -> ResourceRef:
     return ResourceRef.audience("P", None, subsets)
 
 
-def test_required_category_without_value_allows_no_audience():
+def test_required_category_without_value_allows_no_audience() -> None:
     am = _subset_model({"consent": ["email"]})
     u = user("g1")
     for grant in ("view_parent_model_data", "configure_audiences_syncs"):
@@ -434,7 +435,7 @@ def test_required_category_without_value_allows_no_audience():
         assert not am.check(u, "w1", grant, _aud())
 
 
-def test_required_category_with_values():
+def test_required_category_with_values() -> None:
     am = _subset_model({"region": ["EU"]})
     u = user("g1")
     assert am.check(u, "w1", "configure_audiences_syncs", pm("P"))  # some audience possible
@@ -450,7 +451,7 @@ def test_required_category_with_values():
     assert not am.check(u, "w1", "configure_journeys", pm("P"))
 
 
-def test_non_required_category_chosen_values_or_none():
+def test_non_required_category_chosen_values_or_none() -> None:
     am = _subset_model({"region": ["EU", "US"], "consent": ["email"]})
     u = user("g1")
     assert am.check(u, "w1", "view_parent_model_data", _aud(region=["US"], consent=["email"]))
@@ -458,7 +459,7 @@ def test_non_required_category_chosen_values_or_none():
     assert not am.check(u, "w1", "view_parent_model_data", _aud(region=["US"], consent=["sms"]))
 
 
-def test_unlimited_group_wins_union():
+def test_unlimited_group_wins_union() -> None:
     am = _subset_model({})
     cfg = am.config
     cfg2 = OrgConfig(
@@ -505,7 +506,7 @@ def _label_model() -> AccessModel:
     )
 
 
-def test_legacy_label_conditions():
+def test_legacy_label_conditions() -> None:
     am = _label_model()
     u = user("g1")
     prod = frozenset({("environment", "production")})
@@ -526,7 +527,7 @@ def test_legacy_label_conditions():
 # --- batch, listings, conflicts, explain -----------------------------------------------------
 
 
-def test_batch_who_what_and_conflicts():
+def test_batch_who_what_and_conflicts() -> None:
     cfg = OrgConfig(
         workspaces=(Workspace("w1"), Workspace("w2", permissions_model="legacy")),
         role_bindings=(
@@ -559,7 +560,7 @@ def test_batch_who_what_and_conflicts():
     }
 
 
-def test_explain_allow_and_deny_are_structured_and_deterministic():
+def test_explain_allow_and_deny_are_structured_and_deterministic() -> None:
     cfg = OrgConfig(
         workspaces=(Workspace("w1"),),
         role_bindings=(RoleBinding("g1", "w1", "editor", "rule-eng"),),

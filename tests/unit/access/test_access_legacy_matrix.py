@@ -59,7 +59,7 @@ def cells() -> list[tuple[str, str, str, str, bool]]:
 
 
 @pytest.mark.parametrize(("role", "rtype", "level", "action", "allowed"), cells())
-def test_legacy_matrix_cell(role: str, rtype: str, level: str, action: str, allowed: bool):
+def test_legacy_matrix_cell(role: str, rtype: str, level: str, action: str, allowed: bool) -> None:
     am = one_role(role, model="legacy")
     assert am.check(user("g1"), "w1", action, ResourceRef(rtype, "r1")) is allowed
 
@@ -79,7 +79,7 @@ PRECEDENCE = [
 
 @pytest.mark.parametrize("i", range(len(PRECEDENCE)))
 @pytest.mark.parametrize("j", range(len(PRECEDENCE)))
-def test_one_role_per_user_highest_wins(i: int, j: int):
+def test_one_role_per_user_highest_wins(i: int, j: int) -> None:
     cfg = OrgConfig(
         workspaces=(Workspace("w1", permissions_model="legacy"),),
         role_bindings=(
@@ -100,7 +100,7 @@ def test_one_role_per_user_highest_wins(i: int, j: int):
         assert ex.shadowed_roles == (PRECEDENCE[max(i, j)],)
 
 
-def test_one_role_per_user_is_not_a_union():
+def test_one_role_per_user_is_not_a_union() -> None:
     # Destination admin has account Full, source admin has source Full: a user holding
     # both gets only source admin (higher) — account is not unioned in.
     cfg = OrgConfig(
@@ -117,7 +117,7 @@ def test_one_role_per_user_is_not_a_union():
     assert am.check(u, "w1", "update", ResourceRef("destination", "d")) is False
 
 
-def test_legacy_sync_needs_read_on_what_it_uses():
+def test_legacy_sync_needs_read_on_what_it_uses() -> None:
     am = one_role("legacy_sync_editor", model="legacy")
     assert am.check_sync(user("g1"), "w1", "s", "d", "create", model="m") is True
     # a custom role with sync rights but no read on sources cannot create syncs

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from models.access import (
     REASONS,
     AccessModel,
+    Compiled,
     OrgConfig,
+    ResourceRef,
     SyncRef,
     UnknownGrantError,
     User,
@@ -32,6 +34,10 @@ from tests.unit.access.strategies import GROUPS, group_sets, org_configs, questi
 
 # Kept small so the unit suite stays fast; raise it for a soak run, e.g.
 # ACCESS_PROPERTY_EXAMPLES=2000 pytest tests/unit/access/test_access_properties.py
+CheckArgs = tuple[str, ResourceRef | None]
+SyncArgs = tuple[SyncRef, str]
+Answer = bool | str  # the decision, or "raise" for an unknown grant
+
 EXAMPLES = int(os.environ.get("ACCESS_PROPERTY_EXAMPLES", "20"))
 FAST = settings(
     max_examples=EXAMPLES,
@@ -44,28 +50,28 @@ def _user(groups: frozenset[str], active: bool = True) -> User:
     return User("u", active=active, group_ids=groups)
 
 
-def _rich(am: AccessModel, u: User, ws: str, grant, ref):
+def _rich(am: AccessModel, u: User, ws: str, grant: str, ref: ResourceRef | None) -> Answer:
     try:
         return am.check(u, ws, grant, ref)
     except UnknownGrantError:
         return "raise"
 
 
-def _compiled(entry, grant, ref):
+def _compiled(entry: Compiled | None, grant: str, ref: ResourceRef | None) -> Answer:
     try:
         return check_compiled(entry, grant, ref)
     except UnknownGrantError:
         return "raise"
 
 
-def _rich_reason(am: AccessModel, u: User, ws: str, grant, ref):
+def _rich_reason(am: AccessModel, u: User, ws: str, grant: str, ref: ResourceRef | None) -> str:
     try:
         return am.decide(u, ws, grant, ref).reason
     except UnknownGrantError:
         return "raise"
 
 
-def _compiled_reason(entry, grant, ref):
+def _compiled_reason(entry: Compiled | None, grant: str, ref: ResourceRef | None) -> str:
     try:
         return check_compiled_reason(entry, grant, ref)
     except UnknownGrantError:
@@ -79,7 +85,9 @@ def _compiled_reason(entry, grant, ref):
     st.lists(questions(), min_size=1, max_size=12),
     st.lists(sync_questions(), max_size=6),
 )
-def test_compiled_decisions_equal_evaluator(cfg: OrgConfig, groups, qs, sqs):
+def test_compiled_decisions_equal_evaluator(
+    cfg: OrgConfig, groups: frozenset[str], qs: list[CheckArgs], sqs: list[SyncArgs]
+) -> None:
     am = AccessModel(cfg)
     u = _user(groups)
     compiled = compile_for_groups(groups, cfg)
@@ -96,22 +104,24 @@ def test_compiled_decisions_equal_evaluator(cfg: OrgConfig, groups, qs, sqs):
         )
         for grant, ref in qs:
             resolved = None if ref is None else cfg.with_registered_labels(ws, ref)
-            expected = _rich(am, u, ws, grant, ref)
-            assert _compiled(entry, grant, resolved) == expected, (ws, grant, ref)
-            assert _compiled(entry2, grant, resolved) == expected, (ws, grant, ref)
+            answer = _rich(am, u, ws, grant, ref)
+            assert _compiled(entry, grant, resolved) == answer, (ws, grant, ref)
+            assert _compiled(entry2, grant, resolved) == answer, (ws, grant, ref)
             reason = _rich_reason(am, u, ws, grant, ref)
             assert reason in (*REASONS, "raise")
-            assert (reason == "granted") == (expected is True) or reason == "raise"
+            assert (reason == "granted") == (answer is True) or reason == "raise"
             assert _compiled_reason(entry, grant, resolved) == reason, (ws, grant, ref)
             assert _compiled_reason(entry2, grant, resolved) == reason, (ws, grant, ref)
         for sync, action in sqs:
             resolved_sync = sync.with_registered_labels(ws, cfg)
+            expected: Answer
             try:
                 decision = am.decide_sync(u, ws, sync, action)
                 expected, expected_reason = decision.allowed, decision.reason
             except UnknownGrantError:
                 expected = expected_reason = "raise"
             for e in (entry, entry2):
+                got: Answer
                 try:
                     got = check_sync_compiled(e, resolved_sync, action)
                     got_reason = check_sync_compiled_reason(e, resolved_sync, action)
@@ -140,7 +150,13 @@ def test_compiled_decisions_equal_evaluator(cfg: OrgConfig, groups, qs, sqs):
     st.lists(questions(), min_size=1, max_size=12),
     st.lists(sync_questions(), max_size=6),
 )
-def test_v2_adding_a_group_never_removes_a_permission(cfg, groups, extra, qs, sqs):
+def test_v2_adding_a_group_never_removes_a_permission(
+    cfg: OrgConfig,
+    groups: frozenset[str],
+    extra: str,
+    qs: list[CheckArgs],
+    sqs: list[SyncArgs],
+) -> None:
     am = AccessModel(cfg)
     before, after = _user(groups), _user(groups | {extra})
     for ws in cfg.workspaces:
@@ -168,7 +184,13 @@ def test_v2_adding_a_group_never_removes_a_permission(cfg, groups, extra, qs, sq
     st.lists(sync_questions(), max_size=4),
     st.booleans(),
 )
-def test_deactivation_removes_everything(cfg, groups, qs, sqs, deleted):
+def test_deactivation_removes_everything(
+    cfg: OrgConfig,
+    groups: frozenset[str],
+    qs: list[CheckArgs],
+    sqs: list[SyncArgs],
+    deleted: bool,
+) -> None:
     am = AccessModel(cfg)
     gone = User("u", active=deleted, deleted=deleted, group_ids=groups)
     assert am.compile_user(gone) == {}
@@ -183,7 +205,9 @@ def test_deactivation_removes_everything(cfg, groups, qs, sqs, deleted):
 
 @FAST
 @given(org_configs(), group_sets, st.lists(sync_questions(), min_size=1, max_size=8))
-def test_sync_pair_allowed_iff_one_group_allows_it(cfg, groups, sqs):
+def test_sync_pair_allowed_iff_one_group_allows_it(
+    cfg: OrgConfig, groups: frozenset[str], sqs: list[SyncArgs]
+) -> None:
     am = AccessModel(cfg)
     for ws in cfg.workspaces:
         root = cfg.roots.get(ws.id)
@@ -206,7 +230,7 @@ def test_sync_pair_allowed_iff_one_group_allows_it(cfg, groups, sqs):
 
 @FAST
 @given(org_configs(), group_sets, st.sampled_from(GROUPS))
-def test_admin_sees_every_space(cfg, groups, admin_group):
+def test_admin_sees_every_space(cfg: OrgConfig, groups: frozenset[str], admin_group: str) -> None:
     from models.access import RoleBinding
 
     roots = [w for w in cfg.workspaces if w.parent_workspace_id is None]
@@ -236,7 +260,9 @@ def test_admin_sees_every_space(cfg, groups, admin_group):
     st.lists(questions(), min_size=1, max_size=6),
     st.randoms(use_true_random=False),
 )
-def test_determinism(cfg, groups, qs, rnd: random.Random):
+def test_determinism(
+    cfg: OrgConfig, groups: frozenset[str], qs: list[CheckArgs], rnd: random.Random
+) -> None:
     u = _user(groups)
     shuffled = OrgConfig(
         workspaces=cfg.workspaces,
@@ -263,5 +289,5 @@ def test_determinism(cfg, groups, qs, rnd: random.Random):
             assert ea == AccessModel(cfg).explain(u, ws.id, grant, ref)
 
 
-def test_sync_ref_of_accepts_ids():
+def test_sync_ref_of_accepts_ids() -> None:
     assert SyncRef.of("s", "d").source.type == "source"

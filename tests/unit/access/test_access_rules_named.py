@@ -5,6 +5,7 @@ from __future__ import annotations
 from models.access import (
     RULES,
     AccessModel,
+    Explanation,
     MappingRule,
     OrgAdminBinding,
     OrgConfig,
@@ -25,10 +26,10 @@ from tests.unit.access.test_access_decisions import (
 )
 
 
-def test_every_rule_is_shown_somewhere():
+def test_every_rule_is_shown_somewhere() -> None:
     seen: set[str] = set()
 
-    def add(ex) -> None:
+    def add(ex: Explanation) -> None:
         seen.update(ex.rules)
 
     u = user("g1")
@@ -113,7 +114,7 @@ def test_every_rule_is_shown_somewhere():
     assert seen <= set(RULES)
 
 
-def test_subset_denies_name_the_rule_that_applies():
+def test_subset_denies_name_the_rule_that_applies() -> None:
     u = user("g1")
     other_value = _subset_model({"region": ["EU"]}).explain(
         u, "w1", "view_parent_model_data", ResourceRef.audience("P", None, {"region": ["US"]})

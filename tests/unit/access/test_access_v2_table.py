@@ -51,7 +51,9 @@ def _ref(scope: str | None) -> ResourceRef | None:
 
 
 @pytest.mark.parametrize(("role", "scope", "grant", "expected"), _rows())
-def test_prebuilt_row_with_approvals(role: str, scope: str | None, grant: str, expected: bool):
+def test_prebuilt_row_with_approvals(
+    role: str, scope: str | None, grant: str, expected: bool
+) -> None:
     am = one_role(role, approvals=True)
     assert am.check(user("g1"), "w1", grant, _ref(scope)) is expected
     # '*' grants cover every id, including ones created later
@@ -68,7 +70,7 @@ NO_APPROVALS = {
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("key", sorted(NO_APPROVALS))
-def test_prebuilt_without_approvals_configure(role: str, key: tuple[str, str]):
+def test_prebuilt_without_approvals_configure(role: str, key: tuple[str, str]) -> None:
     scope, grant = key
     expected = NO_APPROVALS[key].get(role, False)
     am = one_role(role, approvals=False)
@@ -79,7 +81,7 @@ def test_prebuilt_without_approvals_configure(role: str, key: tuple[str, str]):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_approvals_configure_equals_both_halves(role: str):
+def test_approvals_configure_equals_both_halves(role: str) -> None:
     am = one_role(role, approvals=True)
     u = user("g1")
     for scope, configure, draft, approve in (
@@ -92,7 +94,7 @@ def test_approvals_configure_equals_both_halves(role: str):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_only_admin_holds_journeys_and_events_resources(role: str):
+def test_only_admin_holds_journeys_and_events_resources(role: str) -> None:
     am = one_role(role)
     u = user("g1")
     for ref, grant in (
@@ -106,6 +108,6 @@ def test_only_admin_holds_journeys_and_events_resources(role: str):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_every_role_reads(role: str):
+def test_every_role_reads(role: str) -> None:
     assert one_role(role).check(user("g1"), "w1", "read") is True
     assert one_role(role).check(user("g2"), "w1", "read") is False

@@ -17,7 +17,7 @@ from models.access import (
 )
 
 
-def test_parse_v2_role_ok():
+def test_parse_v2_role_ok() -> None:
     role = parse_v2_role(
         {
             "id": "mkt",
@@ -93,7 +93,7 @@ def test_parse_v2_role_ok():
         ({"colour": "red"}, "colour", ValidationError),
     ],
 )
-def test_parse_v2_role_errors(data: dict[str, object], field: str, error: type[Exception]):
+def test_parse_v2_role_errors(data: dict[str, object], field: str, error: type[Exception]) -> None:
     with pytest.raises(error) as err:
         parse_v2_role({"id": "x", "name": "x", **data})
     assert err.value.field == field  # type: ignore[attr-defined]
@@ -119,20 +119,20 @@ def test_parse_v2_role_errors(data: dict[str, object], field: str, error: type[E
         ("{not json", "policy"),
     ],
 )
-def test_parse_legacy_policy_errors(policy: object, field: str):
+def test_parse_legacy_policy_errors(policy: object, field: str) -> None:
     with pytest.raises(ValidationError) as err:
         parse_legacy_role("c", "c", policy)  # type: ignore[arg-type]
     assert err.value.field == field
 
 
-def test_builtin_ids_are_reserved():
+def test_builtin_ids_are_reserved() -> None:
     role = parse_v2_role({"id": "admin", "name": "x"})
     with pytest.raises(ValidationError) as err:
         validate_custom_role(role)
     assert err.value.field == "id"
 
 
-def test_config_problems_reported():
+def test_config_problems_reported() -> None:
     cfg = OrgConfig(
         workspaces=(
             Workspace("w1"),

@@ -41,4 +41,4 @@ def test_a_cursor_only_fits_its_own_query(other: dict[str, str | None]) -> None:
 )
 def test_anything_else_is_an_invalid_cursor(junk: str) -> None:
     with pytest.raises(InvalidCursor):
-        decode(junk, **ISSUED)  # type: ignore[arg-type]
+        decode(junk, **ISSUED)

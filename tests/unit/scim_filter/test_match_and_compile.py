@@ -14,8 +14,14 @@ from scim.filter import compile_filter, compile_sort, matches, parse_filter, par
 from scim.filter.sql import glob_pattern, like_pattern
 from scim.schemas import GROUP_RESOURCE, GROUP_SCHEMA, USER_RESOURCE, USER_SCHEMA, Attribute
 
-EMAILS = USER_SCHEMA.attr("emails")
-MEMBERS = GROUP_SCHEMA.attr("members")
+
+def _declared(attr: Attribute | None) -> Attribute:
+    assert attr is not None
+    return attr
+
+
+EMAILS = _declared(USER_SCHEMA.attr("emails"))
+MEMBERS = _declared(GROUP_SCHEMA.attr("members"))
 assert EMAILS is not None
 assert MEMBERS is not None
 

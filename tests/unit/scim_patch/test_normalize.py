@@ -21,7 +21,7 @@ from scim.schemas import (
 ENT = ENTERPRISE_USER
 
 
-def test_okta_put_with_readonly_and_password():
+def test_okta_put_with_readonly_and_password() -> None:
     body = {
         "schemas": [CORE_USER, ENT],
         "id": "u-1",
@@ -48,7 +48,7 @@ def test_okta_put_with_readonly_and_password():
     assert body == before
 
 
-def test_entra_post():
+def test_entra_post() -> None:
     body = {
         "schemas": [CORE_USER, ENT],
         "externalId": "0a21f0f2",
@@ -77,7 +77,7 @@ def test_entra_post():
     assert not result.password_present
 
 
-def test_dotted_and_core_urn_keys():
+def test_dotted_and_core_urn_keys() -> None:
     body = {
         f"{CORE_USER}:userName": "u",
         "name.givenName": "G",
@@ -93,14 +93,14 @@ def test_dotted_and_core_urn_keys():
     }
 
 
-def test_missing_schemas_is_tolerated_and_single_object_is_wrapped():
+def test_missing_schemas_is_tolerated_and_single_object_is_wrapped() -> None:
     doc = normalize_resource(
         {"userName": "u", "emails": {"value": "e@x"}}, USER_RESOURCE, mode="create"
     ).document
     assert doc == {"userName": "u", "emails": [{"value": "e@x"}]}
 
 
-def test_empty_extension_is_dropped():
+def test_empty_extension_is_dropped() -> None:
     doc = normalize_resource(
         {"userName": "u", ENT: {"employeeNumber": "", "manager": None}},
         USER_RESOURCE,
@@ -109,7 +109,7 @@ def test_empty_extension_is_dropped():
     assert doc == {"userName": "u"}
 
 
-def test_group_members_are_separated():
+def test_group_members_are_separated() -> None:
     body = {
         "schemas": [CORE_GROUP],
         "displayName": "Eng",
@@ -129,12 +129,12 @@ def test_group_members_are_separated():
     ("members", "expected"),
     [(None, []), ([], []), ("", [])],
 )
-def test_group_members_explicitly_empty(members: Any, expected: list[MemberRef]):
+def test_group_members_explicitly_empty(members: Any, expected: list[MemberRef]) -> None:
     body = {"displayName": "Eng", "members": members}
     assert normalize_resource(body, GROUP_RESOURCE, mode="replace").members == expected
 
 
-def test_group_members_absent_is_none():
+def test_group_members_absent_is_none() -> None:
     assert normalize_resource({"displayName": "E"}, GROUP_RESOURCE, mode="replace").members is None
 
 
@@ -183,14 +183,14 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("resource", "body", "scim_type"), ERRORS)
-def test_errors(resource: Any, body: Any, scim_type: str):
+def test_errors(resource: Any, body: Any, scim_type: str) -> None:
     with pytest.raises(ScimError) as info:
         normalize_resource(body, resource, mode="create")
     assert info.value.scim_type == scim_type, info.value.detail
     assert info.value.status == 400
 
 
-def test_wrong_type_error_names_the_attribute():
+def test_wrong_type_error_names_the_attribute() -> None:
     with pytest.raises(ScimError) as info:
         normalize_resource(
             {"userName": "u", "name": {"givenName": 3}}, USER_RESOURCE, mode="create"
@@ -198,7 +198,7 @@ def test_wrong_type_error_names_the_attribute():
     assert "name.givenName" in info.value.detail
 
 
-def test_unknown_mode_is_a_programming_error():
+def test_unknown_mode_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="mode"):
         normalize_resource({"userName": "u"}, USER_RESOURCE, mode="upsert")  # type: ignore[arg-type]
 
@@ -214,7 +214,7 @@ def test_unknown_mode_is_a_programming_error():
         ("boolean", " FALSE ", False),
     ],
 )
-def test_scalar_types(kind: Any, value: Any, expected: Any):
+def test_scalar_types(kind: Any, value: Any, expected: Any) -> None:
     assert coerce_scalar(Attribute("x", kind), value, "x") == expected
 
 
@@ -229,7 +229,7 @@ def test_scalar_types(kind: Any, value: Any, expected: Any):
         ("reference", 5),
     ],
 )
-def test_scalar_type_errors(kind: Any, value: Any):
+def test_scalar_type_errors(kind: Any, value: Any) -> None:
     with pytest.raises(ScimError) as info:
         coerce_scalar(Attribute("x", kind), value, "x")
     assert info.value.scim_type == "invalidValue"
@@ -245,11 +245,11 @@ def test_scalar_type_errors(kind: Any, value: Any):
         (f"{CORE_USER}:userName", (CORE_USER, "userName", None)),
     ],
 )
-def test_split_name(text: str, expected: tuple[str | None, str | None, str | None]):
+def test_split_name(text: str, expected: tuple[str | None, str | None, str | None]) -> None:
     name = split_name(USER_RESOURCE, text)
     assert name is not None
     assert (name.schema, name.attr, name.sub) == expected
 
 
-def test_split_name_unknown_urn():
+def test_split_name_unknown_urn() -> None:
     assert split_name(USER_RESOURCE, "urn:example:custom:1.0:User:x") is None

@@ -265,7 +265,7 @@ def _expected(start: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("start", "ops", "delta"), CASES)
-def test_idp_patch(start: dict[str, Any], ops: list[dict[str, Any]], delta: dict[str, Any]):
+def test_idp_patch(start: dict[str, Any], ops: list[dict[str, Any]], delta: dict[str, Any]) -> None:
     before = copy.deepcopy(start)
     result = apply_patch(start, ops, USER_RESOURCE)
     expected = _expected(start, delta)
@@ -275,7 +275,7 @@ def test_idp_patch(start: dict[str, Any], ops: list[dict[str, Any]], delta: dict
     assert not result.members_changed
 
 
-def test_okta_group_rename_with_id():
+def test_okta_group_rename_with_id() -> None:
     doc = {"displayName": "Old"}
     result = apply_patch(
         doc,
@@ -288,7 +288,7 @@ def test_okta_group_rename_with_id():
     assert not result.members_changed
 
 
-def test_id_in_no_path_value_ignored_without_resource_id():
+def test_id_in_no_path_value_ignored_without_resource_id() -> None:
     result = apply_patch(
         {"displayName": "Old"},
         [{"op": "replace", "value": {"id": "whatever", "displayName": "New"}}],
@@ -297,7 +297,7 @@ def test_id_in_no_path_value_ignored_without_resource_id():
     assert result.document == {"displayName": "New"}
 
 
-def test_whole_patchop_body_is_accepted():
+def test_whole_patchop_body_is_accepted() -> None:
     body = {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "value": {"active": False}}],
@@ -305,7 +305,7 @@ def test_whole_patchop_body_is_accepted():
     assert apply_patch(USER, body, USER_RESOURCE).document["active"] is False
 
 
-def test_readonly_attributes_in_no_path_value_are_ignored():
+def test_readonly_attributes_in_no_path_value_are_ignored() -> None:
     result = apply_patch(
         USER,
         [
@@ -324,7 +324,7 @@ def test_readonly_attributes_in_no_path_value_are_ignored():
     assert result.document == {**USER, "title": "Boss"}
 
 
-def test_password_is_dropped_and_reported():
+def test_password_is_dropped_and_reported() -> None:
     result = apply_patch(
         USER, [{"op": "replace", "value": {"password": "s3cret!", "title": "T"}}], USER_RESOURCE
     )
@@ -334,7 +334,7 @@ def test_password_is_dropped_and_reported():
     assert result.password_present and not result.changed
 
 
-def test_noop_replace_is_not_a_change():
+def test_noop_replace_is_not_a_change() -> None:
     result = apply_patch(
         USER,
         [

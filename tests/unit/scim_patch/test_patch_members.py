@@ -162,7 +162,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("ops", "expected"), CASES)
-def test_member_deltas(ops: list[dict[str, Any]], expected: Any):
+def test_member_deltas(ops: list[dict[str, Any]], expected: Any) -> None:
     result = run(*ops)
     assert deltas(result) == expected
     assert result.document == GROUP
@@ -170,7 +170,7 @@ def test_member_deltas(ops: list[dict[str, Any]], expected: Any):
     assert "members" not in result.document
 
 
-def test_okta_rename_and_members_together():
+def test_okta_rename_and_members_together() -> None:
     result = run(
         {
             "op": "replace",
@@ -253,7 +253,7 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("op", "scim_type"), ERRORS)
-def test_member_errors(op: dict[str, Any], scim_type: str):
+def test_member_errors(op: dict[str, Any], scim_type: str) -> None:
     with pytest.raises(ScimError) as info:
         run(op, resource_id="g1")
     assert info.value.scim_type == scim_type

@@ -151,17 +151,17 @@ def _check(doc: dict[str, Any], operations: Any, resource: ResourceType) -> None
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations=op_lists)
-def test_user_patch_only_raises_scim_errors(operations: Any):
+def test_user_patch_only_raises_scim_errors(operations: Any) -> None:
     _check(USER, operations, USER_RESOURCE)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations=op_lists)
-def test_group_patch_only_raises_scim_errors(operations: Any):
+def test_group_patch_only_raises_scim_errors(operations: Any) -> None:
     _check(GROUP, operations, GROUP_RESOURCE)
 
 
 @settings(max_examples=200, deadline=None)
 @given(body=json_values)
-def test_arbitrary_body_only_raises_scim_errors(body: Any):
+def test_arbitrary_body_only_raises_scim_errors(body: Any) -> None:
     _check(USER, body, USER_RESOURCE)

@@ -161,7 +161,7 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("op", "scim_type"), ERRORS)
-def test_errors(op: dict[str, Any], scim_type: str):
+def test_errors(op: dict[str, Any], scim_type: str) -> None:
     before = copy.deepcopy(USER)
     with pytest.raises(ScimError) as info:
         apply_patch(USER, [op], USER_RESOURCE, resource_id="u1")
@@ -186,28 +186,28 @@ def test_errors(op: dict[str, Any], scim_type: str):
         pytest.param({"schemas": PATCH_OP, "Operations": [{}]}, id="schemas-not-list"),
     ],
 )
-def test_request_shape_errors(body: Any):
+def test_request_shape_errors(body: Any) -> None:
     with pytest.raises(ScimError) as info:
         parse_patch_request(body)
     assert info.value.scim_type == "invalidSyntax"
 
 
-def test_request_shape_tolerates_missing_schemas_and_key_case():
+def test_request_shape_tolerates_missing_schemas_and_key_case() -> None:
     ops = [{"op": "add", "path": "title", "value": "x"}]
     assert parse_patch_request({"Operations": ops}) == ops
     assert parse_patch_request({"schemas": [PATCH_OP.upper()], "operations": ops}) == ops
 
 
-def test_apply_patch_rejects_empty_operation_list():
+def test_apply_patch_rejects_empty_operation_list() -> None:
     with pytest.raises(ScimError) as info:
         apply_patch(USER, [], USER_RESOURCE)
     assert info.value.scim_type == "invalidSyntax"
 
 
-def test_atomicity_failing_third_op_leaves_document_untouched():
+def test_atomicity_failing_third_op_leaves_document_untouched() -> None:
     doc = copy.deepcopy(USER)
     before = copy.deepcopy(doc)
-    ops = [
+    ops: list[dict[str, Any]] = [
         {"op": "replace", "path": "title", "value": "Boss"},
         {"op": "add", "path": "emails", "value": [{"value": "n@x", "primary": True}]},
         {"op": "replace", "path": "id", "value": "hijack"},
@@ -226,7 +226,7 @@ def _primaries(doc: dict[str, Any]) -> list[str]:
     return [e["value"] for e in doc.get("emails", []) if e.get("primary") is True]
 
 
-def test_adding_a_primary_value_unsets_the_old_primary():
+def test_adding_a_primary_value_unsets_the_old_primary() -> None:
     result = apply_patch(
         USER,
         [{"op": "add", "path": "emails", "value": [{"value": "new@x", "primary": "True"}]}],
@@ -236,7 +236,7 @@ def test_adding_a_primary_value_unsets_the_old_primary():
     assert result.document["emails"][0]["primary"] is False
 
 
-def test_setting_primary_via_filter_unsets_others():
+def test_setting_primary_via_filter_unsets_others() -> None:
     result = apply_patch(
         USER,
         [{"op": "replace", "path": 'emails[type eq "home"].primary', "value": True}],
@@ -245,7 +245,7 @@ def test_setting_primary_via_filter_unsets_others():
     assert _primaries(result.document) == ["a@home.example"]
 
 
-def test_replace_all_values_with_single_primary():
+def test_replace_all_values_with_single_primary() -> None:
     result = apply_patch(
         USER,
         [
@@ -260,7 +260,7 @@ def test_replace_all_values_with_single_primary():
     assert result.document["emails"] == [{"value": "x@x", "primary": True}, {"value": "y@y"}]
 
 
-def test_add_without_primary_keeps_existing_primary():
+def test_add_without_primary_keeps_existing_primary() -> None:
     result = apply_patch(
         USER,
         [{"op": "add", "path": "emails", "value": [{"value": "z@z", "type": "other"}]}],
@@ -270,7 +270,7 @@ def test_add_without_primary_keeps_existing_primary():
     assert len(result.document["emails"]) == 3
 
 
-def test_readding_existing_value_merges_instead_of_duplicating():
+def test_readding_existing_value_merges_instead_of_duplicating() -> None:
     result = apply_patch(
         USER,
         [
@@ -288,7 +288,7 @@ def test_readding_existing_value_merges_instead_of_duplicating():
     ]
 
 
-def test_same_value_with_other_type_is_a_new_value():
+def test_same_value_with_other_type_is_a_new_value() -> None:
     result = apply_patch(
         USER,
         [{"op": "add", "path": "emails", "value": {"value": "a@home.example", "type": "other"}}],
@@ -300,7 +300,7 @@ def test_same_value_with_other_type_is_a_new_value():
 # --- remove by value / filtered -------------------------------------------------------
 
 
-def test_remove_multi_valued_with_value_list_removes_only_those():
+def test_remove_multi_valued_with_value_list_removes_only_those() -> None:
     result = apply_patch(
         USER,
         [{"op": "remove", "path": "emails", "value": [{"value": "A@home.example"}]}],
@@ -309,24 +309,24 @@ def test_remove_multi_valued_with_value_list_removes_only_those():
     assert [e["value"] for e in result.document["emails"]] == ["a@work.example"]
 
 
-def test_remove_multi_valued_with_empty_list_removes_nothing():
+def test_remove_multi_valued_with_empty_list_removes_nothing() -> None:
     result = apply_patch(USER, [{"op": "remove", "path": "emails", "value": []}], USER_RESOURCE)
     assert not result.changed
 
 
-def test_remove_filtered_sub_attribute():
+def test_remove_filtered_sub_attribute() -> None:
     result = apply_patch(
         USER, [{"op": "remove", "path": 'emails[type eq "work"].primary'}], USER_RESOURCE
     )
     assert result.document["emails"][0] == {"value": "a@work.example", "type": "work"}
 
 
-def test_remove_absent_attribute_without_filter_is_a_noop():
+def test_remove_absent_attribute_without_filter_is_a_noop() -> None:
     result = apply_patch(USER, [{"op": "remove", "path": "nickName"}], USER_RESOURCE)
     assert not result.changed
 
 
-def test_replace_filtered_whole_element():
+def test_replace_filtered_whole_element() -> None:
     result = apply_patch(
         USER,
         [
@@ -341,7 +341,7 @@ def test_replace_filtered_whole_element():
     assert result.document["emails"][1] == {"value": "new@home", "type": "home"}
 
 
-def test_add_filtered_whole_element_merges():
+def test_add_filtered_whole_element_merges() -> None:
     result = apply_patch(
         USER,
         [{"op": "add", "path": 'emails[type eq "home"]', "value": {"display": "Home"}}],
@@ -354,14 +354,14 @@ def test_add_filtered_whole_element_merges():
     }
 
 
-def test_replace_filtered_with_null_removes_matching_elements():
+def test_replace_filtered_with_null_removes_matching_elements() -> None:
     result = apply_patch(
         USER, [{"op": "replace", "path": 'emails[type eq "home"]', "value": None}], USER_RESOURCE
     )
     assert [e["type"] for e in result.document["emails"]] == ["work"]
 
 
-def test_entra_create_with_two_eq_clauses():
+def test_entra_create_with_two_eq_clauses() -> None:
     result = apply_patch(
         {"userName": "u"},
         [
@@ -376,7 +376,7 @@ def test_entra_create_with_two_eq_clauses():
     assert result.document["addresses"] == [{"type": "work", "country": "DE", "locality": "Berlin"}]
 
 
-def test_multiple_ops_compose_in_order():
+def test_multiple_ops_compose_in_order() -> None:
     result = apply_patch(
         USER,
         [
@@ -392,7 +392,7 @@ def test_multiple_ops_compose_in_order():
     assert result.document[ENT] == {"manager": {"value": "mgr-1"}}
 
 
-def test_path_naming_the_whole_extension():
+def test_path_naming_the_whole_extension() -> None:
     result = apply_patch(
         USER,
         [{"op": "add", "path": ENT.lower(), "value": {"department": "Ops", "employeeNumber": ""}}],
@@ -403,7 +403,7 @@ def test_path_naming_the_whole_extension():
     assert ENT not in result.document
 
 
-def test_path_naming_the_core_schema_cannot_be_removed():
+def test_path_naming_the_core_schema_cannot_be_removed() -> None:
     with pytest.raises(ScimError) as info:
         apply_patch(USER, [{"op": "remove", "path": USER_RESOURCE.schema.id}], USER_RESOURCE)
     assert info.value.scim_type == "mutability"

@@ -136,13 +136,13 @@ CASES = [
 
 
 @pytest.mark.parametrize(("attributes", "excluded", "expected"), CASES)
-def test_project_user(attributes: Any, excluded: Any, expected: dict[str, Any]):
+def test_project_user(attributes: Any, excluded: Any, expected: dict[str, Any]) -> None:
     before = copy.deepcopy(USER)
     assert project(USER, USER_RESOURCE, attributes=attributes, excluded=excluded) == expected
     assert before == USER
 
 
-def test_project_group():
+def test_project_group() -> None:
     assert project(GROUP, GROUP_RESOURCE, attributes=None, excluded=["members"]) == {
         "schemas": [CORE_GROUP],
         "id": "g1",
@@ -156,7 +156,7 @@ def test_project_group():
     }
 
 
-def test_empty_lists_mean_no_projection():
+def test_empty_lists_mean_no_projection() -> None:
     assert project(GROUP, GROUP_RESOURCE, attributes=[], excluded=[]) == GROUP
 
 
@@ -178,5 +178,5 @@ def test_empty_lists_mean_no_projection():
         ("id", ["userName"], ["id"], USER_RESOURCE, True),
     ],
 )
-def test_wants(attr: str, attributes: Any, excluded: Any, resource: Any, expected: bool):
+def test_wants(attr: str, attributes: Any, excluded: Any, resource: Any, expected: bool) -> None:
     assert wants(attr, attributes, excluded, resource) is expected
