@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -31,7 +30,7 @@ from scim.normalize import normalize_resource
 from scim.schemas import USER_RESOURCE
 from scim.users import create_user, patch_user, replace_user, with_default_active
 from worker.idp.client import ClientCredentials, HttpClient, IdpError, StaticAuth
-from worker.idp.runs import ENV_CONNECTION, PullRun
+from worker.idp.runs import ENV_CONNECTION, PullReport, PullRun
 from worker.idp.sources import (
     GraphSource,
     OktaSource,
@@ -45,23 +44,6 @@ log = logging.getLogger("idsync.idp")
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
-
-@dataclass
-class PullReport:
-    source: str
-    complete: bool = False
-    error: str | None = None
-    upstream_users: int = 0
-    upstream_groups: int = 0
-    users_created: int = 0
-    users_updated: int = 0
-    users_deactivated: int = 0
-    groups_created: int = 0
-    groups_updated: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _user_body(u: UpstreamUser) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
 from sqlalchemy import insert, update
 
@@ -20,13 +21,29 @@ from idsync.metrics import metrics
 from models.db.database import Database
 from models.db.observability_tables import IdpPullRun
 
-if TYPE_CHECKING:  # pull.py records its runs here
-    from worker.idp.pull import PullReport
-
 ENV_CONNECTION: Final = "env"
 """The connection configured by IDSYNC_IDP_* environment variables."""
 _HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
 ERROR_MAX: Final = 2000
+
+
+@dataclass
+class PullReport:
+    """What one pull read upstream and changed here (its run row records it)."""
+
+    source: str
+    complete: bool = False
+    error: str | None = None
+    upstream_users: int = 0
+    upstream_groups: int = 0
+    users_created: int = 0
+    users_updated: int = 0
+    users_deactivated: int = 0
+    groups_created: int = 0
+    groups_updated: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class PullRun:
