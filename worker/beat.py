@@ -23,7 +23,7 @@ from redis.exceptions import LockError
 
 from idsync.settings import Settings
 from models.cache.layout import beat_lock_key
-from worker.factory import TASK_IDP_PULL, TASK_PRUNE_SCIM_LOG, TASK_RECONCILE_ALL, TASK_SWEEP
+from worker.broker import TASK_IDP_PULL, TASK_PRUNE_SCIM_LOG, TASK_RECONCILE_ALL, TASK_SWEEP
 
 log = logging.getLogger("idsync.beat")
 

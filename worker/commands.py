@@ -40,7 +40,8 @@ def worker_cmd(concurrency: int | None, queues: str | None, beat: bool, loglevel
     """Run a Celery worker: recompute, revoke, ingest and reconcile queues."""
     settings = _settings()
     require_current(settings.resolved_database_url())  # one line, not a task failure later
-    from worker.factory import ALL_QUEUES, create_celery
+    from worker.broker import ALL_QUEUES
+    from worker.factory import create_celery
 
     app = create_celery(settings)
     argv = [
@@ -125,9 +126,9 @@ def cache_rebuild(org: str | None, via_worker: bool, chunk: int, timeout: float)
     for org_id, name in _resolve_orgs(database, org):
         writer = CacheWriter(client, org_id)
         if via_worker:
-            from worker.factory import ROUTES, TASK_REBUILD, create_celery
+            from worker.broker import ROUTES, TASK_REBUILD, sender_app
 
-            app = create_celery(settings, with_tasks=False)
+            app = sender_app(settings)
             client.delete(writer.keys.rebuild)
             app.send_task(TASK_REBUILD, args=[org_id], queue=ROUTES[TASK_REBUILD]["queue"])
             _follow(writer, name, timeout)

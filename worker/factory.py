@@ -1,135 +1,27 @@
-"""The Celery app factory and the task / queue names (the API process sends by name).
-
-Timing (the numbers are chosen together; docs/worker.md explains them):
-
-- broker visibility timeout 30 s (IDSYNC_BROKER_VISIBILITY_TIMEOUT): a task whose
-  worker was SIGKILLed is redelivered after it; kombu is told to look for such
-  messages every 2 s instead of its default of every 100 s.
-- every task is short: soft / hard time limits 20 / 25 s (below the visibility
-  timeout), drains stop after 5 s and re-enqueue themselves, rebuilds run as chunks.
-- retry backoff 1, 2, 4, 8, 10, 10 … s with jitter, and countdowns at most 10 s: a
-  countdown longer than the visibility timeout would be delivered twice.
-- acks_late + reject_on_worker_lost: a task interrupted by a crash runs again;
-  every task is idempotent (recomputes read SQL, writes are revision-guarded).
-- prefetch 1: a worker never holds a second task while a long one runs.
-"""
+"""Layer: worker. The worker's Celery app: the sender app (``worker.broker``) with the tasks
+registered, the beat schedule, the heartbeat and the metrics port."""
 
 from __future__ import annotations
 
-from typing import Any, Final
-
 from celery import Celery
-from kombu import Queue
 
 from idsync.settings import Settings, get_settings
+from worker.beat import beat_schedule
+from worker.broker import sender_app
 from worker.heartbeat import HeartbeatStep
+from worker.maintenance import register_maintenance
 from worker.metrics import install as install_metrics
-
-QUEUE_REVOKE: Final = "idsync.revoke"
-QUEUE_RECOMPUTE: Final = "idsync.recompute"
-QUEUE_INGEST: Final = "idsync.ingest"
-QUEUE_RECONCILE: Final = "idsync.reconcile"
-ALL_QUEUES: Final = (QUEUE_REVOKE, QUEUE_RECOMPUTE, QUEUE_INGEST, QUEUE_RECONCILE)
-
-TASK_DRAIN_PRIORITY: Final = "idsync.drain.priority"
-TASK_DRAIN_BULK: Final = "idsync.drain.bulk"
-TASK_SWEEP: Final = "idsync.ingest.sweep"
-TASK_IDP_PULL: Final = "idsync.ingest.idp_pull"
-TASK_REBUILD: Final = "idsync.cache.rebuild"
-TASK_REBUILD_CHUNK: Final = "idsync.cache.rebuild_chunk"
-TASK_RECONCILE: Final = "idsync.cache.reconcile"
-TASK_RECONCILE_ALL: Final = "idsync.cache.reconcile_all"
-TASK_PRUNE_SCIM_LOG: Final = "idsync.maintenance.prune_scim_log"
-TASK_RULES_APPLY: Final = "idsync.rules.apply"
-
-ROUTES: Final[dict[str, dict[str, str]]] = {
-    TASK_DRAIN_PRIORITY: {"queue": QUEUE_REVOKE},
-    TASK_DRAIN_BULK: {"queue": QUEUE_RECOMPUTE},
-    TASK_SWEEP: {"queue": QUEUE_INGEST},
-    TASK_IDP_PULL: {"queue": QUEUE_INGEST},
-    TASK_REBUILD: {"queue": QUEUE_RECONCILE},
-    TASK_REBUILD_CHUNK: {"queue": QUEUE_RECONCILE},
-    TASK_RECONCILE: {"queue": QUEUE_RECONCILE},
-    TASK_RECONCILE_ALL: {"queue": QUEUE_RECONCILE},
-    TASK_RULES_APPLY: {"queue": QUEUE_RECONCILE},
-}
-
-SOFT_TIME_LIMIT_S: Final = 20
-TIME_LIMIT_S: Final = 25
-RETRY_BACKOFF_MAX_S: Final = 10
-MAX_COUNTDOWN_S: Final = 10.0
+from worker.tasks import COMMON, register
 
 
-def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
-    visibility = settings.broker_visibility_timeout_s
-    if visibility <= TIME_LIMIT_S or visibility <= MAX_COUNTDOWN_S:
-        raise ValueError(
-            f"broker visibility timeout {visibility}s must exceed the task time limit "
-            f"({TIME_LIMIT_S}s) and the longest countdown ({MAX_COUNTDOWN_S}s)"
-        )
-    return {
-        "broker_url": broker_url,
-        "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "visibility_timeout": visibility,
-            "unacked_restore_interval": 2,
-            "unacked_restore_throttle": 1,
-        },
-        "result_backend": None,
-        "task_ignore_result": True,
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "result_serializer": "json",
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "task_acks_on_failure_or_timeout": True,
-        "worker_prefetch_multiplier": 1,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "task_soft_time_limit": SOFT_TIME_LIMIT_S,
-        "task_time_limit": TIME_LIMIT_S,
-        "task_default_queue": QUEUE_RECOMPUTE,
-        "task_queues": [Queue(q) for q in ALL_QUEUES],
-        "task_routes": ROUTES,
-        "task_create_missing_queues": True,
-        "worker_hijack_root_logger": False,
-        "worker_send_task_events": False,
-        "timezone": "UTC",
-        "enable_utc": True,
-    }
-
-
-def resolve_broker_url(settings: Settings) -> str:
-    if settings.redis_url:
-        return settings.redis_url
-    from idsync.embedded_redis import ensure_redis_url
-
-    return ensure_redis_url(settings)
-
-
-def create_celery(
-    settings: Settings | None = None, broker_url: str | None = None, *, with_tasks: bool = True
-) -> Celery:
-    """A configured Celery app. ``with_tasks``: register the task functions (workers);
-    senders (the API process) can skip that and send by name."""
+def create_celery(settings: Settings | None = None, broker_url: str | None = None) -> Celery:
+    """The worker's app: every task registered (``celery -A worker.app``, ``idsync
+    worker``, ``idsync beat``). Senders use ``worker.broker.sender_app``."""
     settings = settings or get_settings()
-    app = Celery("idsync")
-    app.conf.update(celery_config(settings, broker_url or resolve_broker_url(settings)))
-    app.conf.idsync_settings = settings
-    if with_tasks:
-        from worker.beat import beat_schedule
-        from worker.maintenance import register_maintenance
-        from worker.tasks import COMMON, register
-
-        register(app)
-        register_maintenance(app, COMMON)
-        app.conf.beat_schedule = beat_schedule(settings)
-        app.steps["worker"].add(HeartbeatStep)
-        install_metrics(app)
+    app = sender_app(settings, broker_url)
+    register(app)
+    register_maintenance(app, COMMON)
+    app.conf.beat_schedule = beat_schedule(settings)
+    app.steps["worker"].add(HeartbeatStep)
+    install_metrics(app)
     return app
-
-
-def enqueue_drain(app: Celery, org_id: str, wake: str) -> None:
-    from worker.lanes import PRIORITY
-
-    name = TASK_DRAIN_PRIORITY if wake == PRIORITY else TASK_DRAIN_BULK
-    app.send_task(name, args=[org_id], queue=ROUTES[name]["queue"])

@@ -38,6 +38,7 @@ from models.cache.connection import CacheRedis, cache_redis
 from models.cache.layout import NO_ACCESS, PENDING
 from models.cache.writer import CacheWriter
 from models.db.database import CommitRefused, CommittedChange, Database
+from worker.broker import enqueue_drain, sender_app
 from worker.lanes import TOMBSTONE_KINDS, WAKE_OF, lanes_for
 from worker.pipeline import WAKE_MS
 
@@ -152,10 +153,8 @@ def install_change_hook(database: Database, settings: Settings) -> ChangeHook | 
     if not url:
         log.info("no REDIS_URL: changes reach the cache through the worker's outbox sweep")
         return None
-    from worker.factory import create_celery, enqueue_drain
-
     broker = settings.redis_url or url
-    app = create_celery(settings, broker, with_tasks=False)
+    app = sender_app(settings, broker)
 
     def enqueue(org_id: str, wake: str) -> None:
         enqueue_drain(app, org_id, wake)

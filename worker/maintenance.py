@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery, Task
 
 from idsync.scim_log.query import prune
-from worker.factory import TASK_PRUNE_SCIM_LOG
+from worker.broker import TASK_PRUNE_SCIM_LOG
 from worker.runtime import runtime
 
 log = logging.getLogger("idsync.worker")

@@ -11,7 +11,8 @@ from idsync.settings import Settings
 from models.cache.connection import CacheRedis, cache_redis
 from models.cache.writer import CacheWriter
 from models.db.database import Database
-from worker.factory import enqueue_drain, resolve_broker_url
+from worker.broker import enqueue_drain, resolve_broker_url
+from worker.hooks import install_change_hook
 
 
 @dataclass
@@ -66,7 +67,5 @@ def runtime(app: Celery) -> Runtime:
             pid=os.getpid(),
         )
         # writes made by the worker itself (mapping rules, IdP pull) take the fast path too
-        from worker.hooks import install_change_hook
-
         install_change_hook(_RUNTIME.database, settings)
     return _RUNTIME

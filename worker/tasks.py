@@ -16,7 +16,7 @@ from models.db.database import CommitRefused
 from models.db.tables import Organization
 from worker import rebuild as rb
 from worker import rule_jobs
-from worker.factory import (
+from worker.broker import (
     RETRY_BACKOFF_MAX_S,
     ROUTES,
     TASK_DRAIN_BULK,

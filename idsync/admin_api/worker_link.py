@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Request
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from idsync.settings import Settings
-from worker.factory import ROUTES, TASK_RULES_APPLY, create_celery
+from worker.broker import ROUTES, TASK_RULES_APPLY, sender_app
 from worker.rule_jobs import Client
 
 log = logging.getLogger("idsync.api")
@@ -30,7 +30,7 @@ SEND_RETRY_POLICY: Final = {"max_retries": 1, "interval_start": 0, "interval_ste
 
 
 def _sender(settings: Settings, broker: str) -> Celery:
-    app = create_celery(settings, broker, with_tasks=False)
+    app = sender_app(settings, broker)
     options = dict(app.conf.broker_transport_options or {})
     options.update(socket_timeout=SEND_TIMEOUT_S, socket_connect_timeout=SEND_TIMEOUT_S)
     app.conf.broker_transport_options = options

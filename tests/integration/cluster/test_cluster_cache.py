@@ -34,7 +34,8 @@ from tests.integration.cluster.spread import (
 )
 from tests.support.redis_cluster import LocalCluster
 from worker import rebuild as rb
-from worker.factory import TASK_IDP_PULL, create_celery
+from worker.broker import TASK_IDP_PULL
+from worker.factory import create_celery
 from worker.hooks import ChangeHook
 from worker.lanes import ALL_LANES, PRIORITY
 from worker.pipeline import drain, ingest_outbox

@@ -22,7 +22,7 @@ from tests.integration.cluster.spread import (
 )
 from tests.integration.worker.conftest import WorkerProcess, wait_until
 from tests.support.redis_cluster import LocalCluster
-from worker.factory import ROUTES, TASK_REBUILD, create_celery
+from worker.broker import ROUTES, TASK_REBUILD, sender_app
 from worker.hooks import install_change_hook
 from worker.lanes import ALL_LANES
 
@@ -59,7 +59,7 @@ def test_a_real_worker_keeps_the_cache_on_a_cluster(
     workers = WorkerProcess(pg_url, tmp_path)
     try:
         workers.start(REDIS_URL=REDIS_TEST_URL, CACHE_REDIS_URL=redis_cluster.url)
-        app = create_celery(settings, REDIS_TEST_URL, with_tasks=False)
+        app = sender_app(settings, REDIS_TEST_URL)
         for w in worlds:
             app.send_task(TASK_REBUILD, args=[w.org_id], queue=ROUTES[TASK_REBUILD]["queue"])
         clients = {w.org_id: CheckClient(cluster_cache, w.org_id) for w in worlds}

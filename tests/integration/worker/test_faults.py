@@ -20,7 +20,7 @@ from tests.integration.cache.world import World
 from tests.integration.worker.conftest import BROKER_URL, CACHE_URL, WorkerProcess, wait_until
 from tests.support.scim_client import user_body
 from tests.support.tcpproxy import TcpProxy
-from worker.factory import TASK_RECONCILE, create_celery
+from worker.broker import TASK_RECONCILE, sender_app
 from worker.hooks import install_change_hook
 from worker.lanes import ALL_LANES, PRIORITY
 from worker.rebuild import rebuild
@@ -79,7 +79,7 @@ def test_flushed_redis_answers_unknown_until_reconcile_rebuilds(
     cache.flushdb()
     lost = checks.check(alice, "ws1", "create_sources")
     assert lost.status == "unknown" and lost.reason == "cache_not_built"
-    app = create_celery(settings, with_tasks=False)
+    app = sender_app(settings)
     app.send_task(TASK_RECONCILE, args=[world.org_id], queue="idsync.reconcile")
     back = wait_until(lambda: (a := checks.check(alice, "ws1", "create_sources")).known and a)
     assert back.status == "allow"

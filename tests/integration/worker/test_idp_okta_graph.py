@@ -461,7 +461,8 @@ def test_idp_pull_task_is_long_running_and_exclusive(monkeypatch: pytest.MonkeyP
     import worker.runtime
     from idsync.settings import Settings
     from tests.conftest import REDIS_TEST_URL
-    from worker.factory import TASK_IDP_PULL, create_celery
+    from worker.broker import TASK_IDP_PULL
+    from worker.factory import create_celery
 
     monkeypatch.setattr(worker.runtime, "_RUNTIME", None)  # restored after the test
 

@@ -38,7 +38,7 @@ from models.db.tables import Change, Group
 from models.db.tokens import get_or_create_org
 from tests.integration.worker.conftest import WorkerProcess, wait_until
 from worker import rule_jobs
-from worker.factory import ROUTES, TASK_RECONCILE, create_celery
+from worker.broker import ROUTES, TASK_RECONCILE, sender_app
 from worker.pipeline import RULES_ACTOR
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -199,7 +199,7 @@ def test_apply_answers_202_at_once_for_a_large_org_and_the_bindings_converge(
     assert (done["created"], done["removed"], done["change_rows"]) == (0, 0, 0)
 
     # the scheduled reconcile requests the same job (as the worker's actor)
-    sender = create_celery(Settings(), workers.env()["REDIS_URL"], with_tasks=False)
+    sender = sender_app(Settings(), workers.env()["REDIS_URL"])
     sender.send_task(TASK_RECONCILE, args=[admin.org_id], queue=ROUTES[TASK_RECONCILE]["queue"])
     by_reconcile = wait_until(
         lambda: (
