@@ -16,13 +16,13 @@ from pathlib import Path
 import redis
 from sqlalchemy import insert
 
-from idsync.settings import Settings
 from models.cache.client import Check, CheckClient
 from models.cache.writer import CacheWriter
 from models.db.base import utcnow
 from models.db.config_store import RuleSpec, create_rule
 from models.db.database import Database
 from models.db.tables import GroupMember, User
+from models.settings import Settings
 from tests.integration.cache.world import World
 from worker.hooks import install_change_hook
 from worker.rebuild import rebuild

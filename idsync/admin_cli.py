@@ -1,5 +1,5 @@
-"""CLI commands of the admin side: ``idsync admin-key create|list|revoke`` and
-``idsync apply FILE [--dry-run]`` (registered on the main group in idsync.cli)."""
+"""Layer: app (CLI). Commands of the admin side: ``idsync admin-key create|list|revoke`` and
+``idsync apply FILE [--dry-run]`` (loaded by the main group in idsync.cli)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ from pathlib import Path
 
 import click
 
+from idsync.cli_support import cli_database, cli_settings
+from idsync.declarative import apply_file, load_config_file
+from models.db.admin_keys import create_admin_key, list_admin_keys, revoke_admin_key
 from models.db.config_errors import ConfigError
 from models.db.database import Database
+from models.db.tokens import get_or_create_org
 
 
 def _database() -> Database:
-    from idsync.cli import _database, _settings
-
-    return _database(_settings())
+    return cli_database(cli_settings())
 
 
 @click.group("admin-key")
@@ -27,9 +29,6 @@ def admin_key() -> None:
 @click.option("--description", default="", help="What the key is for.")
 def admin_key_create(org_name: str, description: str) -> None:
     """Create a key; the key is printed as the last line."""
-    from models.db.admin_keys import create_admin_key
-    from models.db.tokens import get_or_create_org
-
     database = _database()
     with database.write() as session:
         org = get_or_create_org(session, org_name)
@@ -43,8 +42,6 @@ def admin_key_create(org_name: str, description: str) -> None:
 @click.option("--org", "org_name", default=None)
 def admin_key_list(org_name: str | None) -> None:
     """List keys (prefix, organization, created, last used, revoked)."""
-    from models.db.admin_keys import list_admin_keys
-
     database = _database()
     with database.read() as session:
         rows = list_admin_keys(session, org_name)
@@ -69,8 +66,6 @@ def admin_key_list(org_name: str | None) -> None:
 @click.argument("key_id")
 def admin_key_revoke(key_id: str) -> None:
     """Revoke a key by id or display prefix."""
-    from models.db.admin_keys import revoke_admin_key
-
     database = _database()
     with database.write() as session:
         count = revoke_admin_key(session, key_id)
@@ -85,8 +80,6 @@ def admin_key_revoke(key_id: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the diff; write nothing.")
 def apply(file: Path, org_name: str | None, dry_run: bool) -> None:
     """Apply a declarative configuration file (YAML or JSON), idempotently."""
-    from idsync.declarative import apply_file, load_config_file
-
     try:
         config = load_config_file(file)
         result = apply_file(

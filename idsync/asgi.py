@@ -6,7 +6,7 @@ import gc
 
 from idsync.app import create_app
 from idsync.logs import configure_logging
-from idsync.settings import get_settings
+from models.settings import get_settings
 
 _settings = get_settings()
 configure_logging(_settings.log_level)

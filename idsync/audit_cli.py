@@ -1,4 +1,4 @@
-"""`idsync audit`: the change log read as an audit trail (who, what, when)."""
+"""Layer: app (CLI). `idsync audit`: the change log read as an audit trail (who, what, when)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 import click
 from sqlalchemy import select
 
-from idsync.settings import get_settings
-from models.db.database import Database
+from idsync.cli_support import cli_database, cli_settings
 from models.db.tables import Change, Organization
 
 
@@ -18,8 +17,8 @@ from models.db.tables import Change, Organization
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def audit(org_name: str | None, limit: int, as_json: bool) -> None:
     """The most recent writes: revision, when, actor (token/key id), kind, resource."""
-    settings = get_settings()
-    database = Database(settings.resolved_database_url())
+    settings = cli_settings()
+    database = cli_database(settings)
     query = (
         select(Change, Organization.name)
         .join(Organization, Organization.id == Change.org_id)

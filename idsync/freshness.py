@@ -203,7 +203,7 @@ def families(snap: StateSnapshot, up: bool) -> list[Metric]:
 
 
 class StateCollector(Collector):
-    """The gauges above, for ``/metrics`` (``idsync.metrics.registry``)."""
+    """The gauges above, for ``/metrics`` (``models.metrics.registry``)."""
 
     def __init__(
         self,

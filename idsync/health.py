@@ -25,11 +25,11 @@ import redis
 from sqlalchemy import select
 
 from idsync.operator_errors import mask_url
-from idsync.settings import Settings
 from models.cache.connection import CacheRedis, cache_redis
 from models.cache.layout import OrgKeys
 from models.db.database import Database
 from models.db.tables import Organization
+from models.settings import Settings
 from worker.heartbeat import STALE_AFTER_S, live_workers
 
 TIMEOUT_S: Final = 1.0

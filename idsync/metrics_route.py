@@ -1,27 +1,14 @@
-"""``GET /metrics`` on the API (Prometheus text format; docs/operations.md#metrics)."""
+"""Layer: app. ``GET /metrics`` on the API (Prometheus text format; docs/operations.md#metrics)."""
 
 from __future__ import annotations
-
-import hmac
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from idsync.freshness import StateCollector
-from idsync.metrics import CONTENT_TYPE, exposition, registry
-from idsync.settings import Settings
 from models.db.database import Database
-
-
-def authorized(header: str, settings: Settings) -> bool:
-    """Whether an ``Authorization`` header may read /metrics (any, without a token set)."""
-    expected = Settings.reveal(settings.metrics_token)
-    if expected is None:
-        return True
-    scheme, _, presented = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        presented.strip().encode(), expected.encode()
-    )
+from models.metrics import CONTENT_TYPE, authorized, exposition, registry
+from models.settings import Settings
 
 
 def install_metrics_route(app: FastAPI, settings: Settings, database: Database) -> StateCollector:

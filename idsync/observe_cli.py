@@ -1,4 +1,4 @@
-"""``idsync sync status`` and ``idsync scim log|prune``: sync health and the SCIM
+"""Layer: app (CLI). ``idsync sync status`` and ``idsync scim log|prune``: sync health and the SCIM
 request log from the command line (the same answers as the admin API)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from idsync.scim_log.query import LogQuery, parse_status, parse_time, prune, read_log
-from idsync.settings import get_settings
+from idsync.cli_support import cli_database, cli_settings
 from idsync.sync_status import sync_status
 from models.cache.connection import cache_redis
 from models.db.database import Database
+from models.db.request_log import LogQuery, parse_status, parse_time, prune, read_log
 from models.db.tables import Organization
 
 REDIS_TIMEOUT_S = 2.0
@@ -47,8 +47,8 @@ def sync_group() -> None:
 def sync_status_cmd(org_name: str, as_json: bool) -> None:
     """Per SCIM token, the IdP pull and the cache: healthy, degraded or failing, and why.
     Exits 1 when the organization's verdict is failing."""
-    settings = get_settings()
-    database = Database(settings.resolved_database_url())
+    settings = cli_settings()
+    database = cli_database(settings)
     url = settings.resolved_cache_redis_url()
     cache = (
         cache_redis(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=2.0)
@@ -139,8 +139,8 @@ def scim_log_cmd(
 ) -> None:
     """SCIM requests, oldest first (the newest LIMIT that match), bodies with secrets
     masked: e.g. `idsync scim log --org acme --idp entra --user ID --since 2d`."""
-    settings = get_settings()
-    database = Database(settings.resolved_database_url())
+    settings = cli_settings()
+    database = cli_database(settings)
     try:
         query = LogQuery(
             org_id=_org_id(database, org_name),
@@ -179,8 +179,8 @@ def scim_prune_cmd() -> None:
     """Prune the SCIM request log now (the beat does it every
     IDSYNC_SCIM_LOG_PRUNE_INTERVAL_S): rows past the retention, the oldest beyond the
     row limit."""
-    settings = get_settings()
-    database = Database(settings.resolved_database_url())
+    settings = cli_settings()
+    database = cli_database(settings)
     try:
         removed = prune(
             database,

@@ -21,8 +21,8 @@ from celery.beat import Scheduler
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import LockError
 
-from idsync.settings import Settings
 from models.cache.layout import beat_lock_key
+from models.settings import Settings
 from worker.broker import TASK_IDP_PULL, TASK_PRUNE_SCIM_LOG, TASK_RECONCILE_ALL, TASK_SWEEP
 
 log = logging.getLogger("idsync.beat")

@@ -22,8 +22,8 @@ from typing import Any, Final
 from celery import Celery
 from kombu import Queue
 
-from idsync.embedded_redis import ensure_redis_url
-from idsync.settings import Settings
+from models.embedded_redis import ensure_redis_url
+from models.settings import Settings
 from worker.lanes import PRIORITY
 
 QUEUE_REVOKE: Final = "idsync.revoke"

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-from idsync.scim_log.query import prune
+from models.db.request_log import prune
 from worker.broker import TASK_PRUNE_SCIM_LOG
 from worker.runtime import runtime
 

@@ -20,9 +20,15 @@ from typing import Any
 from celery import Celery, bootsteps
 from celery.signals import task_failure, task_postrun, task_prerun, task_retry
 
-from idsync.metrics import CONTENT_TYPE, exposition, metrics, prepare_multiprocess_dir, registry
-from idsync.metrics_route import authorized
-from idsync.settings import Settings
+from models.metrics import (
+    CONTENT_TYPE,
+    authorized,
+    exposition,
+    metrics,
+    prepare_multiprocess_dir,
+    registry,
+)
+from models.settings import Settings
 
 log = logging.getLogger("idsync.worker.metrics")
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from celery import Celery
 
-from idsync.settings import Settings
 from models.cache.connection import CacheRedis, cache_redis
 from models.cache.writer import CacheWriter
 from models.db.database import Database
+from models.settings import Settings
 from worker.broker import enqueue_drain, resolve_broker_url
 from worker.hooks import install_change_hook
 

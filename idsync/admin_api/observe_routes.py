@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, Request
 
 from idsync.admin_api.auth import DB, Admin
 from idsync.admin_api.config_routes import ERRORS
-from idsync.scim_log.query import MAX_LIMIT, LogQuery, parse_status, parse_time, read_log
-from idsync.settings import Settings
 from idsync.sync_status import sync_status
 from models.cache.connection import CacheRedis, cache_redis
 from models.db.config_errors import ConfigError
+from models.db.request_log import MAX_LIMIT, LogQuery, parse_status, parse_time, read_log
+from models.settings import Settings
 
 router = APIRouter(responses=ERRORS, tags=["sync health"])
 REDIS_TIMEOUT_S = 2.0

@@ -14,7 +14,7 @@ from celery import Celery
 from fastapi import Depends, HTTPException, Request
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from idsync.settings import Settings
+from models.settings import Settings
 from worker.broker import ROUTES, TASK_RULES_APPLY, sender_app
 from worker.rule_jobs import Client
 

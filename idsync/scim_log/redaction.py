@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from idsync.logs import REDACTED, SECRET_KEY, redact, redact_text
+from models.redaction import REDACTED, SECRET_KEY, redact, redact_text
 
 TRUNCATED = "…[truncated]"
 

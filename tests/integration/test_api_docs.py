@@ -28,7 +28,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from idsync.api_docs import ASSET_FILES, ASSETS_PREFIX
 from idsync.app import create_app
-from idsync.settings import Settings
+from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
 from tests.support.live_server import live_server
 

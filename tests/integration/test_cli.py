@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from idsync.app import create_app
-from idsync.settings import Settings
 from models.db.database import Database
+from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from idsync.embedded_redis import EmbeddedRedis, _pid_alive, ensure_redis_url
-from idsync.settings import Settings
+from models.embedded_redis import EmbeddedRedis, _pid_alive, ensure_redis_url
+from models.settings import Settings
 
 
 def _client(url: str) -> redis.Redis:
@@ -81,7 +81,7 @@ def test_second_instance_reuses_running_server(embedded: EmbeddedRedis, tmp_path
 def test_reused_from_another_process(embedded: EmbeddedRedis, tmp_path: Path) -> None:
     url = embedded.start()
     code = (
-        "import sys; from pathlib import Path; from idsync.embedded_redis import EmbeddedRedis;"
+        "import sys; from pathlib import Path; from models.embedded_redis import EmbeddedRedis;"
         "print(EmbeddedRedis(Path(sys.argv[1])).start())"
     )
     out = subprocess.run(
@@ -95,7 +95,7 @@ def test_reused_from_another_process(embedded: EmbeddedRedis, tmp_path: Path) ->
 
 def test_server_outlives_the_process_that_started_it(tmp_path: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from idsync.embedded_redis import EmbeddedRedis;"
+        "import sys; from pathlib import Path; from models.embedded_redis import EmbeddedRedis;"
         "print(EmbeddedRedis(Path(sys.argv[1])).start())"
     )
     out = subprocess.run(

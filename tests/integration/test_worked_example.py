@@ -26,11 +26,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from idsync.app import create_app
-from idsync.settings import Settings
 from models.db.admin_keys import create_admin_key
 from models.db.database import Database
 from models.db.session import normalize_url
 from models.db.tokens import create_scim_token, get_or_create_org
+from models.settings import Settings
 from tests.conftest import PG_ADMIN_URL
 from tests.support.live_server import free_port, live_server
 

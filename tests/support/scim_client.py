@@ -8,9 +8,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from idsync.settings import Settings
 from models.db.database import Database
 from models.db.tables import Change
+from models.settings import Settings
 
 SCIM = "application/scim+json"
 

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from idsync.app import create_app
-from idsync.settings import Settings
 from models.db.database import Database
 from models.db.metadata import metadata
+from models.settings import Settings
 
 
 @pytest.fixture

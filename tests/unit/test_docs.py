@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from idsync.cli import main
-from idsync.settings import Settings
+from models.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -26,7 +26,10 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
 def test_every_cli_command_is_in_the_readme() -> None:
     def walk(group: click.Group, prefix: str) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
-        for name, command in group.commands.items():
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):  # the main group loads its commands lazily
+            command = group.get_command(ctx, name)
+            assert command is not None, name
             if isinstance(command, click.Group):
                 found += walk(command, f"{prefix} {name}")
             else:

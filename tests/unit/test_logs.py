@@ -51,7 +51,7 @@ def test_http_requests_log_their_id_and_never_the_token(orgs_app: TestClient) ->
 
 
 def test_secret_settings_never_show_in_reprs() -> None:
-    from idsync.settings import Settings
+    from models.settings import Settings
 
     settings = Settings(
         IDSYNC_IDP_TOKEN="okta-api-token-1",

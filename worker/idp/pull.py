@@ -21,9 +21,9 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
-from idsync.settings import Settings
 from models.db.database import Database
 from models.db.tables import Group, GroupMember, User
+from models.settings import Settings
 from scim.context import ScimContext
 from scim.groups import create_group, replace_group
 from scim.normalize import normalize_resource

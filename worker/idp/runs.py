@@ -16,10 +16,10 @@ from typing import Any, Final
 
 from sqlalchemy import insert, update
 
-from idsync.logs import redact_text
-from idsync.metrics import metrics
 from models.db.database import Database
 from models.db.observability_tables import IdpPullRun
+from models.metrics import metrics
+from models.redaction import redact_text
 
 ENV_CONNECTION: Final = "env"
 """The connection configured by IDSYNC_IDP_* environment variables."""

@@ -119,7 +119,7 @@ bindings:
 
 def test_cli_apply_and_admin_key(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     from idsync import cli
-    from idsync.settings import get_settings
+    from models.settings import get_settings
 
     _groups(api)
     monkeypatch.setenv("DATABASE_URL", api.db.url)

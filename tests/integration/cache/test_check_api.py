@@ -6,9 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from idsync.app import create_app
-from idsync.settings import Settings
 from models.cache.writer import CacheWriter
 from models.db.database import Database
+from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
 from tests.integration.cache.world import World
 from worker.rebuild import rebuild

@@ -258,7 +258,7 @@ def test_http_check_and_explain_agree_on_registered_resources(
     from fastapi.testclient import TestClient
 
     from idsync.app import create_app
-    from idsync.settings import Settings
+    from models.settings import Settings
 
     w = _world(database)
     rb.rebuild(database, CacheWriter(cache, w.org_id), w.org_id)

@@ -17,7 +17,6 @@ from redis.cluster import RedisCluster
 
 from idsync.app import create_app
 from idsync.freshness import StateCollector
-from idsync.settings import Settings
 from idsync.sync_status import sync_status
 from models.cache.client import CheckClient
 from models.cache.connection import cache_redis
@@ -25,6 +24,7 @@ from models.cache.fallback import answer_from_sql
 from models.cache.layout import OrgKeys
 from models.cache.writer import CacheWriter
 from models.db.database import Database
+from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
 from tests.integration.cluster.spread import (
     assert_keys_in_their_org_slot,

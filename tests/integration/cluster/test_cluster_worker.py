@@ -11,10 +11,10 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from idsync.settings import Settings
 from models.cache.client import Answer, CheckClient
 from models.cache.writer import CacheWriter
 from models.db.database import Database
+from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
 from tests.integration.cluster.spread import (
     assert_keys_in_their_org_slot,

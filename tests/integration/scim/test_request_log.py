@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
 from idsync.cli import main
-from idsync.scim_log.query import LogQuery, prune, read_log
-from idsync.settings import get_settings
 from models.db.admin_keys import create_admin_key
 from models.db.database import Database
 from models.db.observability_tables import ScimRequestLog
+from models.db.request_log import LogQuery, prune, read_log
 from models.db.tables import Organization
+from models.settings import get_settings
 from tests.support.scim_client import Orgs, Scim, user_body
 
 ENTRA_UA = "Microsoft.Identity.SyncFabric/1.0"

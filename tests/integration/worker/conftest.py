@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import redis
 
-from idsync.settings import Settings
 from models.db.database import Database
+from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -10,12 +10,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
 from idsync.app import create_app
-from idsync.settings import Settings
 from models.cache.client import CheckClient
 from models.cache.writer import CacheWriter
 from models.db.database import Database
 from models.db.tables import Organization
 from models.db.tokens import create_scim_token
+from models.settings import Settings
 from tests.integration.cache.world import World
 from tests.integration.worker.conftest import BROKER_URL, CACHE_URL, WorkerProcess, wait_until
 from tests.support.scim_client import user_body

@@ -13,9 +13,9 @@ import pytest
 import respx
 from sqlalchemy import func, select
 
-from idsync.settings import Settings
 from models.db.database import Database
 from models.db.tables import Change, Group, GroupMember, User
+from models.settings import Settings
 from tests.integration.cache.world import World
 from worker.beat import beat_schedule
 from worker.idp.client import ClientCredentials, HttpClient, RetryPolicy, StaticAuth
@@ -459,7 +459,7 @@ def test_idp_pull_task_is_long_running_and_exclusive(monkeypatch: pytest.MonkeyP
     import redis
 
     import worker.runtime
-    from idsync.settings import Settings
+    from models.settings import Settings
     from tests.conftest import REDIS_TEST_URL
     from worker.broker import TASK_IDP_PULL
     from worker.factory import create_celery

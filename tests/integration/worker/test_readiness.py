@@ -10,9 +10,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from idsync.app import create_app
-from idsync.settings import Settings
 from models.db.database import Database
 from models.db.tokens import create_scim_token, get_or_create_org
+from models.settings import Settings
 from tests.integration.worker.conftest import WorkerProcess, wait_until
 from worker.heartbeat import STALE_AFTER_S
 

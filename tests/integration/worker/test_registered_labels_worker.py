@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import redis
 
-from idsync.settings import Settings
 from models.access.inputs import ResourceRef
 from models.cache.client import CheckClient
 from models.cache.layout import encode_labels, label_field
 from models.cache.writer import CacheWriter
 from models.db.database import Database
+from models.settings import Settings
 from tests.integration.cache.test_registered_labels import (
     _cached,
     _expected,

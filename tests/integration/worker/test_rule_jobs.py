@@ -21,7 +21,6 @@ from sqlalchemy import func, insert, select
 
 from idsync.admin_api import config_routes
 from idsync.app import create_app
-from idsync.settings import Settings
 from models.db import rule_application
 from models.db.admin_keys import create_admin_key
 from models.db.config_store import (
@@ -36,6 +35,7 @@ from models.db.database import Database
 from models.db.rule_application import apply_in_chunks, apply_mapping_rules
 from models.db.tables import Change, Group
 from models.db.tokens import get_or_create_org
+from models.settings import Settings
 from tests.integration.worker.conftest import WorkerProcess, wait_until
 from worker import rule_jobs
 from worker.broker import ROUTES, TASK_RECONCILE, sender_app

@@ -8,11 +8,11 @@ from collections import deque
 import pytest
 import redis
 
-from idsync.settings import Settings
 from models.cache.client import CheckClient
 from models.cache.writer import CacheWriter
 from models.db.config_store import RuleSpec, create_rule
 from models.db.database import Database
+from models.settings import Settings
 from tests.integration.cache.world import World
 from tests.integration.worker.conftest import WorkerProcess, wait_until
 from worker.hooks import ChangeHook, install_change_hook

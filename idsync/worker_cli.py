@@ -1,4 +1,5 @@
-"""``idsync worker``, ``idsync beat`` and ``idsync cache rebuild|status|reconcile``."""
+"""Layer: app (CLI). ``idsync worker``, ``idsync beat`` and ``idsync cache
+rebuild|status|reconcile`` (loaded by the main group in idsync.cli)."""
 
 from __future__ import annotations
 
@@ -6,29 +7,24 @@ import json
 import os
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
+from sqlalchemy import or_, select
 
+from idsync.cli_support import settings_with_redis
+from models.cache.connection import CacheRedis, cache_redis
+from models.cache.writer import CacheWriter
+from models.db.database import Database
 from models.db.migrate import require_current
-
-if TYPE_CHECKING:
-    from idsync.settings import Settings
-    from models.cache.connection import CacheRedis
-    from models.db.database import Database
-
-
-def _settings() -> Settings:
-    from idsync.settings import get_settings
-
-    settings = get_settings()
-    if not settings.redis_url:  # embedded default: one redis-server shared by every command
-        from idsync.embedded_redis import ensure_redis_url
-
-        os.environ["REDIS_URL"] = ensure_redis_url(settings)
-        get_settings.cache_clear()
-        settings = get_settings()
-    return settings
+from models.db.tables import Organization
+from models.settings import Settings
+from worker import rebuild as rb
+from worker.broker import ALL_QUEUES, ROUTES, TASK_REBUILD, sender_app
+from worker.factory import create_celery
+from worker.lanes import ALL_LANES
+from worker.reconcile import reconcile
+from worker.runtime import cache_redis_url
 
 
 @click.command("worker")
@@ -38,11 +34,8 @@ def _settings() -> Settings:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker_cmd(concurrency: int | None, queues: str | None, beat: bool, loglevel: str) -> None:
     """Run a Celery worker: recompute, revoke, ingest and reconcile queues."""
-    settings = _settings()
+    settings = settings_with_redis()
     require_current(settings.resolved_database_url())  # one line, not a task failure later
-    from worker.broker import ALL_QUEUES
-    from worker.factory import create_celery
-
     app = create_celery(settings)
     argv = [
         "worker",
@@ -65,10 +58,8 @@ def worker_cmd(concurrency: int | None, queues: str | None, beat: bool, loglevel
 def beat_cmd(loglevel: str) -> None:
     """Run the scheduler (outbox sweep, reconcile, IdP pull); a Redis leader lock makes
     a second instance a hot standby."""
-    settings = _settings()
+    settings = settings_with_redis()
     require_current(settings.resolved_database_url())
-    from worker.factory import create_celery
-
     app = create_celery(settings)
     app.start(["beat", "--scheduler", "worker.beat:LeaderScheduler", "--loglevel", loglevel])
 
@@ -79,10 +70,6 @@ def cache_group() -> None:
 
 
 def _resolve_orgs(database: Database, org: str | None) -> list[tuple[str, str]]:
-    from sqlalchemy import or_, select
-
-    from models.db.tables import Organization
-
     with database.read() as session:
         query = select(Organization.id, Organization.name).order_by(Organization.name)
         if org is not None:
@@ -94,10 +81,6 @@ def _resolve_orgs(database: Database, org: str | None) -> list[tuple[str, str]]:
 
 
 def _clients(settings: Settings) -> tuple[Database, CacheRedis]:
-    from models.cache.connection import cache_redis
-    from models.db.database import Database
-    from worker.runtime import cache_redis_url
-
     database = Database(settings.resolved_database_url(), pool_size=2)
     return database, cache_redis(cache_redis_url(settings))
 
@@ -118,16 +101,11 @@ def cache_rebuild(org: str | None, via_worker: bool, chunk: int, timeout: float)
 
     A rebuild whose process died is taken over once its lease lapses (at most
     10 s: this command waits that long for it)."""
-    from models.cache.writer import CacheWriter
-    from worker import rebuild as rb
-
-    settings = _settings()
+    settings = settings_with_redis()
     database, client = _clients(settings)
     for org_id, name in _resolve_orgs(database, org):
         writer = CacheWriter(client, org_id)
         if via_worker:
-            from worker.broker import ROUTES, TASK_REBUILD, sender_app
-
             app = sender_app(settings)
             client.delete(writer.keys.rebuild)
             app.send_task(TASK_REBUILD, args=[org_id], queue=ROUTES[TASK_REBUILD]["queue"])
@@ -207,10 +185,7 @@ def _follow(writer: Any, name: str, timeout: float) -> None:
 @click.option("--org", default=None, help="Organization name or id (default: all).")
 def cache_status(org: str | None) -> None:
     """Generation, watermark, cursor, dirty backlog, rebuild progress, last reconcile."""
-    from models.cache.writer import CacheWriter
-    from worker.lanes import ALL_LANES
-
-    settings = _settings()
+    settings = settings_with_redis()
     database, client = _clients(settings)
     for org_id, name in _resolve_orgs(database, org):
         writer = CacheWriter(client, org_id)
@@ -255,10 +230,7 @@ def _iso_times(fields: dict[str, str]) -> dict[str, str | None]:
 @click.option("--dry-run", is_flag=True, help="Report drift, repair nothing.")
 def cache_reconcile(org: str | None, dry_run: bool) -> None:
     """Compare the cache with SQL; repair drift; print the counts."""
-    from models.cache.writer import CacheWriter
-    from worker.reconcile import reconcile
-
-    settings = _settings()
+    settings = settings_with_redis()
     database, client = _clients(settings)
     for org_id, _name in _resolve_orgs(database, org):
         report = reconcile(

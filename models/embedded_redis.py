@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from idsync.settings import Settings
+from models.settings import Settings
 
 log = logging.getLogger(__name__)
 

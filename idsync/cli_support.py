@@ -1,0 +1,44 @@
+"""Layer: app (CLI). What every CLI command starts from: the settings (a bad value ends the
+command with one line), the database (its schema checked first) and, for the commands
+that need Redis, the embedded Redis when no REDIS_URL is set."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from pydantic import ValidationError
+
+from idsync.operator_errors import settings_error
+from models.db.database import Database
+from models.db.migrate import require_current
+from models.embedded_redis import ensure_redis_url
+from models.settings import Settings, get_settings
+
+
+def cli_settings() -> Settings:
+    """The settings from the environment; a bad value is a ``ClickException`` naming it."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        raise click.ClickException(settings_error(exc)) from None
+
+
+def settings_with_redis() -> Settings:
+    """The settings, with ``REDIS_URL`` pointing at the embedded redis-server when none is
+    set (one embedded Redis shared by every command and the worker it starts)."""
+    settings = cli_settings()
+    if not settings.redis_url:
+        os.environ["REDIS_URL"] = ensure_redis_url(settings)
+        get_settings.cache_clear()
+        settings = get_settings()
+    return settings
+
+
+def cli_database(settings: Settings, *, require_schema: bool = True) -> Database:
+    """The configured database; by default only once it is migrated (a command run where
+    it is not says so instead of failing inside SQLAlchemy, or creating a SQLite file)."""
+    url = settings.resolved_database_url()
+    if require_schema:
+        require_current(url)
+    return Database(url, pool_size=settings.db_pool_size)
