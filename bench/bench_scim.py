@@ -6,11 +6,17 @@
 Both servers run in their own process on loopback, one process each, so the load
 generator (this process) competes with neither for the GIL:
 
-- **idsync**: `uvicorn idsync.asgi:app` (one worker, production settings, INFO request
-  logs to /dev/null, no REDIS_URL: the SCIM service alone, without the after-commit hook
-  that marks users dirty in Redis) on a throw-away PostgreSQL database that this script creates,
-  migrates (`idsync db upgrade`'s code) and drops. PostgreSQL: $IDSYNC_BENCH_PG_URL,
-  default postgresql://postgres@127.0.0.1:5432/postgres (admin connection).
+- **idsync**: `uvicorn idsync.asgi:app` (one worker), as it is deployed: production
+  settings, INFO request logs to /dev/null, HTTP metrics and the SCIM request log on
+  (their defaults), and Redis configured, so every write runs the revocation commit
+  guard and the after-commit hook that marks users dirty and enqueues a drain task.
+  Redis: $IDSYNC_BENCH_REDIS_URL, default redis://127.0.0.1:6379/4 (REDIS_URL, broker
+  and cache alike; this script FLUSHes that database before and after the run, so give
+  it one nothing else uses). No worker runs: the drain tasks queue up unconsumed, which
+  costs the API nothing. The database is a throw-away PostgreSQL database that this
+  script creates, migrates (`idsync db upgrade`'s code) and drops. PostgreSQL:
+  $IDSYNC_BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432/postgres (admin
+  connection).
 - **scim2-server** (the python-scim reference server, in memory): this same file re-run
   with `--serve-scim2-server`, which builds the application exactly as the
   `scim2-server` command does (default RFC 7643 schemas, `InMemoryStorage`, bearer
@@ -82,6 +88,7 @@ SCIM_JSON = "application/scim+json"
 PG_ADMIN_URL = os.environ.get(
     "IDSYNC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_URL = os.environ.get("IDSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
 PAGE_FILTER = "active eq true"
 
 
@@ -837,10 +844,20 @@ def idsync_target() -> Iterator[IdsyncTarget]:
         db.dispose()
         port = free_port()
         with tempfile.TemporaryDirectory() as data_dir:
-            # The SCIM service alone, as scim2-server is: no REDIS_URL, so no after-commit
-            # hook marking users dirty in Redis (bench_freshness.py measures that path).
-            env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CACHE_REDIS_URL")}
-            env.update(DATABASE_URL=plain_url, IDSYNC_DATA_DIR=data_dir, PYTHONPATH=str(ROOT))
+            # As deployed: Redis configured (the commit guard and the after-commit hook
+            # run on every write), metrics and the request log at their defaults (on).
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if k not in ("CACHE_REDIS_URL", "IDSYNC_METRICS", "IDSYNC_SCIM_LOG")
+            }
+            env.update(
+                DATABASE_URL=plain_url,
+                REDIS_URL=REDIS_URL,
+                IDSYNC_DATA_DIR=data_dir,
+                PYTHONPATH=str(ROOT),
+            )
+            flush_redis()
             cmd = [
                 sys.executable, "-m", "uvicorn", "idsync.asgi:app",
                 "--host", "127.0.0.1", "--port", str(port),
@@ -861,9 +878,21 @@ def idsync_target() -> Iterator[IdsyncTarget]:
                 target.scaled_base = f"{root2}/scim/v2"
                 yield target
     finally:
+        flush_redis()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def flush_redis() -> None:
+    """Empty the benchmark's Redis database (`REDIS_URL`: drain tasks and dirty marks)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager

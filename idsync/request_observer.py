@@ -1,9 +1,10 @@
 """HTTP metrics and the SCIM request log, as one pure ASGI middleware.
 
-It wraps the FastAPI stack and, separately, the SCIM lane (``idsync.app``: SCIM
-requests bypass FastAPI's middleware), so every request is counted, SCIM included.
-Routes are labelled by template (``/scim/v2/Users/{id}``, ``/api/v1/workspaces/{ws}``;
-``unmatched`` for paths no route knows), never by raw path.
+It is ordinary app middleware (``idsync.app``), so every request is counted, SCIM
+included. Routes are labelled by template (``/scim/v2/Users/{id}``,
+``/api/v1/workspaces/{ws}``; ``unmatched`` for paths no route knows), never by raw
+path: a SCIM request's from its path (``scim_route``), any other from the route
+Starlette's router matched.
 
 For SCIM requests with the request log on, it also keeps what the log needs (the
 request body as received, the status, an error's body, ``Location``, the User-Agent,
@@ -108,26 +109,34 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-class RequestObserver:
-    """Counts every HTTP request; for the SCIM lane, also feeds the request log.
+def _scim_rest(path: str) -> str | None:
+    """The part of ``path`` below ``/scim/v2``, or None when it is not a SCIM path."""
+    if path.startswith(SCIM_PREFIX) and path[len(SCIM_PREFIX) : len(SCIM_PREFIX) + 1] in (
+        "",
+        "/",
+    ):
+        return path[len(SCIM_PREFIX) :]
+    return None
 
-    ``scim``: this instance wraps the SCIM lane (routes from the path); otherwise the
-    route template is the one Starlette's router matched (``scope["route"]``).
+
+class RequestObserver:
+    """Counts every HTTP request; for a SCIM request, also feeds the request log.
+
+    A SCIM request (its path under ``/scim/v2``) is labelled from its path; any other by
+    the route template Starlette's router matched (``scope["route"]``).
     ``count``: record the HTTP metrics (off: only the request log).
-    ``on_span``: the tracing hook (``idsync.tracing``), or None."""
+    ``span``: the tracing hook (``idsync.tracing``), or None."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        scim: bool = False,
         count: bool = True,
         request_log: ScimLogWriter | None = None,
         span: Callable[[Scope, str], Any] | None = None,
     ) -> None:
         self.app = app
-        self.scim = scim
-        self.request_log = request_log if scim else None
+        self.request_log = request_log
         self.span = span
         self.count = count
         m = metrics()
@@ -141,11 +150,12 @@ class RequestObserver:
         started = time.perf_counter()
         method: str = scope["method"]
         resource_type = resource_id = None
-        if self.scim:
-            route, resource_type, resource_id = scim_route(_route_path(scope)[len(SCIM_PREFIX) :])
+        rest = _scim_rest(_route_path(scope))
+        if rest is not None:
+            route, resource_type, resource_id = scim_route(rest)
         else:
             route = UNMATCHED
-        exchange = _Exchange(send, capture=self.request_log is not None)
+        exchange = _Exchange(send, capture=rest is not None and self.request_log is not None)
         token = observed_var.set(exchange.observed) if exchange.capture else None
         span = self.span(scope, route) if self.span is not None else None
         if span is not None:
@@ -156,12 +166,12 @@ class RequestObserver:
             elapsed = time.perf_counter() - started
             if span is not None:
                 span.__exit__(None, None, None)
-            if not self.scim:
+            if rest is None:
                 route = getattr(scope.get("route"), "path", None) or UNMATCHED
             if self.count:
                 self._requests.labels(route, method, str(exchange.status)).inc()
                 self._duration.labels(route, method).observe(elapsed)
-            if token is not None and self.request_log is not None:
+            if token is not None and self.request_log is not None:  # a captured SCIM request
                 observed_var.reset(token)
                 self.request_log.submit(
                     _captured(scope, method, route, elapsed, resource_type, resource_id, exchange)

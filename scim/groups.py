@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -50,12 +50,12 @@ def members_of(session: Session, group_id: str) -> list[tuple[str, str | None]]:
 
 
 def members_of_many(
-    session: Session, group_ids: Sequence[str]
+    conn: Connection, group_ids: Sequence[str]
 ) -> dict[str, list[tuple[str, str | None]]]:
     out: dict[str, list[tuple[str, str | None]]] = {gid: [] for gid in group_ids}
     if not group_ids:
         return out
-    rows = session.execute(
+    rows = conn.execute(
         select(
             GroupMember.group_id,
             GroupMember.user_id,

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Connection,
     Integer,
     Select,
     bindparam,
@@ -19,7 +20,6 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.orm import Session
 
 from models.db.base import storable
 from models.db.tables import Group, Organization, User
@@ -291,7 +291,7 @@ def split_page(
 
 
 def keyed_rows(
-    session: Session,
+    conn: Connection,
     resource: ResourceType,
     org_id: str,
     lookup: KeyedLookup,
@@ -303,13 +303,13 @@ def keyed_rows(
     """The rows of `keyed_page` (PAGE_COLUMNS, then `extra`): `split_page` them."""
     if not storable(lookup.value):
         return []  # never stored (a filter cannot say it; a path id can)
-    page = keyed_page(resource, lookup, extra, session.get_bind().dialect.name)
+    page = keyed_page(resource, lookup, extra, conn.dialect.name)
     values = {"org_id": org_id, "value": lookup.value, "offset": offset, "limit": limit}
-    return session.execute(page, values).all()
+    return conn.execute(page, values).all()
 
 
 def search(
-    session: Session,
+    conn: Connection,
     resource: ResourceType,
     org_id: str,
     params: SearchParams,
@@ -327,7 +327,7 @@ def search(
     tells its total (`total_if_known`). Otherwise the page statement carries the COUNT,
     or, when `totals` remembers one for this shape, the organization's revision only:
     the remembered total holds while the revision is unchanged (scim.totals)."""
-    dialect = session.get_bind().dialect.name
+    dialect = conn.dialect.name
     parsed = parse_filter(params.filter) if params.filter else None
     count = page_size(params, default_count, max_results)
     built: list[Select[Any]] = []
@@ -338,7 +338,7 @@ def search(
         return built[0]
 
     def counted() -> int:
-        total = session.scalar(count_statement(query()))
+        total = conn.scalar(count_statement(query()))
         assert total is not None
         return int(total)
 
@@ -352,7 +352,7 @@ def search(
     )
     if lookup is not None:
         result = keyed_rows(
-            session, resource, org_id, lookup, offset=offset, limit=count + 1, extra=extra
+            conn, resource, org_id, lookup, offset=offset, limit=count + 1, extra=extra
         )
         rows, extras = split_page(result, count, extra is not None)
         total = total_if_known(offset, count, len(result))
@@ -361,7 +361,7 @@ def search(
     with_total = totals is None or not totals.known(org_id, shape)
     statement = general_page(resource, shape, with_total=with_total)
     values = {"org_id": org_id, "offset": offset, "limit": count + 1}
-    result = session.execute(statement, values).all()
+    result = conn.execute(statement, values).all()
     rows, extras = split_page(result, count, extra is not None)
     total = total_if_known(offset, count, len(result))
     if not result:  # past the end: no row to carry a total or a revision
@@ -372,7 +372,7 @@ def search(
     elif total is None and totals is not None and revision is not None:
         total = totals.get(org_id, shape, revision)
     if total is None:  # written since the total was remembered: count again
-        total, revision = session.execute(counted_at_revision(query()), {"org_id": org_id}).one()
+        total, revision = conn.execute(counted_at_revision(query()), {"org_id": org_id}).one()
     if totals is not None and revision is not None:
         totals.put(org_id, shape, revision, total)
     return int(total), rows, extras
@@ -389,7 +389,7 @@ class CursorPage:
 
 
 def cursor_search(
-    session: Session,
+    conn: Connection,
     resource: ResourceType,
     org_id: str,
     params: SearchParams,
@@ -406,7 +406,7 @@ def cursor_search(
     No row is skipped, so `extra` rides along in the select list.
     """
     assert params.cursor is not None
-    dialect = session.get_bind().dialect.name
+    dialect = conn.dialect.name
     position = (
         cursors.decode(params.cursor, resource_type=resource.id, org_id=org_id, flt=params.filter)
         if params.cursor
@@ -415,7 +415,7 @@ def cursor_search(
     query = filtered_query(resource, org_id, params.filter, dialect)
     count = page_size(params, default_count, max_results)
     if count == 0:
-        total = session.scalar(count_statement(query))
+        total = conn.scalar(count_statement(query))
         return CursorPage([], None, int(total or 0), [] if extra is not None else None)
     table = _table(resource)
     columns = table.__table__.c
@@ -432,7 +432,7 @@ def cursor_search(
     )
     if extra is not None:
         page = page.add_columns(extra(dialect, columns.id))
-    result = session.execute(page).all()
+    result = conn.execute(page).all()
     rows, extras = split_page(result, count, extra is not None)
     if len(result) <= count:
         return CursorPage(rows, None, None, extras)

@@ -1,6 +1,5 @@
 """How each SCIM resource type is stored and rendered (Users, Groups), and what a
-request presents: the pieces the thread-path routes (`scim.routes`) and the event-loop
-lanes (`scim.keyed_lane`, `scim.create_lane`) share."""
+request presents (`scim.routes` runs them)."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from scim import groups as group_store
@@ -56,12 +56,11 @@ class ResourceOps:
     replace: Callable[[Session, ScimContext, str, dict[str, Any], str | None], Row]
     patch: Callable[[Session, ScimContext, str, dict[str, Any], str | None], Row]
     delete: Callable[[Session, ScimContext, str, str | None], None]
+    # Reads a group's members on `Connection` when they are wanted (Users carry their
+    # groups in the read's own statement: `page_extra`).
     render: Callable[
-        [Session, Sequence[Row], str, bool, Sequence[Any] | None], list[dict[str, Any]]
+        [Connection, Sequence[Row], str, bool, Sequence[Any] | None], list[dict[str, Any]]
     ]
-    # Rendering without a session: `multi_attr` from `page_extra`'s values (one per row),
-    # or left out when they are None.
-    render_rows: Callable[[Sequence[Stored], str, Sequence[Any] | None], list[dict[str, Any]]]
     # A correlated scalar subquery (built per dialect and id column) that a page
     # statement carries, and `render` takes as `preloaded` instead of running a query of
     # its own (Users: `groups`). None: `multi_attr` is read by a query of its own.
@@ -82,7 +81,7 @@ def _user_rows(
 
 
 def _render_users(
-    _session: Session,
+    _conn: Connection,
     rows: Sequence[Stored],
     base: str,
     with_groups: bool,
@@ -102,7 +101,7 @@ def _group_rows(
 
 
 def _render_groups(
-    session: Session,
+    conn: Connection,
     rows: Sequence[Stored],
     base: str,
     with_members: bool,
@@ -110,7 +109,7 @@ def _render_groups(
 ) -> list[dict[str, Any]]:
     if not with_members:
         return _group_rows(rows, base, None)
-    members = group_store.members_of_many(session, [g.id for g in rows])
+    members = group_store.members_of_many(conn, [g.id for g in rows])
     return [render_group(g, base, members[g.id]) for g in rows]
 
 
@@ -122,7 +121,6 @@ USERS = ResourceOps(
     patch=user_store.patch_user,
     delete=user_store.delete_user,
     render=_render_users,
-    render_rows=_user_rows,
     page_extra=user_store.groups_column,
     create_is_one_statement=True,
 )
@@ -134,5 +132,4 @@ GROUPS = ResourceOps(
     patch=group_store.patch_group,
     delete=group_store.delete_group,
     render=_render_groups,
-    render_rows=_group_rows,
 )

@@ -1,32 +1,30 @@
 """The SCIM 2.0 HTTP API (RFC 7644), mounted under /scim/v2.
 
 Handlers are thin: authenticate, parse, run one transaction in the thread pool, render.
-On PostgreSQL, keyed lookups, GETs by id and user creates are first offered to the
-event-loop lanes (`scim.keyed_lane`, `scim.create_lane`), which answer them without the
-thread hand-off or decline.
+Every operation has this one path, on PostgreSQL and SQLite alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Router
 
 from models.credential_cache import VerifiedCache
-from models.db.async_pg import AsyncPg
 from models.db.base import utcnow
 from models.db.database import Database
+from models.db.reads import reading
 from models.db.tokens import TokenIdentity, touch_token, verify_scim_token
 from scim import users as user_store
 from scim.bulk import run_bulk
 from scim.context import ScimContext
-from scim.create_lane import CreateLane
 from scim.discovery import resource_types, schemas, service_provider_config
 from scim.errors import InvalidValue, NotFound, ScimError
 from scim.filter.keyed import KeyedLookup
@@ -40,8 +38,6 @@ from scim.http import (
     resource_response,
     written_response,
 )
-from scim.keyed_lane import KeyedLane
-from scim.lane_auth import LaneAuth
 from scim.listing import (
     SearchParams,
     cursor_search,
@@ -72,36 +68,11 @@ class ScimApi:
         db: Database,
         config: ScimConfig,
         tokens: VerifiedCache[TokenIdentity] | None = None,
-        *,
-        async_pool_size: int = 10,
     ) -> None:
         self.db = db
         self.config = config
         self.tokens = tokens or VerifiedCache(config.token_cache_s)
         self.totals = Totals()  # list pages' totalResults by organization revision
-        # PostgreSQL: keyed lookups and user creates on the event loop (scim.keyed_lane,
-        # scim.create_lane) over one pool that the app's lifespan opens (`lifespan`);
-        # without it, every request takes the thread path.
-        self.pg: AsyncPg | None = None
-        self.lane: KeyedLane | None = None
-        self.create_lane: CreateLane | None = None
-        if db.dialect == "postgresql":
-            self.pg = AsyncPg(db.url, max_size=async_pool_size)
-            auth = LaneAuth(self.pg, db.engine.dialect, self.tokens)
-            self.lane = KeyedLane(self.pg, db.engine.dialect, auth, config)
-            self.create_lane = CreateLane(self.pg, db.engine.dialect, auth, db)
-
-    @asynccontextmanager
-    async def lifespan(self) -> AsyncIterator[None]:
-        """Open the event-loop pool on the serving event loop; close it at the end."""
-        if self.pg is None:
-            yield
-            return
-        self.pg.open()
-        try:
-            yield
-        finally:
-            await self.pg.close()
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -110,7 +81,9 @@ class ScimApi:
             return self.config.public_base_url.rstrip("/") + "/scim/v2"
         return str(request.base_url).rstrip("/") + "/scim/v2"
 
-    def _identity(self, session: Session, presented: str) -> tuple[TokenIdentity, bool]:
+    def _identity(
+        self, session: Session | Connection, presented: str
+    ) -> tuple[TokenIdentity, bool]:
         """The token's identity and whether its `last_used_at` is due for a write.
 
         A token verified in the last `token_cache_s` seconds is taken from memory (no
@@ -128,8 +101,8 @@ class ScimApi:
         return ident, due
 
     def _authenticate_sync(self, presented: str) -> tuple[str, str]:
-        with self.db.read() as session:
-            ident, due = self._identity(session, presented)
+        with reading(self.db) as conn:
+            ident, due = self._identity(conn, presented)
         if due:  # at most one write per token per minute
             with self.db.write() as session:
                 touch_token(session, ident.token_id)
@@ -154,31 +127,38 @@ class ScimApi:
         return caller.context(org_id, token_id)
 
     @contextmanager
-    def _session(
-        self, caller: Caller, *, write: bool, one_statement: bool = False
-    ) -> Iterator[tuple[Session, ScimContext]]:
-        """The request's one transaction, its token verified as the first statement.
+    def _reading(self, caller: Caller) -> Iterator[tuple[Connection, ScimContext]]:
+        """A read request's connection (`Database.reader`: Core statements, no ORM
+        Session), its token verified first (from memory, or as the first statement).
 
-        Users and Groups requests authenticate here rather than in a transaction of their
-        own: that saves a pool checkout (with its ping), a BEGIN and a ROLLBACK and a
-        thread hop per request. A due `last_used_at` update joins a write transaction,
-        or follows a read one in a short write of its own (at most once a minute); so it
-        does for a `one_statement` write (Database.write), whose one statement must be
-        the request's own.
+        A due `last_used_at` update follows in a short write of its own (at most once a
+        minute per token)."""
+        with reading(self.db) as conn:
+            ident, due = self._identity(conn, caller.token)
+            yield conn, caller.context(ident.org_id, ident.token_id)
+        if due:
+            with self.db.write() as session:
+                touch_token(session, ident.token_id)
+
+    @contextmanager
+    def _writing(
+        self, caller: Caller, *, one_statement: bool = False
+    ) -> Iterator[tuple[Session, ScimContext]]:
+        """A write request's one transaction, its token verified as the first statement.
+
+        Authenticating here rather than in a transaction of its own saves a pool checkout,
+        a BEGIN and a ROLLBACK and a thread hop per request. A due `last_used_at` update
+        joins the transaction, or, for a `one_statement` write (Database.write), whose one
+        statement must be the request's own, follows it in a short write of its own.
         """
         due: str | None = None
-        write_cm = self.db.write(one_statement=one_statement) if write else self.db.read()
-        with write_cm as session:
-            if not write and self.db.dialect == "postgresql":
-                # Under READ COMMITTED every statement takes its own snapshot anyway, so a
-                # read transaction buys nothing but a BEGIN and a ROLLBACK round trip.
-                session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        with self.db.write(one_statement=one_statement) as session:
             ident, stale = self._identity(session, caller.token)
             if stale:
-                if write and not one_statement:
-                    touch_token(session, ident.token_id)
-                else:
+                if one_statement:
                     due = ident.token_id
+                else:
+                    touch_token(session, ident.token_id)
             yield session, caller.context(ident.org_id, ident.token_id)
         if due is not None:
             with self.db.write() as session:
@@ -194,18 +174,18 @@ class ScimApi:
         query: dict[str, str],
         if_none_match: str | None,
     ) -> Response:
-        with self._session(caller, write=False) as (session, ctx):
+        with self._reading(caller) as (conn, ctx):
             attrs, excluded = _projection_args(query)
             full = wants(ops.multi_attr, attrs, excluded, ops.resource)
             extra = ops.page_extra if full else None
             lookup = KeyedLookup("id", rid)
             found = keyed_rows(
-                session, ops.resource, ctx.org_id, lookup, offset=0, limit=1, extra=extra
+                conn, ops.resource, ctx.org_id, lookup, offset=0, limit=1, extra=extra
             )
             rows, extras = split_page(found, 1, extra is not None)
             if not rows:
                 raise NotFound(f"{ops.resource.name} {rid} not found")
-            body = ops.render(session, rows, ctx.base_url, full, extras)[0]
+            body = ops.render(conn, rows, ctx.base_url, full, extras)[0]
         return resource_response(
             body, rows[0].version, ops.resource, attrs, excluded, if_none_match
         )
@@ -233,7 +213,7 @@ class ScimApi:
         """
         groups: list[tuple[str, str]] | None = None
         rendered: dict[str, Any] | None = None
-        with self._session(caller, write=True, one_statement=one_statement) as (session, ctx):
+        with self._writing(caller, one_statement=one_statement) as (session, ctx):
             body = parse_json_object(raw_body)
             attrs, excluded = _projection_args(query)
             full = wants(ops.multi_attr, attrs, excluded, ops.resource)
@@ -243,7 +223,7 @@ class ScimApi:
                 row = action(session, ctx, body)
             else:
                 row = action(session, ctx, body)
-                rendered = ops.render(session, [row], ctx.base_url, full, None)[0]
+                rendered = ops.render(session.connection(), [row], ctx.base_url, full, None)[0]
         if rendered is None:  # a User renders from loaded state: after COMMIT, off the lock
             rendered = render_user(row, ctx.base_url, groups)
         return written_response(rendered, ops.resource, attrs, excluded, status)
@@ -261,7 +241,7 @@ class ScimApi:
         if ops is GROUPS and attrs is None and excluded is None:
             # A group's member list may be huge: answer 204 (RFC 7644 §3.5.2) unless the
             # client asked for a projection of the result.
-            with self._session(caller, write=True) as (session, ctx):
+            with self._writing(caller) as (session, ctx):
                 row = ops.patch(session, ctx, rid, parse_json_object(raw_body), if_match)
                 tag = etag(row.version)
             return Response(status_code=204, headers={"ETag": tag})
@@ -277,13 +257,13 @@ class ScimApi:
 
     def _list_sync(self, ops: ResourceOps, caller: Caller, raw: dict[str, Any] | bytes) -> Response:
         """GET with query parameters (`raw` a dict) or POST /.search (`raw` the body)."""
-        with self._session(caller, write=False) as (session, ctx):
+        with self._reading(caller) as (conn, ctx):
             params = parse_params(raw if isinstance(raw, dict) else parse_json_object(raw))
             attrs, excluded = params.projection()
             full = wants(ops.multi_attr, attrs, excluded, ops.resource)
             if params.cursor is not None:
                 page = cursor_search(
-                    session,
+                    conn,
                     ops.resource,
                     ctx.org_id,
                     params,
@@ -291,10 +271,10 @@ class ScimApi:
                     max_results=self.config.limits.max_results,
                     extra=ops.page_extra if full else None,
                 )
-                bodies = ops.render(session, page.rows, ctx.base_url, full, page.extras)
+                bodies = ops.render(conn, page.rows, ctx.base_url, full, page.extras)
             else:
                 total, rows, extras = search(
-                    session,
+                    conn,
                     ops.resource,
                     ctx.org_id,
                     params,
@@ -303,7 +283,7 @@ class ScimApi:
                     extra=ops.page_extra if full else None,
                     totals=self.totals,
                 )
-                bodies = ops.render(session, rows, ctx.base_url, full, extras)
+                bodies = ops.render(conn, rows, ctx.base_url, full, extras)
         resources = [project(b, ops.resource, attributes=attrs, excluded=excluded) for b in bodies]
         if params.cursor is not None:  # RFC 9865 §2: no startIndex; totalResults optional
             listed: dict[str, Any] = {"schemas": [LIST_RESPONSE]}
@@ -342,10 +322,10 @@ class ScimApi:
         total = 0
         resources: list[dict[str, Any]] = []
         skip = params.start_index - 1
-        with self.db.read() as session:
+        with reading(self.db) as conn:
             for ops in applicable:
                 sub_total, _, _ = search(
-                    session,
+                    conn,
                     ops.resource,
                     ctx.org_id,
                     SearchParams(filter=params.filter, count=0),
@@ -368,7 +348,7 @@ class ScimApi:
                 )
                 full = wants(ops.multi_attr, attrs, excluded, ops.resource)
                 _, rows, extras = search(
-                    session,
+                    conn,
                     ops.resource,
                     ctx.org_id,
                     page,
@@ -379,14 +359,14 @@ class ScimApi:
                 skip = 0
                 resources += [
                     project(b, ops.resource, attributes=attrs, excluded=excluded)
-                    for b in ops.render(session, rows, ctx.base_url, full, extras)
+                    for b in ops.render(conn, rows, ctx.base_url, full, extras)
                 ]
         return ScimResponse(list_response(resources, total=total, start_index=params.start_index))
 
     def _delete_sync(
         self, ops: ResourceOps, caller: Caller, rid: str, if_match: str | None
     ) -> Response:
-        with self._session(caller, write=True) as (session, ctx):
+        with self._writing(caller) as (session, ctx):
             ops.delete(session, ctx, rid, if_match)
         return Response(status_code=204)
 
@@ -497,8 +477,9 @@ class ScimApi:
 
     def _resource_routes(self, router: Router, ops: ResourceOps, max_bytes: int) -> None:
         """Users/Groups endpoints: the header is checked here, everything else (token,
-        parameters, body) in the request's one transaction (`_session`), so a request
-        with a wrong token gets 401 whatever its parameters or body."""
+        parameters, body) on the request's one connection or transaction (`_reading`,
+        `_writing`), so a request with a wrong token gets 401 whatever its parameters or
+        body."""
         path = ops.resource.endpoint
 
         async def run(request: Request, call: Callable[[Caller], Any]) -> Response:
@@ -508,18 +489,9 @@ class ScimApi:
                 return exception_response(exc)
             return result
 
-        lane = self.lane
-
         async def list_(request: Request) -> Response:
             query = dict(request.query_params)
-
-            async def call(c: Caller) -> Response:
-                answered = await lane.list(ops, c, query) if lane is not None else None
-                if answered is not None:
-                    return answered
-                return await in_thread(self._list_sync, ops, c, query)
-
-            return await run(request, call)
+            return await run(request, lambda c: in_thread(self._list_sync, ops, c, query))
 
         async def search_(request: Request) -> Response:
             async def call(c: Caller) -> Response:
@@ -528,16 +500,9 @@ class ScimApi:
 
             return await run(request, call)
 
-        create_lane = self.create_lane if ops is USERS else None
-
         async def create(request: Request) -> Response:
             async def call(c: Caller) -> Response:
                 raw = await read_body(request, max_bytes)
-                if create_lane is not None:
-                    query = dict(request.query_params)
-                    answered = await create_lane.create(c, query, raw)
-                    if answered is not None:
-                        return answered
                 return await in_thread(
                     self._write_sync,
                     ops,
@@ -557,14 +522,9 @@ class ScimApi:
             query = dict(request.query_params)
             if_none_match = request.headers.get("if-none-match")
 
-            async def call(c: Caller) -> Response:
-                if lane is not None:
-                    answered = await lane.get(ops, c, rid, query, if_none_match)
-                    if answered is not None:
-                        return answered
-                return await in_thread(self._get_sync, ops, c, rid, query, if_none_match)
-
-            return await run(request, call)
+            return await run(
+                request, lambda c: in_thread(self._get_sync, ops, c, rid, query, if_none_match)
+            )
 
         async def replace(request: Request) -> Response:
             rid = request.path_params["rid"]

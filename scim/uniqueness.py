@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psycopg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,14 +16,12 @@ def conflict_is_409(unique_column: str, message: str) -> Iterator[None]:
     """A violation of the unique index on `unique_column` inside the block is 409.
 
     The index is the only arbiter (two racing POSTs cannot both pass it). No savepoint:
-    a violation aborts the transaction, and the request rolls it back anyway. It wraps
-    statements run through SQLAlchemy and through psycopg directly (`scim.create_lane`).
+    a violation aborts the transaction, and the request rolls it back anyway.
     """
     try:
         yield
-    except (IntegrityError, psycopg.IntegrityError) as exc:  # SQLAlchemy's, or the driver's
-        cause = exc.orig if isinstance(exc, IntegrityError) else exc
-        if unique_column in str(cause):
+    except IntegrityError as exc:
+        if unique_column in str(exc.orig):
             raise Uniqueness(message) from exc
         raise
 

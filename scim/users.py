@@ -173,8 +173,7 @@ class NewUser:
 
 def plan_create(ctx: ScimContext, body: dict[str, Any]) -> NewUser:
     """Validate a POST /Users body (ScimError when it is wrong) into what the one create
-    statement inserts. No I/O: the thread path (`create_user`) and the event-loop path
-    (`scim.create_lane`) run it alike."""
+    statement inserts. No I/O."""
     normalized = normalize_resource(body, USER_RESOURCE, mode="create")
     doc = with_default_active(normalized.document)
     now = utcnow()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Select, Table, bindparam, or_, select
+from sqlalchemy import Connection, Table, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from models.credentials import display_prefix, generate_secret, hash_secret, same_hash
@@ -77,21 +77,15 @@ class CredentialStore(Generic[Row]):
         session.flush()
         return secret
 
-    @property
-    def verify_statement(self) -> Select[Any]:
-        """The lookup `verify` runs (bind: `digest`), for callers with their own driver;
-        they pass its first row to `identity`."""
-        return self._verify
-
     def verify_params(self, presented: str) -> dict[str, str] | None:
-        """`verify_statement`'s binds for `presented`; None when it is not of this kind."""
+        """The binds of the lookup `verify` runs; None when `presented` is not of this kind."""
         if not presented.startswith(self.kind_prefix):
             return None
         return {"digest": hash_secret(presented)}
 
     @staticmethod
     def identity(found: Sequence[Any] | None, presented: str) -> Verified | None:
-        """The identity in `found` (a row of `verify_statement`, or None), or None when
+        """The identity in `found` (a row of the lookup `verify` runs, or None), or None when
         the credential is unknown or revoked; the hash is compared in constant time."""
         if found is None:
             return None
@@ -100,7 +94,7 @@ class CredentialStore(Generic[Row]):
             return None
         return Verified(credential_id, org_id, org_name, last_used_at)
 
-    def verify(self, session: Session, presented: str) -> Verified | None:
+    def verify(self, session: Session | Connection, presented: str) -> Verified | None:
         """The identity behind `presented`, or None (unknown, revoked, another kind)."""
         params = self.verify_params(presented)
         if params is None:

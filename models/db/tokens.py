@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from models.credentials import SCIM_TOKEN_PREFIX
@@ -15,14 +13,11 @@ from models.db.tables import Organization, ScimToken
 
 __all__ = [
     "LAST_USED_RESOLUTION",
-    "SCIM_TOKEN_LOOKUP",
     "TokenIdentity",
     "create_scim_token",
     "get_or_create_org",
     "list_tokens",
     "revoke_token",
-    "scim_token_identity",
-    "scim_token_lookup_params",
     "touch_token",
     "verify_scim_token",
 ]
@@ -58,22 +53,9 @@ def _as_token(found: Verified | None) -> TokenIdentity | None:
     return TokenIdentity(found.credential_id, found.org_id, found.org_name, found.last_used_at)
 
 
-def verify_scim_token(session: Session, presented: str) -> TokenIdentity | None:
+def verify_scim_token(session: Session | Connection, presented: str) -> TokenIdentity | None:
     """The identity behind a presented token, or None (unknown or revoked)."""
     return _as_token(_STORE.verify(session, presented))
-
-
-# For a caller with its own driver (the SCIM lookups on the event loop): the statement,
-# its binds for a presented token (None: not a SCIM token), and the identity in its row.
-SCIM_TOKEN_LOOKUP = _STORE.verify_statement
-
-
-def scim_token_lookup_params(presented: str) -> dict[str, str] | None:
-    return _STORE.verify_params(presented)
-
-
-def scim_token_identity(found: Sequence[Any] | None, presented: str) -> TokenIdentity | None:
-    return _as_token(_STORE.identity(found, presented))
 
 
 def touch_token(session: Session, token_id: str, now: datetime | None = None) -> None:

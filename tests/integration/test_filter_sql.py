@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select, text
 
 from models.db.database import Database
+from models.db.reads import reading
 from models.db.tables import Group, GroupMember, Organization, User
 from scim.errors import InvalidFilter, InvalidValue
 from scim.filter import ValuePath, compile_filter, compile_sort, matches, parse_filter
@@ -550,9 +551,9 @@ def _listed(
     database: Database, resource: ResourceType, flt: str, total: int | None = None, **params: Any
 ) -> set[str]:
     """The ids `search` lists; `total`: the totalResults to expect (default: as listed)."""
-    with database.read() as session:
+    with reading(database) as conn:
         found, rows, extras = search(
-            session,
+            conn,
             resource,
             "org-a",
             SearchParams(filter=flt, **params),
@@ -610,11 +611,11 @@ def test_pages_keep_the_sort_order(
     if sort_by is None:
         expected = sorted(expected)  # sortOrder without sortBy: the default order
     listed: list[str] = []
-    with db.read() as session:
+    with reading(db) as conn:
         for start in (1, 3, 5):
             params = SearchParams(sort_by=sort_by, sort_order=order, start_index=start, count=2)
             total, rows, extras = search(
-                session,
+                conn,
                 USER_RESOURCE,
                 "org-a",
                 params,

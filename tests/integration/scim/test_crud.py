@@ -225,7 +225,7 @@ def test_a_lookup_is_one_statement_with_each_users_groups(orgs: Orgs) -> None:
     """`userName eq` (what Okta sends before every create) costs one SELECT: the token
     is remembered and each user's `groups` come from the page query itself, sorted by
     displayName like a single-user GET; users without groups have none. So does a GET
-    by id. On PostgreSQL both run on the event loop (scim.keyed_lane)."""
+    by id."""
     scim = orgs.a
     u1 = scim.post("/Users", user_body("in-two@x.io")).json()["id"]
     u2 = scim.post("/Users", user_body("in-none@x.io")).json()["id"]
