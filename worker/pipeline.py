@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from opentelemetry import trace
 from sqlalchemy import select
 
 from models.cache.fallback import org_revision, snapshot
@@ -31,11 +32,12 @@ from models.cache.layout import (
     LANE_CONFIG,
     STREAM_USER_EVENTS_MAX,
 )
-from models.cache.profiles import ProfileBuilder
+from models.cache.profiles import ProfileBuilder, SetPayload
 from models.cache.writer import CacheWriter, PutResult
 from models.db.database import Database
 from models.db.tables import Change
 from models.db.tables import User as UserRow
+from models.tracing import span
 from worker.labels import sync_labels
 from worker.lanes import (
     ALL_LANES,
@@ -47,6 +49,7 @@ from worker.lanes import (
     WAKE_OF,
     lanes_for,
 )
+from worker.write_links import link_writes
 
 log = logging.getLogger("idsync.worker")
 
@@ -196,7 +199,32 @@ def recompute_users(
     builder = ProfileBuilder(config)
     pointers, sets = builder.for_users(users, inputs, revision)
     _fault_pause(pause_s)
-    return revision, writer.put(revision, pointers, sets)
+    return revision, traced_put(writer, revision, pointers, sets)
+
+
+def traced_put(
+    writer: CacheWriter,
+    revision: int,
+    pointers: Mapping[str, str] | None,
+    sets: Mapping[str, SetPayload] | Collection[SetPayload],
+) -> PutResult:
+    """``writer.put`` in a span (``idsync.cache.write``) when the task is traced."""
+    attributes: dict[str, str | int] = {
+        "idsync.org_id": writer.org_id,
+        "idsync.cache.revision": revision,
+        "idsync.cache.users": len(pointers or ()),
+        "idsync.cache.sets": len(sets),
+    }
+    with span("idsync.cache.write", attributes) as current:
+        result = writer.put(revision, pointers, sets)
+        current.set_attributes(
+            {
+                "idsync.cache.written": result.written,
+                "idsync.cache.stale": result.stale,
+                "idsync.cache.not_built": result.not_built,
+            }
+        )
+    return result
 
 
 def recompile_groups(
@@ -232,7 +260,7 @@ def recompile_groups(
             payload = builder.build(user.group_ids, revision)
             sets[payload.key] = payload
     _fault_pause(pause_s)
-    result = writer.put(revision, None, sets)
+    result = traced_put(writer, revision, None, sets)
     if result.changed_sets:
         if len(members) <= STREAM_USER_EVENTS_MAX:
             writer.emit({"u": u, "ws": "*", "rev": revision} for u in sorted(members))
@@ -262,6 +290,7 @@ def drain(
     asks for a continuation (``report.continuation``)."""
     lanes = PRIORITY_LANES if wake == PRIORITY else BULK_LANES
     report = DrainReport()
+    trace.get_current_span().set_attributes({"idsync.org_id": org_id, "idsync.wake": wake})
     if not writer.meta().writable:
         writer.redis.delete(writer.keys.wake(wake))  # later marks enqueue again
         report.not_built = True
@@ -276,6 +305,7 @@ def drain(
     deadline = time.monotonic() + budget_s
     try:
         while True:
+            link_writes(writer, wake)  # traced writes whose marks this round drains
             ingest = ingest_outbox(database, writer, org_id)
             if enqueue is not None:  # the other drain's flag was set here: send its task
                 for w in ingest.wakes - {wake}:
@@ -354,14 +384,18 @@ def _process(
 ) -> int | None:
     """One batch; marks the members done at the revision they were computed at.
     -> stale writes refused by the guard, or None when the cache is not built."""
-    if lane == LANE_CONFIG:
-        revision, result, _n = recompile_groups(database, writer, org_id, members, pause_s=pause_s)
-    else:
-        revision, result = recompute_users(database, writer, org_id, members, pause_s=pause_s)
-    if result.not_built:
-        return None
-    writer.done(lane, revision, members)
-    return result.stale
+    with span("idsync.recompute", {"idsync.lane": lane, "idsync.members": len(members)}) as current:
+        if lane == LANE_CONFIG:
+            revision, result, _n = recompile_groups(
+                database, writer, org_id, members, pause_s=pause_s
+            )
+        else:
+            revision, result = recompute_users(database, writer, org_id, members, pause_s=pause_s)
+        current.set_attribute("idsync.revision", revision)
+        if result.not_built:
+            return None
+        writer.done(lane, revision, members)
+        return result.stale
 
 
 def summary(report: Any) -> dict[str, Any]:

@@ -19,6 +19,8 @@ Per organization::
     idsync:{org}:drain:<w>:wake  STRING wake-up flag (PX): a drain task is on its way
     idsync:{org}:drain:<w>:lease STRING drain lease (token, PX)
     idsync:{org}:drain:<w>:again STRING rerun request for the lease holder (PX)
+    idsync:{org}:drain:<w>:traces LIST  traceparents of traced writes waiting for drain <w>
+                                        (tracing on only; capped, PX; worker/write_links.py)
     idsync:{org}:ingest:lease    STRING outbox catch-up lease; ingest:again its rerun request
     idsync:{org}:rebuild:lease   STRING the running rebuild's lease (token, short PX, renewed)
     idsync:{org}:rebuild         HASH   progress of the running / last full rebuild
@@ -129,6 +131,10 @@ class OrgKeys:
     def again(self, lane: str) -> str:
         """Rerun request for the holder of the drain lease ``lane`` (see ``CLAIM``)."""
         return f"{self.base}:drain:{lane}:again"
+
+    def traces(self, lane: str) -> str:
+        """Trace contexts of writes waiting for drain ``lane`` (``worker.write_links``)."""
+        return f"{self.base}:drain:{lane}:traces"
 
     @property
     def ingest_lease(self) -> str:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from models.db.base import utcnow
 from models.db.session import make_engine, make_session_factory
 from models.db.tables import Change, Organization
+from models.tracing import span
 
 _PENDING = "idsync.pending_changes"
 _ORGS = cast(Table, Organization.__table__)
@@ -117,6 +118,20 @@ class CommittedChange:
     writer only, not stored in the change row): the commit guard marks them pending."""
 
 
+def change_attributes(changes: list[CommittedChange]) -> dict[str, str | int | list[str]]:
+    """Span attributes of committed changes: the (newest) revision, the organization,
+    the kinds; bounded (no user or group ids)."""
+    out: dict[str, str | int | list[str]] = {
+        "idsync.change.revision": max(c.revision for c in changes),
+        "idsync.change.count": len(changes),
+        "idsync.change.kinds": sorted({c.kind for c in changes}),
+    }
+    orgs = {c.org_id for c in changes}
+    if len(orgs) == 1:
+        out["idsync.org_id"] = orgs.pop()
+    return out
+
+
 ChangeListener = Callable[[list[CommittedChange]], None]
 CommitGuard = Callable[[list[CommittedChange]], None]
 """Told a write's changes (revisions allocated) just before its COMMIT; raising rolls the
@@ -187,21 +202,28 @@ class Database:
         The commit guards see the recorded changes first; one that raises (CommitRefused)
         rolls the transaction back.
 
+        Traced (span ``idsync.db.write``, the commit included, the change revision as
+        ``idsync.change.revision``) when the caller's span records (models.tracing);
+        the listeners run after that span ends.
+
         `one_statement`: the caller promises to write with exactly one statement (reads
         before it are fine). On PostgreSQL that statement then runs as its own
         transaction (autocommit): no BEGIN and no COMMIT round trip, and locks it takes
         are released by the server as soon as it ends, not a round trip later.
         """
-        with self.sessions() as session:
-            with session.begin():
-                if one_statement and self.dialect == "postgresql":
-                    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-                yield session
-                recorded: list[CommittedChange] = session.info.get(_PENDING, [])
-                if recorded and self._guards:
-                    for guard in list(self._guards):
-                        guard(list(recorded))
-            pending: list[CommittedChange] = session.info.pop(_PENDING, [])
+        with span("idsync.db.write", {"db.system.name": self.dialect}) as traced:
+            with self.sessions() as session:
+                with session.begin():
+                    if one_statement and self.dialect == "postgresql":
+                        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+                    yield session
+                    recorded: list[CommittedChange] = session.info.get(_PENDING, [])
+                    if recorded and self._guards:
+                        for guard in list(self._guards):
+                            guard(list(recorded))
+                pending: list[CommittedChange] = session.info.pop(_PENDING, [])
+            if pending:
+                traced.set_attributes(change_attributes(pending))
         if pending:
             self.publish(pending)
 

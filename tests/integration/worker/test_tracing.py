@@ -1,0 +1,144 @@
+"""Tracing end to end: a SCIM PATCH on the API (in process, its spans in memory), the
+drain task on a real Celery worker (prefork, exporting OTLP/HTTP to a collector the
+test runs) and the cache write are one trace; a second PATCH coalesced into the same
+drain is linked from that drain's task span."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
+from opentelemetry.trace import SpanKind
+from sqlalchemy import func, select
+
+from idsync.app import create_app
+from idsync.server_spans import ServerSpans, install_tracing
+from idsync.settings import Settings
+from models.cache.writer import CacheWriter
+from models.db.database import Database
+from models.db.tables import Change, Organization
+from models.db.tokens import create_scim_token
+from tests.integration.cache.world import World
+from tests.integration.worker.conftest import BROKER_URL, CACHE_URL, WorkerProcess, wait_until
+from tests.support.spans import (  # noqa: F401 - fixtures
+    Collector,
+    Received,
+    by_name,
+    collector,
+    hex_ids,
+    memory_spans,
+)
+from worker.rebuild import rebuild
+
+PATCH_NAME = {
+    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+    "Operations": [{"op": "replace", "path": "name.givenName", "value": "Traced"}],
+}
+
+
+def _revision(db: Database, org_id: str) -> int:
+    with db.read() as session:
+        top = session.scalar(select(func.max(Change.revision)).where(Change.org_id == org_id))
+    assert top is not None
+    return int(top)
+
+
+def _only(spans: list[Any]) -> Any:
+    assert len(spans) == 1, spans
+    return spans[0]
+
+
+def test_a_scim_write_its_drain_task_and_its_cache_write_are_one_trace(
+    pg_database: Database,
+    cache: redis.Redis,
+    workers: WorkerProcess,
+    memory_spans: Any,  # noqa: F811
+    collector: Collector,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = World.create(pg_database, "trace-org")
+    alice, bob = world.user("alice@x.io"), world.user("bob@x.io")
+    rebuild(pg_database, CacheWriter(cache, world.org_id), world.org_id)
+    with pg_database.write() as session:
+        org = session.get(Organization, world.org_id)
+        assert org is not None
+        token = create_scim_token(session, org, "Okta")
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", collector.endpoint)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # the worker exports within 0.1 s
+    app = create_app(Settings(REDIS_URL=BROKER_URL, CACHE_REDIS_URL=CACHE_URL), db=pg_database)
+    assert install_tracing(app)  # the line create_app gains (idempotent)
+    assert sum(getattr(m, "cls", None) is ServerSpans for m in app.user_middleware) == 1
+
+    scim = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    with TestClient(app, base_url="http://idsync.test") as client:
+        # no worker yet: the first PATCH sends the bulk drain, the second finds it on its way
+        first = client.patch(f"/scim/v2/Users/{alice}", json=PATCH_NAME, headers=scim)
+        assert first.status_code == 200, first.text
+        first_revision = _revision(pg_database, world.org_id)
+        second = client.patch(f"/scim/v2/Users/{bob}", json=PATCH_NAME, headers=scim)
+        assert second.status_code == 200, second.text
+
+    local = memory_spans.get_finished_spans()
+    servers = [s for s in local if s.kind is SpanKind.SERVER]
+    assert [s.name for s in servers] == ["PATCH /scim/v2/Users/{id}"] * 2
+    server, coalesced = servers
+    for s in servers:  # no user id anywhere in names or attributes
+        assert s.parent is None
+        assert s.attributes is not None
+        assert s.attributes["http.route"] == "/scim/v2/Users/{id}"
+        assert s.attributes["http.request.method"] == "PATCH"
+        assert s.attributes["http.response.status_code"] == 200
+        assert not any(uid in str(v) for v in s.attributes.values() for uid in (alice, bob))
+    trace_id, server_id, _ = hex_ids(server)
+
+    def in_trace(spans: list[Any], tid: str) -> list[Any]:
+        return [s for s in spans if hex_ids(s)[0] == tid]
+
+    mine = in_trace(local, trace_id)
+    write = _only(by_name(mine, "idsync.db.write"))
+    assert hex_ids(write)[2] == server_id
+    assert write.attributes["idsync.change.revision"] == first_revision
+    assert write.attributes["idsync.change.kinds"] == ("user.patched",)
+    publish = _only(by_name(mine, "idsync.change.publish"))
+    assert hex_ids(publish)[2] == server_id
+    assert publish.attributes["idsync.change.revision"] == first_revision
+    assert publish.attributes["idsync.drain.sent"] == ("b",)
+    send = _only(by_name(mine, "send idsync.drain.bulk"))
+    assert send.kind is SpanKind.PRODUCER
+    assert hex_ids(send)[2] == hex_ids(publish)[1]
+
+    other = _only(by_name(in_trace(local, hex_ids(coalesced)[0]), "idsync.change.publish"))
+    assert other.attributes["idsync.drain.sent"] == ()
+    assert other.attributes["idsync.drain.coalesced"] == ("b",)
+    assert not by_name(in_trace(local, hex_ids(coalesced)[0]), "send idsync.drain.bulk")
+
+    # the worker runs the drain in the same trace, and exports it to the collector
+    workers.start()
+    cache_write: Received = wait_until(
+        lambda: next(
+            (s for s in collector.named("idsync.cache.write") if s.trace_id == trace_id), None
+        ),
+        timeout=30,
+    )
+    run = _only([s for s in collector.named("run idsync.drain.bulk") if s.trace_id == trace_id])
+    assert run.kind == OtlpSpan.SPAN_KIND_CONSUMER
+    assert run.parent_span_id == hex_ids(send)[1]
+    assert run.service == "idsync-worker"
+    assert run.attributes["idsync.org_id"] == world.org_id
+    assert run.attributes["celery.state"] == "SUCCESS"
+    recompute = _only(
+        [s for s in collector.named("idsync.recompute") if s.parent_span_id == run.span_id]
+    )
+    assert recompute.trace_id == trace_id
+    assert recompute.attributes["idsync.members"] == 2  # both PATCHed users, one batch
+    assert cache_write.parent_span_id == recompute.span_id
+    assert cache_write.attributes["idsync.cache.revision"] >= first_revision
+    assert cache_write.attributes["idsync.cache.written"] >= 1
+
+    # the coalesced PATCH: linked from the task span that recomputed its user
+    assert (hex_ids(other)[0], hex_ids(other)[1], {"idsync.link": "coalesced write"}) in run.links
+    assert all(link[0] != trace_id for link in run.links)  # never its own trace
