@@ -11,6 +11,7 @@ from worker.broker import sender_app
 from worker.heartbeat import HeartbeatStep
 from worker.maintenance import register_maintenance
 from worker.metrics import install as install_metrics
+from worker.task_spans import install_task_spans
 from worker.tasks import COMMON, register
 
 
@@ -24,4 +25,5 @@ def create_celery(settings: Settings | None = None, broker_url: str | None = Non
     app.conf.beat_schedule = beat_schedule(settings)
     app.steps["worker"].add(HeartbeatStep)
     install_metrics(app)
+    install_task_spans()  # OTEL_* set: trace context through the tasks (worker.task_spans)
     return app

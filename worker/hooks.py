@@ -38,9 +38,11 @@ from models.cache.connection import CacheRedis, cache_redis
 from models.cache.layout import NO_ACCESS, PENDING
 from models.cache.writer import CacheWriter
 from models.db.database import CommitRefused, CommittedChange, Database
+from models.tracing import span
 from worker.broker import enqueue_drain, sender_app
 from worker.lanes import TOMBSTONE_KINDS, WAKE_OF, lanes_for
 from worker.pipeline import WAKE_MS
+from worker.write_links import note_write
 
 log = logging.getLogger("idsync.worker.hook")
 
@@ -107,8 +109,13 @@ class ChangeHook:
                 users = dict.fromkeys(ch.revoked_user_ids, PENDING)
             if not users:
                 continue
+            revoked: dict[str, str | int] = {
+                "idsync.org_id": ch.org_id,
+                "idsync.cache.revision": ch.revision,
+            }
             try:
-                self._writer(ch.org_id).put(ch.revision, users)
+                with span("idsync.cache.revoke", {**revoked, "idsync.cache.users": len(users)}):
+                    self._writer(ch.org_id).put(ch.revision, users)
             except redis.RedisError as exc:
                 log.warning(
                     "revocation not written: the write is refused",
@@ -125,24 +132,46 @@ class ChangeHook:
         for ch in changes:
             by_org[ch.org_id].append(ch)
         for org_id, chs in by_org.items():
-            try:
-                self._publish(org_id, chs)
-            except Exception:  # the outbox catch-up covers anything lost here
-                log.warning("after-commit publish failed", exc_info=True, extra={"org_id": org_id})
+            top = max(ch.revision for ch in chs)
+            published: dict[str, str | int] = {
+                "idsync.org_id": org_id,
+                "idsync.change.revision": top,
+            }
+            with span("idsync.change.publish", published) as current:
+                try:
+                    marked, sent = self._publish(org_id, chs)
+                except Exception:  # the outbox catch-up covers anything lost here
+                    log.warning(
+                        "after-commit publish failed", exc_info=True, extra={"org_id": org_id}
+                    )
+                    continue
+                current.set_attributes(
+                    {
+                        "idsync.drain.sent": sent,
+                        "idsync.drain.coalesced": sorted(marked - set(sent)),
+                    }
+                )
 
-    def _publish(self, org_id: str, changes: list[CommittedChange]) -> None:
+    def _publish(self, org_id: str, changes: list[CommittedChange]) -> tuple[set[str], list[str]]:
+        """Mark, and send the drains whose wake flag this set -> (wakes marked, sent)."""
+        marks = [
+            (lane, ch.revision, members)
+            for ch in changes
+            for lane, members in lanes_for(ch.kind, ch.user_ids, ch.group_ids)
+        ]
+        if not marks:
+            return set(), []
         writer = self._writer(org_id)
         pipe = writer.script_pipeline(transaction=False)
-        wakes: list[str] = []
-        for ch in changes:
-            for lane, members in lanes_for(ch.kind, ch.user_ids, ch.group_ids):
-                writer.mark(lane, ch.revision, members, WAKE_OF[lane], WAKE_MS, pipe)
-                wakes.append(WAKE_OF[lane])
-        if not wakes:
-            return
-        results: list[Any] = pipe.execute()
-        for wake in {w for w, res in zip(wakes, results, strict=True) if res == 1}:
+        wakes = [WAKE_OF[lane] for lane, _, _ in marks]
+        note_write(writer, pipe, wakes)  # traced: ahead of the marks (worker.write_links)
+        for (lane, revision, members), wake in zip(marks, wakes, strict=True):
+            writer.mark(lane, revision, members, wake, WAKE_MS, pipe)
+        results: list[Any] = pipe.execute()[-len(marks) :]
+        sent = sorted({w for w, res in zip(wakes, results, strict=True) if res == 1})
+        for wake in sent:
             self.enqueue(org_id, wake)
+        return set(wakes), sent
 
 
 def install_change_hook(database: Database, settings: Settings) -> ChangeHook | None:
