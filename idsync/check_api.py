@@ -26,15 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from functools import lru_cache
+from typing import Annotated, Any, Final, Literal, get_type_hints
 
 import orjson
 import redis.asyncio as aredis
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -42,13 +46,15 @@ from redis.retry import Retry
 from sqlalchemy import select
 
 from idsync.admin_api.schemas import ExplainIn
-from idsync.input_guard import storable_input
-from idsync.settings import Settings
+from idsync.input_guard import refuse_unstorable_body, storable_input
+from models import json_text
 from models.access.errors import ValidationError
 from models.access.inputs import ResourceRef
 from models.access.refs import SyncRef
 from models.cache.async_client import AsyncCheckClient
+from models.cache.connection import split_cluster_url
 from models.cache.fallback import answer_from_sql
+from models.cache.local_answers import LocalAnswers
 from models.cache.results import (
     Answer,
     Check,
@@ -58,11 +64,14 @@ from models.cache.results import (
     SpacesQuery,
     SyncCheck,
 )
+from models.cache.tracking import Invalidations
 from models.credential_cache import VerifiedCache
 from models.db.admin_keys import AdminIdentity, verify_admin_key
 from models.db.config_errors import ConfigError, ForbiddenError, NotFoundError
 from models.db.database import Database
 from models.db.tables import Organization
+from models.metrics import metrics
+from models.settings import Settings
 from scim.offload import in_thread
 
 STRICT = ConfigDict(extra="forbid")
@@ -350,6 +359,16 @@ def render(result: Result) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=4096)
+def _one(result: Result) -> bytes:
+    """One answer's body (answers are few distinct values: status, revision, reason)."""
+    return orjson.dumps(render(result))
+
+
+def _answer(result: Result) -> Response:
+    return Response(_one(result), media_type="application/json")
+
+
 def _json(value: Any) -> Response:
     return Response(orjson.dumps(value), media_type="application/json")
 
@@ -365,7 +384,7 @@ def check_redis_client(url: str) -> aredis.Redis | RedisCluster:
     """Bounded timeouts; one immediate retry on a connection error only (a pooled
     connection closed by a Redis restart), none on a timeout (a stall costs one).
     ``?cluster=true`` in the URL: a Redis Cluster (as ``models.cache.connection``)."""
-    cluster, plain = _cluster_url(url)
+    cluster, plain = split_cluster_url(url)
     options: dict[str, Any] = {
         "socket_timeout": CHECK_REDIS_TIMEOUT_S,
         "socket_connect_timeout": CHECK_REDIS_TIMEOUT_S,
@@ -377,37 +396,47 @@ def check_redis_client(url: str) -> aredis.Redis | RedisCluster:
     )
 
 
-def _cluster_url(url: str) -> tuple[bool, str]:
-    """(``cluster=true|1|yes`` in the query, the URL without that parameter)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    flags = [v.lower() for k, v in query if k.lower() == "cluster"]
-    if not flags:
-        return False, url
-    rest = urlencode([(k, v) for k, v in query if k.lower() != "cluster"])
-    return flags[-1] in ("true", "1", "yes"), urlunsplit(parts._replace(query=rest))
-
-
 class Checker:
     """Check clients per organization over one ``redis.asyncio`` client (one per event
-    loop: a client's connections belong to the loop that opened them)."""
+    loop: a client's connections belong to the loop that opened them), and the answers
+    this process keeps under Redis's invalidation reports (``models.cache.local_answers``;
+    a single Redis only: on a Redis Cluster every check asks Redis)."""
 
-    def __init__(self, url: str, database: Database) -> None:
+    def __init__(self, url: str, database: Database, *, local: bool = True) -> None:
         self.url = url
         self.database = database
+        self.local_enabled = local and not split_cluster_url(url)[0]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: aredis.Redis | RedisCluster | None = None
         self._clients: dict[str, AsyncCheckClient] = {}
+        self.local: LocalAnswers | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop, self._redis = loop, check_redis_client(self.url)
+        for kept in self._clients.values():
+            kept.redis = self._redis
+        if self.local_enabled:
+            self.local = LocalAnswers()
+            self.local.tracking = Invalidations(split_cluster_url(self.url)[1], self.local.changed)
+            self._watch = loop.create_task(self.local.tracking.run())
+
+    async def close(self) -> None:
+        """Stop watching (the app's shutdown; tests)."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        self.local = None
+        self._loop = None
 
     def _client(self, org_id: str) -> AsyncCheckClient:
         loop = asyncio.get_running_loop()
         if loop is not self._loop or self._redis is None:
-            self._loop, self._redis = loop, check_redis_client(self.url)
-            for kept in self._clients.values():
-                kept.redis = self._redis
+            self._start(loop)
         found = self._clients.get(org_id)
         if found is not None:
             return found
+        assert self._redis is not None
         try:
             made = AsyncCheckClient(self._redis, org_id, sql=self._sql)
         except ValueError as exc:
@@ -423,10 +452,20 @@ class Checker:
     async def run(
         self, org_id: str, queries: list[Query], min_revision: int | None
     ) -> list[Result]:
+        client = self._client(org_id)
+        local = self.local
+        if local is not None:
+            found = local.answers(org_id, queries, min_revision)
+            if found is not None:
+                return found
+            epoch = local.epoch(org_id)
         try:
-            return await self._client(org_id).batch(queries, min_revision=min_revision)
+            results = await client.batch(queries, min_revision=min_revision)
         except ValidationError as exc:
             raise HTTPException(400, str(exc)) from exc
+        if local is not None:
+            local.keep(org_id, epoch, queries, results)
+        return results
 
 
 # --- credentials -------------------------------------------------------------------------
@@ -499,6 +538,7 @@ class CheckAuth:
         return found
 
 
+@lru_cache(maxsize=4096)
 def _is_id(value: str) -> bool:
     """Organization ids are UUIDs; anything else names an organization by name."""
     if len(value) != 36:
@@ -516,6 +556,104 @@ def _unauthorized() -> HTTPException:
 
 # --- routes ------------------------------------------------------------------------------
 
+CHECK_PATHS: Final = frozenset(
+    {"/api/v1/check", "/api/v1/check/sync", "/api/v1/check/spaces", "/api/v1/check/batch"}
+)
+"""The routes that parse their own body (``StrictJsonRoute``): the /api/v1 body guard
+bounds their size and leaves the rest to them (``idsync.http_guards``)."""
+
+
+def parse_body(model: type[BaseModel], raw: bytes) -> Any:
+    """``raw`` validated as ``model`` straight from the bytes (pydantic's JSON parser:
+    strict UTF-8, no surrogates, bounded nesting), or 422 naming the first bad field (a
+    body that is not UTF-8 or nests deeper than ``json_text.MAX_DEPTH`` says so, as the
+    /api/v1 body guard does for other routes); strings holding U+0000 are refused as the
+    /api/v1 input guard does."""
+    try:
+        body = model.model_validate_json(raw)
+    except PydanticValidationError as exc:
+        problem = json_text.body_problem(raw)  # the body guard's words for these two
+        if problem is not None:
+            raise RequestValidationError(
+                [{"loc": ("body",), "msg": problem, "type": "value_error"}]
+            ) from None
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+    refuse_unstorable_body(raw)
+    return body
+
+
+PARSED_MAX: Final = 20_000
+"""Valid bodies a ``StrictJsonRoute`` remembers (services repeat their questions)."""
+
+
+class StrictJsonRoute(APIRoute):
+    """A route called as ``endpoint(body, request)``, its body validated by
+    ``parse_body`` against the endpoint's ``body`` annotation: no dependency solving
+    and one parse of the body (the check path runs thousands of times a second); a body
+    met before, byte for byte, is not validated again (the endpoints never change the
+    models they are given). The OpenAPI entry is FastAPI's own, from the same
+    signature; errors raised go through the app's exception handlers like any route's."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+        model = get_type_hints(endpoint)["body"]
+        parsed: dict[bytes, Any] = {}  # valid bodies met before (validation is pure)
+
+        async def handle(request: Request) -> Response:
+            raw = await request.body()
+            body = parsed.get(raw)
+            if body is None:
+                body = parse_body(model, raw)
+                if len(parsed) >= PARSED_MAX:
+                    parsed.clear()
+                parsed[raw] = body
+            response: Response = await endpoint(body, request)
+            return response
+
+        return handle
+
+
+class CheckMetrics:
+    """``idsync_check_answers`` (by endpoint and outcome) and the check latency,
+    children bound once (a labels() lookup per check would cost more than the count)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        found = metrics()
+        self._answers = {
+            (e, o): found.check_answers.labels(e, o)
+            for e in ENDPOINTS
+            for o in ("allow", "deny", "unknown", "error")
+        }
+        self._duration = {e: found.check_duration.labels(e) for e in ENDPOINTS}
+
+    def record(self, endpoint: str, results: Sequence[Result] | None, started: float) -> None:
+        if not self.enabled:
+            return
+        self._duration[endpoint].observe(time.perf_counter() - started)
+        if results is None:
+            self._answers[endpoint, "error"].inc()
+            return
+        for r in results:
+            self._answers[endpoint, _outcome(r)].inc()
+
+
+ENDPOINTS: Final = ("check", "sync", "spaces", "batch", "explain")
+RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    401: {"description": "no or a wrong bearer token"},
+    403: {"description": "an admin key asking about another organization"},
+    422: {"description": "an unknown or missing field (field names it)"},
+    503: {"description": "Redis unreachable or stalled (Retry-After: 1)"},
+}
+
+
+def _outcome(result: Result) -> str:
+    if isinstance(result, SpacesAnswer):
+        return "allow" if result.known else "unknown"
+    return result.status
+
 
 def check_router(settings: Settings, database: Database) -> APIRouter:
     url = settings.resolved_cache_redis_url()
@@ -526,48 +664,60 @@ def check_router(settings: Settings, database: Database) -> APIRouter:
     auth = CheckAuth(
         Settings.reveal(settings.check_api_token), database, settings.scim_token_cache_s
     )
+    counted = CheckMetrics(settings.metrics_enabled)
 
     async def ask(
-        request: Request, org: str | None, queries: list[Query], rev: int | None
+        endpoint: str, request: Request, org: str | None, queries: list[Query], rev: int | None
     ) -> list[Result]:
-        org_id = await auth.org(request, org)
-        if checker is None:
-            raise HTTPException(503, "no permission cache configured (REDIS_URL)")
-        return await checker.run(org_id, queries, rev)
+        started = time.perf_counter()
+        results: list[Result] | None = None
+        try:
+            org_id = await auth.org(request, org)
+            if checker is None:
+                raise HTTPException(503, "no permission cache configured (REDIS_URL)")
+            results = await checker.run(org_id, queries, rev)
+            return results
+        finally:
+            counted.record(endpoint, results, started)
 
-    responses: dict[int | str, dict[str, Any]] = {
-        401: {"description": "no or a wrong bearer token"},
-        403: {"description": "an admin key asking about another organization"},
-        422: {"description": "an unknown or missing field (field names it)"},
-        503: {"description": "Redis unreachable or stalled (Retry-After: 1)"},
-    }
-
-    @router.post("", response_model=CheckAnswer, responses=responses)
     async def check(body: CheckRequest, request: Request) -> Response:
         """``check(user, workspace, grant, resource?)``: allow / deny / unknown + revision."""
-        results = await ask(request, body.org, [_query(body)], body.min_revision)
-        return _json(render(results[0]))
+        results = await ask("check", request, body.org, [_query(body)], body.min_revision)
+        return _answer(results[0])
 
-    @router.post("/sync", response_model=CheckAnswer, responses=responses)
     async def check_sync(body: SyncRequest, request: Request) -> Response:
         """``check_sync``: both sides from the same group."""
-        results = await ask(request, body.org, [_query(body)], body.min_revision)
-        return _json(render(results[0]))
+        results = await ask("sync", request, body.org, [_query(body)], body.min_revision)
+        return _answer(results[0])
 
-    @router.post("/spaces", response_model=SpacesAnswerOut, responses=responses)
     async def visible_spaces(body: SpacesRequest, request: Request) -> Response:
         """Visible Spaces of a user in a workspace (a list, or "all")."""
-        results = await ask(request, body.org, [_query(body)], body.min_revision)
-        return _json(render(results[0]))
+        results = await ask("spaces", request, body.org, [_query(body)], body.min_revision)
+        return _answer(results[0])
 
-    @router.post("/batch", response_model=BatchAnswer, responses=responses)
     async def batch(body: BatchRequest, request: Request) -> Response:
         """Up to 1000 mixed questions, answered from one Redis round trip."""
         queries = [_query(i) for i in body.checks]
-        results = await ask(request, body.org, queries, body.min_revision)
+        results = await ask("batch", request, body.org, queries, body.min_revision)
         return _json({"results": [render(r) for r in results]})
 
-    @router.post("/explain", response_model=ExplainAnswer, responses=responses)
+    lean: list[tuple[str, Callable[..., Any], type[BaseModel]]] = [
+        ("", check, CheckAnswer),
+        ("/sync", check_sync, CheckAnswer),
+        ("/spaces", visible_spaces, SpacesAnswerOut),
+        ("/batch", batch, BatchAnswer),
+    ]
+    for path, endpoint, shape in lean:
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            response_model=shape,
+            responses=RESPONSES,
+            route_class_override=StrictJsonRoute,
+        )
+
+    @router.post("/explain", response_model=ExplainAnswer, responses=RESPONSES)
     async def explain(body: ExplainIn, request: Request) -> Response:
         """Why: what ``POST /api/v1/explain`` answers (from SQL: groups, roles, bindings,
         rules, what is missing), next to the cache's answer to the same question. Takes
@@ -587,7 +737,9 @@ def check_router(settings: Settings, database: Database) -> APIRouter:
         query = _query(item)
         if checker is None:
             raise HTTPException(503, "no permission cache configured (REDIS_URL)")
+        started = time.perf_counter()
         cached = (await checker.run(org_id, [query], None))[0]
+        counted.record("explain", [cached], started)
         return _json({"cache": render(cached), "explanation": _jsonable(explanation)})
 
     return router

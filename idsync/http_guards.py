@@ -16,11 +16,14 @@ not re-raise.
 - UTF-8 (a surrogate's raw bytes are not) and nested at most `MAX_DEPTH` levels
   (`models.json_text`): else 422, like any other body that is not the JSON the route
   takes. FastAPI itself would take surrogate bytes (`surrogatepass`) and answer a deep
-  body with a 400 outside the API's error shape, or a RecursionError later.
+  body with a 400 outside the API's error shape, or a RecursionError later. The check
+  routes (`idsync.check_api.CHECK_PATHS`) are left this part: they parse their body once,
+  with pydantic's JSON parser, which refuses both itself (422).
 
-Both answer in the /api/v1 error shape `{"detail": …, "field": …}`. SCIM requests never
-reach them: their lane maps every exception to a SCIM Error body itself
-(`scim.http.exception_response`) and limits bodies by `maxPayloadSize`.
+Both answer in the /api/v1 error shape `{"detail": …, "field": …}`. SCIM requests pass
+both untouched: the body guard acts under /api/v1 only, and nothing escapes the SCIM
+mount (`idsync.app.ScimErrors` maps every exception to a SCIM Error body; bodies are
+limited by `maxPayloadSize`).
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from idsync.check_api import CHECK_PATHS
 from idsync.logs import get_request_id
-from idsync.settings import Settings
 from models import json_text
 from models.db.admin_keys import verify_admin_key
 from models.db.database import Database
+from models.settings import Settings
 from scim.offload import in_thread
 
 API_PREFIX = "/api/v1"
@@ -161,7 +165,8 @@ class ApiBodyGuard:
             if not message.get("more_body", False):
                 break
         raw = b"".join(chunks)
-        problem = json_text.body_problem(raw) if raw else None
+        # the check routes parse their body once, strictly, themselves (StrictJsonRoute)
+        problem = json_text.body_problem(raw) if raw and path not in CHECK_PATHS else None
         if problem is not None:
             await _error(422, problem, None)(scope, receive, send)
             return

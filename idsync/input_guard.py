@@ -48,6 +48,13 @@ async def storable_input(request: Request) -> None:
     problem = json_text.body_problem(body)  # not UTF-8, nested too deep
     if problem is not None:
         raise _invalid(("body",), problem)
+    refuse_unstorable_body(body)
+
+
+def refuse_unstorable_body(body: bytes) -> None:
+    """Raise RequestValidationError (422) when a string in the JSON ``body`` holds U+0000
+    or an unpaired surrogate; cheap for the usual body (no ``\\u`` escape in it).
+    Routes that parse their own body (``idsync.check_api``) call it directly."""
     if b"\\u" not in body:  # only an escape can produce either in UTF-8 JSON text
         return
     try:

@@ -29,8 +29,10 @@ _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no", ""})
 
 
-def _split(url: str) -> tuple[bool, str]:
-    """(is a cluster URL, the URL without the ``cluster`` parameter)."""
+def split_cluster_url(url: str) -> tuple[bool, str]:
+    """(is a cluster URL, the URL without the ``cluster`` parameter); ValueError for a
+    ``cluster`` value that is neither true nor false. The one reading of the parameter
+    (the blocking clients here, the check API's ``redis.asyncio`` client)."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     flags = [v.lower() for k, v in query if k.lower() == CLUSTER_PARAM]
@@ -45,7 +47,7 @@ def _split(url: str) -> tuple[bool, str]:
 
 def is_cluster_url(url: str) -> bool:
     """Whether ``url`` names a node of a Redis Cluster (``?cluster=true``)."""
-    return _split(url)[0]
+    return split_cluster_url(url)[0]
 
 
 def cache_redis(url: str, **options: Any) -> CacheRedis:
@@ -55,7 +57,7 @@ def cache_redis(url: str, **options: Any) -> CacheRedis:
     a cluster that cannot be reached raises ``redis.ConnectionError`` (a RedisError like
     every other Redis failure, so callers' 503 / retry handling applies unchanged).
     """
-    cluster, plain = _split(url)
+    cluster, plain = split_cluster_url(url)
     if not cluster:
         return redis.Redis.from_url(plain, **options)
     db = urlsplit(plain).path.strip("/")

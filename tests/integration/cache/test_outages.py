@@ -21,13 +21,14 @@ from sqlalchemy.engine import make_url
 
 from idsync.app import create_app
 from idsync.check_api import CHECK_REDIS_TIMEOUT_S
-from idsync.settings import Settings
 from models.cache.client import CheckClient
+from models.cache.tracking import LEASE_S
 from models.cache.writer import CacheWriter
 from models.db.admin_keys import create_admin_key
 from models.db.database import CommitRefused, CommittedChange, Database
 from models.db.tables import Change, GroupMember, Organization, User
 from models.db.tokens import create_scim_token
+from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
 from tests.integration.cache.world import PATCH_SCHEMA, USER_SCHEMA, World
 from tests.support.live_server import live_server
@@ -226,6 +227,7 @@ def test_stalled_redis_check_is_503_within_the_timeout_and_deactivation_is_refus
         ok = client.post("/api/v1/check", json=setup.check_body(), headers=auth)
         assert ok.json()["status"] == "allow"
         setup.proxy.flowing.clear()  # Redis stalls: connections open, nothing answers
+        time.sleep(LEASE_S + 0.2)  # answers kept in memory are given up by then
         for _ in range(2):  # on the event loop, then (Redis suspect) in a thread
             started = time.monotonic()
             stalled = client.post("/api/v1/check", json=setup.check_body(), headers=auth)
@@ -389,6 +391,7 @@ def test_checks_waiting_on_a_stalled_redis_leave_healthz_and_scim_responsive(
     ):
         assert client.post("/api/v1/check", json=setup.check_body(), headers=auth).json()["allowed"]
         setup.proxy.flowing.clear()
+        time.sleep(LEASE_S + 0.2)  # answers kept in memory are given up by then
 
         def check() -> tuple[float, httpx.Response]:
             started = time.monotonic()
@@ -413,3 +416,41 @@ def test_checks_waiting_on_a_stalled_redis_leave_healthz_and_scim_responsive(
         setup.proxy.flowing.set()
         after = client.post("/api/v1/check", json=setup.check_body(), headers=auth)
         assert after.json()["status"] == "allow"
+
+
+def test_a_check_kept_in_memory_is_refused_as_soon_as_a_deactivation_returns(
+    setup: Setup, pg_database: Database
+) -> None:
+    """A repeated check is answered from process memory (it answers while Redis is
+    stalled, within the lease); the deactivation's tombstone, written before its COMMIT,
+    reaches the process before the PATCH returns: the next check is a deny."""
+    auth = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    with (
+        live_server(_app(setup, pg_database)) as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+
+        def check() -> tuple[float, str]:
+            started = time.monotonic()
+            resp = client.post("/api/v1/check", json=setup.check_body(), headers=auth)
+            return time.monotonic() - started, resp.json()["status"]
+
+        def from_memory() -> bool:
+            check()
+            time.sleep(0.2)  # the invalidation connection is up; this answer is kept
+            check()
+            setup.proxy.flowing.clear()
+            try:
+                took, status = check()
+            finally:
+                setup.proxy.flowing.set()
+            return status == "allow" and took < 0.2  # Redis could not have answered it
+
+        assert from_memory()
+        time.sleep(LEASE_S + 0.2)  # the stall dropped it; the connection comes back
+        deadline = time.monotonic() + 10
+        while check()[1] != "allow" or not from_memory():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert _deactivate(client, setup, "patch").status_code == 200
+        assert check()[1] == "deny"

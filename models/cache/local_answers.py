@@ -1,0 +1,90 @@
+"""Answers kept in process memory while Redis reports every change that could alter
+them (``models.cache.tracking``): a repeated question costs no round trip.
+
+An answer is kept per (organization, question) only when it came from the cache
+(``source: cache``) and is ``allow`` or ``deny`` (an ``unknown`` is asked again), and
+only when nothing was reported for its organization between sending the read and
+keeping the answer (the *epoch* of the organization, and of the process for a lost
+connection or a flush, did not move): a change that raced the read is never papered
+over. A report drops every answer kept for the organization; a lost or stalled
+invalidation connection (``Invalidations.usable()`` false) drops everything and keeps
+nothing until the connection is back.
+
+An answer kept reflects exactly what Redis would answer now (no key it was read from
+has changed since), revision included: ``min_revision`` is served from memory when the
+kept revision is at least that, and otherwise asks Redis (and waits, or falls back to
+SQL) as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from models.cache.results import Query, Result
+from models.cache.tracking import Invalidations
+
+MAX_PER_ORG = 200_000
+"""Answers kept per organization; past it the organization's are dropped and refilled."""
+
+Epoch = tuple[int, int]
+
+
+class LocalAnswers:
+    """The answers one process keeps (see the module doc)."""
+
+    def __init__(self, max_per_org: int = MAX_PER_ORG) -> None:
+        self.tracking: Invalidations | None = None
+        self.max_per_org = max_per_org
+        self._kept: dict[str, dict[Query, Result]] = {}
+        self._epochs: dict[str, int] = {}
+        self._all = 0
+        self.hits = 0
+
+    def changed(self, org_id: str | None) -> None:
+        """Redis reported a change of ``org_id``'s keys (None: of anything)."""
+        if org_id is None:
+            self._all += 1
+            self._kept.clear()
+            return
+        self._epochs[org_id] = self._epochs.get(org_id, 0) + 1
+        self._kept.pop(org_id, None)
+
+    def epoch(self, org_id: str) -> Epoch:
+        """Taken before a read is sent; ``keep`` compares it after."""
+        return self._all, self._epochs.get(org_id, 0)
+
+    def _usable(self) -> bool:
+        if self.tracking is not None and self.tracking.usable():
+            return True
+        if self._kept:
+            self._kept.clear()
+        return False
+
+    def answers(
+        self, org_id: str, queries: Sequence[Query], min_revision: int | None
+    ) -> list[Result] | None:
+        """Every answer from memory, or None (ask Redis)."""
+        kept = self._kept.get(org_id)
+        if kept is None or not self._usable():
+            return None
+        out: list[Result] = []
+        for q in queries:
+            found = kept.get(q)
+            if found is None or (min_revision is not None and found.revision < min_revision):
+                return None
+            out.append(found)
+        self.hits += len(out)
+        return out
+
+    def keep(
+        self, org_id: str, epoch: Epoch, queries: Sequence[Query], results: Sequence[Result]
+    ) -> None:
+        """Keep ``results`` (read after ``epoch`` was taken) when nothing moved since."""
+        if epoch != self.epoch(org_id) or not self._usable():
+            return
+        kept = self._kept.get(org_id)
+        if kept is None or len(kept) >= self.max_per_org:
+            kept = self._kept[org_id] = {}
+        for q, r in zip(queries, results, strict=True):
+            if r.source == "cache" and r.known:
+                kept[q] = r
