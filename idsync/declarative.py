@@ -31,8 +31,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from idsync.admin_api.config_routes import role_definition, rule_spec
-from idsync.admin_api.schemas import RoleIn, RuleIn, SubsetCategoryIn
+from idsync.config_inputs import RoleIn, RuleIn, SubsetCategoryIn, role_definition, rule_spec
 from models.access.config_checks import config_problems
 from models.access.inputs import MANUAL
 from models.db import config_store as store

@@ -25,10 +25,8 @@ from idsync.admin_api.schemas import (
     ResourceOut,
     RoleBindingChangeIn,
     RoleBindingIn,
-    RoleIn,
     RoleOut,
     RuleApplyStatusOut,
-    RuleIn,
     RuleJobOut,
     RuleOut,
     RuleProblemOut,
@@ -39,7 +37,6 @@ from idsync.admin_api.schemas import (
     SpaceOut,
     SpacePatch,
     SubsetCategoriesIn,
-    SubsetCategoryIn,
     WorkspaceIn,
     WorkspaceOut,
     WorkspacePatch,
@@ -56,6 +53,7 @@ from idsync.admin_api.views import (
     workspace_out,
 )
 from idsync.admin_api.worker_link import SEND_ERRORS, Worker, broker_unavailable, no_worker
+from idsync.config_inputs import RoleIn, RuleIn, SubsetCategoryIn, role_definition, rule_spec
 from idsync.logs import get_request_id
 from models.access.catalogue import BUILTIN_ROLES
 from models.db import config_store as store
@@ -236,22 +234,6 @@ def delete_space(workspace_id: str, space_id: str, admin: Admin, db: DB) -> Resp
 
 
 # --- roles -------------------------------------------------------------------------------------
-
-
-def role_definition(body: RoleIn) -> dict[str, object]:
-    """The stored definition of a role request (v2 grants or legacy statements)."""
-    if body.model == "v2":
-        if body.statements is not None:
-            raise ConfigError("statements", "only legacy roles have policy statements")
-        store.check_unique(body.workspace_grants, "workspace_grants", "grant")
-        return {
-            "workspace_grants": sorted(body.workspace_grants or []),
-            "resource_grants": list(body.resource_grants or []),
-        }
-    for name in ("workspace_grants", "resource_grants"):
-        if getattr(body, name) is not None:
-            raise ConfigError(name, "legacy roles are policy statements only")
-    return {"statements": list(body.statements or [])}
 
 
 @router.get("/roles", tags=["roles"])
@@ -499,23 +481,6 @@ def delete_resource(
 
 
 # --- mapping rules -----------------------------------------------------------------------------
-
-
-def rule_spec(rule_id: str, body: RuleIn) -> store.RuleSpec:
-    return store.RuleSpec(
-        id=rule_id,
-        attribute=body.attribute,
-        match=body.match,
-        pattern=body.pattern,
-        kind=body.kind,
-        workspace=body.workspace,
-        role=body.role,
-        space=body.space,
-        ignore_case=body.ignore_case,
-        description=body.description,
-        enabled=body.enabled,
-        position=body.position,
-    )
 
 
 @router.get("/mapping-rules", tags=["mapping rules"])

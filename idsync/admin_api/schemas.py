@@ -1,4 +1,5 @@
-"""Request and response bodies of the admin API (also the declarative file's items).
+"""Layer: app (admin API). Request and response bodies of the admin API (the role, rule and
+subset-category requests are ``idsync.config_inputs``'s, shared with the declarative file).
 
 Requests forbid unknown fields, so a typo is a 422 naming the field rather than a
 silently ignored setting.
@@ -9,14 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-PermissionsModel = Literal["v2", "legacy"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from idsync.config_inputs import PermissionsModel, Strict, SubsetCategoryIn
 
 
 class ErrorOut(BaseModel):
@@ -77,25 +74,6 @@ class SpaceOut(BaseModel):
 # --- roles ------------------------------------------------------------------------------
 
 
-class RoleIn(Strict):
-    """A custom role. v2: ``workspace_grants`` + ``resource_grants``; legacy: ``statements``."""
-
-    id: str
-    name: str = Field(min_length=1, max_length=200)
-    model: PermissionsModel = "v2"
-    workspace_grants: list[str] | None = None
-    resource_grants: list[dict[str, Any]] | None = Field(
-        default=None,
-        description='[{"scope": "source", "resource_id": "*", "grants": [...], '
-        '"subset_limit": {"region": ["EU"]}}]',
-    )
-    statements: list[dict[str, Any]] | None = Field(
-        default=None,
-        description='legacy policy: [{"effect": "allow", "actions": [...], "resource": "sync", '
-        '"conditions": {"labels": {"environment": "production"}}}]',
-    )
-
-
 class RoleOut(BaseModel):
     id: str
     name: str
@@ -144,11 +122,6 @@ class BindingOut(BaseModel):
 # --- subset categories and registered resources -------------------------------------
 
 
-class SubsetCategoryIn(Strict):
-    name: str = Field(min_length=1, max_length=100)
-    required: bool = False
-
-
 class SubsetCategoriesIn(Strict):
     categories: list[SubsetCategoryIn]
 
@@ -160,7 +133,7 @@ class ParentModelSubsetsOut(BaseModel):
 
 
 class ResourceIn(Strict):
-    labels: dict[str, str] = {}
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class ResourceOut(BaseModel):
@@ -171,21 +144,6 @@ class ResourceOut(BaseModel):
 
 
 # --- mapping rules -------------------------------------------------------------------------
-
-
-class RuleIn(Strict):
-    id: str | None = None
-    description: str = Field(default="", max_length=500)
-    attribute: Literal["externalId", "displayName"]
-    match: Literal["exact", "prefix", "regex"]
-    pattern: str = Field(min_length=1, max_length=1000)
-    ignore_case: bool = False
-    kind: Literal["workspace_role", "space", "org_admin"] = "workspace_role"
-    workspace: str | None = Field(default=None, description="Fixed target (id or name)")
-    role: str | None = Field(default=None, description="Fixed target (id or name)")
-    space: str | None = Field(default=None, description="Fixed target (id or name)")
-    enabled: bool = True
-    position: int = 0
 
 
 class RuleOut(BaseModel):
