@@ -34,7 +34,9 @@ from models.cache.layout import (
 )
 from models.cache.profiles import ProfileBuilder, SetPayload
 from models.cache.writer import CacheWriter, PutResult
+from models.db.config_loader import load_org_config, load_user_inputs, users_in_groups
 from models.db.database import Database
+from models.db.rule_application import apply_mapping_rules
 from models.db.tables import Change
 from models.db.tables import User as UserRow
 from models.tracing import span
@@ -94,8 +96,6 @@ class DrainReport:
 
 
 def _apply_rules(database: Database, org_id: str, group_ids: set[str]) -> None:
-    from models.db.config_store import apply_mapping_rules
-
     with database.write() as session:
         apply_mapping_rules(session, org_id, group_ids=sorted(group_ids), actor=RULES_ACTOR)
 
@@ -190,8 +190,6 @@ def recompute_users(
     pause_s: float = 0.0,
 ) -> tuple[int, PutResult]:
     """Recompute ``users`` from one SQL snapshot; one guarded write. -> (revision, result)."""
-    from models.db.config_loader import load_org_config, load_user_inputs
-
     with snapshot(database) as session:
         revision = org_revision(session, org_id)
         config = load_org_config(session, org_id)
@@ -241,8 +239,6 @@ def recompile_groups(
     change on a 50k-member group where members share a few group sets compiles a few
     sets and writes a few hash fields. -> (revision, result, members)
     """
-    from models.db.config_loader import load_org_config, load_user_inputs, users_in_groups
-
     with snapshot(database) as session:
         revision = org_revision(session, org_id)
         config = load_org_config(session, org_id)

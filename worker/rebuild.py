@@ -31,6 +31,7 @@ from models.access.inputs import User as AccessUser
 from models.cache.fallback import org_revision, snapshot
 from models.cache.profiles import ProfileBuilder
 from models.cache.writer import CacheWriter
+from models.db.config_loader import load_org_config, load_user_inputs
 from models.db.database import Database
 from models.db.tables import User as UserRow
 from worker.labels import sync_labels
@@ -93,8 +94,6 @@ def load_chunk(
 ) -> tuple[int, OrgConfig, list[str], dict[str, AccessUser]]:
     """From one SQL snapshot: the revision, the org's config, and the users with
     ``lo <= id < hi`` (None: unbounded) with their evaluator inputs."""
-    from models.db.config_loader import load_org_config, load_user_inputs
-
     with snapshot(database) as session:
         revision = org_revision(session, org_id)
         config = load_org_config(session, org_id)

@@ -29,6 +29,7 @@ from worker.broker import (
     TASK_RULES_APPLY,
     TASK_SWEEP,
 )
+from worker.idp.pull import pull_from_settings
 from worker.lanes import ALL_LANES, BULK, BULK_LANES, PRIORITY, PRIORITY_LANES
 from worker.pipeline import RULES_ACTOR, DrainReport, drain, ingest_outbox, summary
 from worker.reconcile import reconcile
@@ -246,8 +247,6 @@ def register(app: Celery) -> None:  # noqa: PLR0915 - the task table
         },
     )
     def idp_pull(self: Task[Any, Any]) -> dict[str, Any]:
-        from worker.idp.pull import pull_from_settings
-
         rt = runtime(app)
         with redis.Redis.from_url(
             app.conf.broker_url,
