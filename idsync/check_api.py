@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from typing import Annotated, Any, Final, Literal, get_type_hints
 
@@ -63,10 +65,12 @@ from models.cache.results import (
     SpacesAnswer,
     SpacesQuery,
     SyncCheck,
+    UnknownWorkspaceError,
 )
 from models.cache.tracking import Invalidations
 from models.credential_cache import VerifiedCache
-from models.db.admin_keys import AdminIdentity, verify_admin_key
+from models.db.admin_keys import AdminIdentity, touch_admin_key, verify_admin_key
+from models.db.base import utcnow
 from models.db.config_errors import ConfigError, ForbiddenError, NotFoundError
 from models.db.database import Database
 from models.db.tables import Organization
@@ -75,6 +79,7 @@ from models.settings import Settings
 from scim.offload import in_thread
 
 STRICT = ConfigDict(extra="forbid")
+log = logging.getLogger("idsync.api")
 
 # --- request bodies ----------------------------------------------------------------------
 
@@ -461,6 +466,10 @@ class Checker:
             epoch = local.epoch(org_id)
         try:
             results = await client.batch(queries, min_revision=min_revision)
+        except UnknownWorkspaceError as exc:
+            at = next(i for i, q in enumerate(queries) if q.workspace == exc.workspace)
+            field = "workspace" if len(queries) == 1 else f"checks[{at}].workspace"
+            raise NotFoundError(field, exc.message) from exc
         except ValidationError as exc:
             raise HTTPException(400, str(exc)) from exc
         if local is not None:
@@ -487,11 +496,31 @@ class CheckAuth:
         self.token = token
         self.database = database
         self.keys: VerifiedCache[AdminIdentity] = VerifiedCache(ttl_s)
+        self._touching: set[str] = set()
         self.names: VerifiedCache[str] = VerifiedCache(ttl_s)
 
     def _verify(self, given: str) -> AdminIdentity | None:
         with self.database.read() as session:
             return verify_admin_key(session, given)
+
+    def _touch(self, key_id: str) -> None:
+        with self.database.write() as session:
+            touch_admin_key(session, key_id)
+
+    def _note_use(self, identity: AdminIdentity) -> None:
+        """Record the key's use (``last_used_at``) at most once per
+        ``LAST_USED_RESOLUTION``, in a thread the request does not wait for (a failed
+        write only leaves ``last_used_at`` older)."""
+        if not identity.use_is_stale() or identity.key_id in self._touching:
+            return
+        self._touching.add(identity.key_id)
+        task = asyncio.get_running_loop().create_task(in_thread(self._touch, identity.key_id))
+        task.add_done_callback(lambda done: self._touched(identity.key_id, done))
+
+    def _touched(self, key_id: str, done: asyncio.Task[None]) -> None:
+        self._touching.discard(key_id)
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("admin key use not recorded: %s", type(done.exception()).__name__)
 
     async def identity(self, request: Request) -> AdminIdentity | None:
         """None for the service token, the admin key's identity, or 401."""
@@ -507,7 +536,9 @@ class CheckAuth:
             found = await in_thread(self._verify, given)
             if found is None:
                 raise _unauthorized()
-            self.keys.put(given, found)
+            self._note_use(found)
+            # remembered as used now: the next touch is due a resolution from now
+            self.keys.put(given, replace(found, last_used_at=utcnow()))
         return found
 
     def _org_id_of(self, name: str) -> str | None:

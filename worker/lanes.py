@@ -45,10 +45,16 @@ RULE_KINDS: Final = frozenset({"group.created", "group.renamed", "group.replaced
 always wake the priority drain, whose outbox catch-up re-applies the rules (a rename
 carries no user, so no lane would wake anything otherwise)."""
 LABEL_KINDS: Final = frozenset(
-    {"config.resource.updated", "config.resource.deleted", "config.workspace.deleted"}
+    {
+        "config.resource.updated",
+        "config.resource.deleted",
+        "config.workspace.created",
+        "config.workspace.deleted",
+    }
 )
-"""Registered resources changed: the catch-up rewrites the cache's labels hash
-(``worker.labels``). They always wake the priority drain, even with no group affected."""
+"""Registered resources or workspaces changed: the catch-up rewrites the cache's labels
+hash and workspace set (``worker.labels``). They always wake the priority drain, even
+with no group affected."""
 
 
 def lanes_for(

@@ -14,7 +14,15 @@ from sqlalchemy.orm import Session
 
 from models.access.compiled import decode_compiled
 from models.cache.profiles import ProfileBuilder
-from models.cache.results import Item, Query, Result, decide, with_registered_labels
+from models.cache.results import (
+    Item,
+    Query,
+    Result,
+    UnknownWorkspaceError,
+    decide,
+    with_registered_labels,
+    workspaces_of,
+)
 from models.db.database import Database
 from models.db.tables import Organization
 
@@ -45,6 +53,10 @@ def answer_from_sql(database: Database, org_id: str, queries: Sequence[Query]) -
         revision = org_revision(session, org_id)
         config = load_org_config(session, org_id)
         inputs = load_user_inputs(session, org_id, {q.user for q in queries})
+    workspaces = config.workspace_by_id
+    for ws in workspaces_of(queries):
+        if ws not in workspaces:
+            raise UnknownWorkspaceError(ws)
     builder = ProfileBuilder(config)
     registered = config.labels_by_resource
     out: list[Result] = []

@@ -13,6 +13,10 @@ Per organization::
     idsync:{org}:g<gen>:c        HASH   cid       -> encoded ``Compiled`` (content-addressed)
     idsync:{org}:g<gen>:l        HASH   "<ws>|<type>|<id>" -> encoded labels of a registered
                                         resource; "#rev" -> revision the hash reflects
+    idsync:{org}:g<gen>:w        SET    the organization's workspace ids, and "#" (the set is
+                                        written: a check naming a workspace not in it is
+                                        an error); written with the labels hash, under its
+                                        "#rev"
     idsync:{org}:changes         STREAM u, ws, rev  (capped, for local-cache invalidation)
     idsync:{org}:dirty:<lane>    ZSET   user/group id -> earliest unapplied revision
     idsync:{org}:dirty:<lane>:hi ZSET   user/group id -> latest marked revision
@@ -51,6 +55,10 @@ recompute, at a revision at least as new, replaces it."""
 
 LABELS_REV: Final = "#rev"
 """Field of the labels hash holding the revision of the SQL snapshot it reflects."""
+WORKSPACES_WRITTEN: Final = "#"
+"""Member of every written workspace set (not a workspace id: those never start with
+``#``): a set without it was never written (a cache built before the set existed), and
+then no check is refused for its workspace."""
 
 STREAM_MAXLEN: Final = 100_000
 STREAM_USER_EVENTS_MAX: Final = 1000
@@ -105,12 +113,16 @@ class OrgKeys:
         """Registered resource labels of a generation (legacy label conditions)."""
         return f"{self.base}:g{gen}:l"
 
+    def workspaces(self, gen: int | str) -> str:
+        """The organization's workspace ids of a generation (``WORKSPACES_WRITTEN`` too)."""
+        return f"{self.base}:g{gen}:w"
+
     def generation(self, gen: int | str) -> tuple[str, str, str]:
         return self.users(gen), self.sets(gen), self.compiled(gen)
 
-    def generation_keys(self, gen: int | str) -> tuple[str, str, str, str]:
+    def generation_keys(self, gen: int | str) -> tuple[str, str, str, str, str]:
         """Every key of one generation (to create, drop or unlink it as a whole)."""
-        return (*self.generation(gen), self.labels(gen))
+        return (*self.generation(gen), self.labels(gen), self.workspaces(gen))
 
     @property
     def stream(self) -> str:

@@ -42,6 +42,8 @@ from models.cache.results import (
     answer,
     label_fields,
     not_built,
+    refuse_unknown,
+    workspaces_of,
 )
 
 READ: Final = "read"
@@ -64,6 +66,7 @@ class Plan:
 
     queries: Sequence[Query]
     users: list[str]
+    workspaces: list[str]
     fields: list[str]
     gen: str
     mode: str
@@ -92,7 +95,7 @@ class Reader:
         users = list(dict.fromkeys(q.user for q in queries))
         fields = label_fields(queries)
         mode = READ if self.gen and all(self._kept(q) for q in queries) else FILL
-        return Plan(queries, users, fields, self.gen or "0", mode)
+        return Plan(queries, users, workspaces_of(queries), fields, self.gen or "0", mode)
 
     def _kept(self, q: Query) -> bool:
         hint = self._hints.get(q.user)
@@ -112,19 +115,27 @@ class Reader:
     def read_call(self, plan: Plan) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of the ``READ`` script for ``plan``."""
         g = plan.gen
-        keys = [self.keys.meta, self.keys.users(g), self.keys.labels(g)]
-        return keys, [plan.gen, len(plan.users), *plan.users, *plan.fields]
+        keys = [self.keys.meta, self.keys.users(g), self.keys.labels(g), self.keys.workspaces(g)]
+        ws = plan.workspaces
+        return keys, [plan.gen, len(plan.users), *plan.users, len(ws), *ws, *plan.fields]
 
     def fill_call(self, plan: Plan) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of the ``CHECK`` script for ``plan``."""
         g = plan.gen
-        keys = [self.keys.meta, *self.keys.generation(g), self.keys.labels(g)]
+        keys = [
+            self.keys.meta,
+            *self.keys.generation(g),
+            self.keys.labels(g),
+            self.keys.workspaces(g),
+        ]
         args: list[Any] = [plan.gen, len(plan.queries)]
         for q in plan.queries:
             args.append(q.user)
             args.append(q.workspace)
         args.append(len(plan.fields))
         args.extend(plan.fields)
+        args.append(len(plan.workspaces))
+        args.extend(plan.workspaces)
         return keys, args
 
     # -- answers ----------------------------------------------------------------------
@@ -159,6 +170,7 @@ class Reader:
         if _s(gen) != plan.gen:
             self._moved(gen)
             raise Retry
+        refuse_unknown(plan.workspaces, out[3])
         sv_s = "0" if sv is None else _s(sv)
         if sv_s != self.sv:
             self._sets.clear()
@@ -210,7 +222,11 @@ class Reader:
                 self._blob(_s(out[k + 1]), out[k + 2])
             k += 2
         k += 1
-        labels = {f: decode_labels(v) for f, v in zip(plan.fields, out[k:], strict=False) if v}
+        m = len(plan.fields)
+        refuse_unknown(plan.workspaces, out[k + m :])
+        labels = {
+            f: decode_labels(v) for f, v in zip(plan.fields, out[k : k + m], strict=True) if v
+        }
         items: list[Item] = []
         for q in plan.queries:
             item = self._item(q.user, users.get(q.user), q.workspace, fetched)

@@ -10,7 +10,8 @@ the registered resource (contract §3; caller-passed labels win, as in ``AccessM
 Answers carry the cache revision they reflect and one of three statuses: ``allow``,
 ``deny`` or ``unknown`` (the cache is not built, was flushed, is inconsistent, behind a
 ``min_revision``, or a revocation is pending — never a silent deny-all or allow-all).
-Unknown, deactivated and deleted users are a ``deny``.
+Unknown, deactivated and deleted users are a ``deny``; a workspace the organization does
+not have is an error (``UnknownWorkspaceError``), whoever asks.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from models.access.compiled_checks import (
     check_sync_compiled_reason,
     visible_spaces_compiled,
 )
+from models.access.errors import ValidationError
 from models.access.inputs import ResourceRef
 from models.access.reasons import (
     GRANTED,
@@ -50,6 +52,15 @@ UNKNOWN_REASONS: Final = (NOT_BUILT, INCONSISTENT, STALE, REVOCATION_PENDING)
 
 NO_ACCESS_USER: Final = USER_INACTIVE_OR_DELETED
 NO_ROLE: Final = NO_ROLE_IN_WORKSPACE
+
+
+class UnknownWorkspaceError(ValidationError):
+    """A question names a workspace the organization does not have: an error naming it,
+    not a deny (a typo in a workspace id must not read as "no access")."""
+
+    def __init__(self, workspace: str) -> None:
+        super().__init__("workspace", f"no workspace {workspace!r} in this organization")
+        self.workspace = workspace
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +177,22 @@ def with_registered_labels(query: Query, lookup: LabelLookup) -> Query:
         )
         return query if sync == s else dataclasses.replace(query, sync=sync)
     return query
+
+
+def workspaces_of(queries: Sequence[Query]) -> list[str]:
+    """The distinct workspaces ``queries`` ask about, in order."""
+    return list(dict.fromkeys(q.workspace for q in queries))
+
+
+def refuse_unknown(workspaces: Sequence[str], known: Sequence[object]) -> None:
+    """Raise ``UnknownWorkspaceError`` for the first of ``workspaces`` Redis did not find
+    (``known``: the workspace set's written flag, then one flag per workspace; a set
+    never written refuses nothing)."""
+    if not known or not int(str(known[0])):
+        return
+    for ws, flag in zip(workspaces, known[1:], strict=True):
+        if not int(str(flag)):
+            raise UnknownWorkspaceError(ws)
 
 
 def label_fields(queries: Sequence[Query]) -> list[str]:

@@ -15,28 +15,37 @@ def sha1(script: str) -> str:
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
-# KEYS: meta, users, labels (of the generation the client believes current)
-# ARGV: gen, n, user_1, ..., user_n[, label field_1, ..., label field_m]
+# KEYS: meta, users, labels, workspaces (of the generation the client believes current)
+# ARGV: gen, n, user_1, ..., user_n, nw, ws_1, ..., ws_nw[, label field_1, ..., label field_m]
 # -> {{gen, wm, sv}} when ``gen`` is not the serving generation (gen nil: not built) |
-#    {{gen, wm, sv}, {value_1, ..., value_n}[, {label value_1, ..., label value_m}]}
-# The usual read of a check or batch: the users' pointers (nil: unknown user) and the
-# registered labels asked for, with the meta fields they are valid for, atomically. The
-# group sets and blobs the pointers lead to are the ones the client keeps for this
-# ``gen`` and ``sv`` (see CHECK below); a few microseconds inside Redis.
+#    {{gen, wm, sv}, {value_1, ..., value_n}, {label value_1, ..., label value_m},
+#     {written, known_1, ..., known_nw}}
+# The usual read of a check or batch: the users' pointers (nil: unknown user), the
+# registered labels asked for and whether the workspaces asked about exist (1/0, after
+# ``written``: 0 when the workspace set was never written, and nothing is refused), with
+# the meta fields they are valid for, atomically. The group sets and blobs the pointers
+# lead to are the ones the client keeps for this ``gen`` and ``sv`` (see CHECK below); a
+# few microseconds inside Redis. ('#' is ``layout.WORKSPACES_WRITTEN``.)
 READ: Final = r"""
 local m = redis.call('HMGET', KEYS[1], 'gen', 'wm', 'sv')
 if m[1] ~= ARGV[1] then return {m} end
 local n = tonumber(ARGV[2])
-local out = {m, redis.call('HMGET', KEYS[2], unpack(ARGV, 3, 2 + n))}
-if #ARGV > 2 + n then out[3] = redis.call('HMGET', KEYS[3], unpack(ARGV, 3 + n)) end
+local out = {m, redis.call('HMGET', KEYS[2], unpack(ARGV, 3, 2 + n)), {}, {}}
+local nw = tonumber(ARGV[3 + n])
+if nw > 0 then
+  out[4] = redis.call('SMISMEMBER', KEYS[4], '#', unpack(ARGV, 4 + n, 3 + n + nw))
+end
+if #ARGV > 3 + n + nw then out[3] = redis.call('HMGET', KEYS[3], unpack(ARGV, 4 + n + nw)) end
 return out
 """
 
-# KEYS: meta, users, sets, compiled, labels (of the generation the client believes current)
-# ARGV: gen, n, user_1, ws_1, ..., user_n, ws_n, m, label field_1, ..., label field_m
+# KEYS: meta, users, sets, compiled, labels, workspaces (of the generation the client
+#   believes current)
+# ARGV: gen, n, user_1, ws_1, ..., user_n, ws_n, m, label field_1, ..., label field_m,
+#       nw, ws_1, ..., ws_nw (the distinct workspaces asked about)
 # -> {0} cache not built | {1, gen} generation moved (retry) |
 #    {2, wm, sv, nu, (user, value) * nu, ns, (set key, value) * ns, nb, (cid, blob) * nb,
-#     label value * m}
+#     label value * m[, written, known_1, ..., known_nw]} (as READ's last part)
 # The atomic read of everything a batch needs that a client does not hold yet: the
 # users' pointers (value nil: unknown user), the group sets they point at (nil: missing
 # profile, answer unknown), the compiled blobs of the asked workspaces, the registered
@@ -98,6 +107,12 @@ local nlabels = tonumber(ARGV[m_at] or '0')
 if nlabels > 0 then
   local vals = redis.call('HMGET', KEYS[5], unpack(ARGV, m_at + 1, m_at + nlabels))
   for j = 1, nlabels do out[#out + 1] = vals[j] end
+end
+local w_at = m_at + nlabels + 1
+local nw = tonumber(ARGV[w_at] or '0')
+if nw > 0 then
+  local known = redis.call('SMISMEMBER', KEYS[6], '#', unpack(ARGV, w_at + 1, w_at + nw))
+  for j = 1, nw + 1 do out[#out + 1] = known[j] end
 end
 return out
 """
@@ -195,12 +210,14 @@ for skey, _ in pairs(need) do out[#out + 1] = skey end
 return out
 """
 
-# KEYS: meta, labels_a, labels_b (a = current generation, b = generation being built;
-#   pass a's key twice if none)
-# ARGV: gen, building, rev, mode ('all' | 'building'), n, (field, value) * n
-# Replaces the whole registered-label hash with the n entries given (the complete set
-# at SQL revision rev) when rev >= its stored "#rev"; an older snapshot never
-# overwrites a newer one. Atomic: a reader sees the old set or the new one.
+# KEYS: meta, labels_a, labels_b, workspaces_a, workspaces_b (a = current generation,
+#   b = generation being built; pass a's keys twice if none)
+# ARGV: gen, building, rev, mode ('all' | 'building'), n, (field, value) * n,
+#       nw, workspace id * nw
+# Replaces the whole registered-label hash with the n entries given, and the workspace
+# set with the nw ids (and '#', ``layout.WORKSPACES_WRITTEN``) — the complete sets at SQL
+# revision rev — when rev >= the hash's stored "#rev"; an older snapshot never
+# overwrites a newer one. Atomic: a reader sees the old sets or the new ones.
 # -> {-1} meta moved | {-2} cache not built | {stale (1 when the serving hash is newer),
 #    changed field...} (changed fields of the serving generation)
 LABELS: Final = r"""
@@ -209,14 +226,15 @@ local gen, bld = m[1] or '', m[2] or ''
 if gen ~= ARGV[1] or bld ~= ARGV[2] then return {-1} end
 if gen == '' and bld == '' then return {-2} end
 local targets = {}
-if gen ~= '' then targets[#targets + 1] = {KEYS[2], true} end
-if bld ~= '' then targets[#targets + 1] = {KEYS[3], gen == ''} end
+if gen ~= '' then targets[#targets + 1] = {KEYS[2], true, KEYS[4]} end
+if bld ~= '' then targets[#targets + 1] = {KEYS[3], gen == '', KEYS[5]} end
 if ARGV[4] == 'building' then
   if bld == '' then return {-1} end
-  targets = {{KEYS[3], false}}
+  targets = {{KEYS[3], false, KEYS[5]}}
 end
 local rev = tonumber(ARGV[3])
 local n = tonumber(ARGV[5])
+local w_at = 6 + 2 * n
 local want = {}
 for i = 0, n - 1 do want[ARGV[6 + 2 * i]] = ARGV[7 + 2 * i] end
 local out = {0}
@@ -244,6 +262,8 @@ for _, t in ipairs(targets) do
       end
     end
     redis.call('HSET', t[1], '#rev', ARGV[3])
+    redis.call('DEL', t[3])
+    redis.call('SADD', t[3], '#', unpack(ARGV, w_at + 1, w_at + tonumber(ARGV[w_at])))
   end
 end
 return out

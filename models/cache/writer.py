@@ -238,10 +238,16 @@ class CacheWriter:
         return result
 
     def put_labels(
-        self, revision: int, entries: Mapping[str, str], *, building: int | None = None
+        self,
+        revision: int,
+        entries: Mapping[str, str],
+        workspaces: Iterable[str],
+        *,
+        building: int | None = None,
     ) -> LabelsResult:
         """Replace the registered-label hash with ``entries`` (the complete set of the
-        organization at SQL ``revision``: ``label_field(...)`` -> ``encode_labels(...)``).
+        organization at SQL ``revision``: ``label_field(...)`` -> ``encode_labels(...)``)
+        and the workspace set with ``workspaces`` (every workspace id at ``revision``).
 
         One atomic, revision-guarded script call (an older snapshot never overwrites a
         newer one); while a rebuild runs it writes both generations. Changed fields of
@@ -251,6 +257,8 @@ class CacheWriter:
         flat: list[Any] = []
         for name, value in sorted(entries.items()):
             flat.extend([name, value])
+        ws = sorted(set(workspaces))
+        flat.extend([len(ws), *ws])
         result = LabelsResult()
         for _attempt in range(10):
             meta = self.meta()
@@ -259,7 +267,13 @@ class CacheWriter:
                 return result
             gen = "" if meta.gen is None else str(meta.gen)
             bld = "" if meta.building is None else str(meta.building)
-            keys = [self.keys.meta, self.keys.labels(gen or bld), self.keys.labels(bld or gen)]
+            keys = [
+                self.keys.meta,
+                self.keys.labels(gen or bld),
+                self.keys.labels(bld or gen),
+                self.keys.workspaces(gen or bld),
+                self.keys.workspaces(bld or gen),
+            ]
             out = self.scripts.labels(
                 keys=keys, args=[gen, bld, revision, mode, len(entries), *flat]
             )

@@ -208,24 +208,39 @@ def test_org_is_implied_by_an_admin_key_and_named_by_id_or_name(database: Databa
 
 
 def test_admin_key_checks_run_no_sql_once_the_key_is_verified(database: Database) -> None:
-    from sqlalchemy import event
+    """...and the key's use is recorded (``last_used_at``) without the check waiting."""
+    import time
+
+    from sqlalchemy import event, select
+
+    from models.db.config_tables import AdminKey
 
     w, own, _other = _org_with_alice(database)
-    client = _client(database, IDSYNC_SCIM_TOKEN_CACHE_S="30")
     body = {"user": w.users["alice"], "workspace": "ws1", "grant": "create_sources"}
     headers = {"Authorization": f"Bearer {own}"}
-    assert client.post("/api/v1/check", json=body, headers=headers).json()["allowed"]
-    statements: list[str] = []
 
-    def record(*args: object) -> None:
-        statements.append(str(args[2]))
+    def last_used() -> object:
+        with database.read() as s:
+            return s.scalar(select(AdminKey.last_used_at).where(AdminKey.org_id == w.org_id))
 
-    event.listen(database.engine, "before_cursor_execute", record)
-    try:
-        for _ in range(20):
-            assert client.post("/api/v1/check", json=body, headers=headers).json()["allowed"]
-    finally:
-        event.remove(database.engine, "before_cursor_execute", record)
+    assert last_used() is None
+    with _client(database, IDSYNC_SCIM_TOKEN_CACHE_S="30") as client:
+        assert client.post("/api/v1/check", json=body, headers=headers).json()["allowed"]
+        deadline = time.monotonic() + 5
+        while last_used() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        statements: list[str] = []
+
+        def record(*args: object) -> None:
+            statements.append(str(args[2]))
+
+        event.listen(database.engine, "before_cursor_execute", record)
+        try:
+            for _ in range(20):
+                assert client.post("/api/v1/check", json=body, headers=headers).json()["allowed"]
+        finally:
+            event.remove(database.engine, "before_cursor_execute", record)
     assert statements == []
 
 
@@ -255,3 +270,66 @@ def test_a_set_change_is_never_answered_from_the_kept_copy(database: Database) -
     writer.put(rev + 1, sets=[SetPayload(skey, encode_set(rev + 1, {}), {})])
     denied = checks.check(alice, "ws1", "create_sources")
     assert denied.status == "deny" and denied.reason == "no_role_in_workspace"
+
+
+def test_an_unknown_workspace_is_an_error_naming_it_an_unknown_user_a_deny(
+    database: Database,
+) -> None:
+    """A typo in a workspace id is an error (404 naming it), from the cache and from SQL;
+    a workspace created after the build is known once the worker's catch-up passed it;
+    unknown users stay a deny; a cache whose workspace set was never written refuses
+    nothing."""
+    import redis
+
+    from models.cache.client import CheckClient
+    from models.cache.results import UnknownWorkspaceError
+    from worker.lanes import PRIORITY
+    from worker.pipeline import drain
+
+    w, _own, _other = _org_with_alice(database)
+    cache = redis.Redis.from_url(REDIS_TEST_URL)
+    writer = CacheWriter(cache, w.org_id)
+    client = _client(database)
+    auth = {"Authorization": "Bearer t0k"}
+    alice = w.users["alice"]
+    body = {"org": w.org_id, "user": alice, "workspace": "ws9", "grant": "create_sources"}
+    for path, extra in (("/api/v1/check", {}), ("/api/v1/check", {"min_revision": 10**9})):
+        resp = client.post(path, json={**body, **extra}, headers=auth)  # cache, then SQL
+        assert resp.status_code == 404, resp.text
+        assert resp.json() == {
+            "detail": "no workspace 'ws9' in this organization",
+            "field": "workspace",
+        }
+    batch = client.post(
+        "/api/v1/check/batch",
+        headers=auth,
+        json={
+            "org": w.org_id,
+            "checks": [
+                {"type": "check", "user": alice, "workspace": "ws1", "grant": "create_sources"},
+                {"type": "spaces", "user": alice, "workspace": "ws9"},
+            ],
+        },
+    )
+    assert batch.status_code == 404 and batch.json()["field"] == "checks[1].workspace"
+    nobody = client.post("/api/v1/check", json={**body, "user": "nobody", "workspace": "ws1"})
+    assert nobody.status_code == 401  # no credential: refused before anything is read
+    nobody = client.post(
+        "/api/v1/check", json={**body, "user": "nobody", "workspace": "ws1"}, headers=auth
+    )
+    assert nobody.json()["status"] == "deny" and nobody.json()["reason"] == "unknown_user"
+    checks = CheckClient(cache, w.org_id)
+    with pytest.raises(UnknownWorkspaceError) as raised:
+        checks.check(alice, "ws9", "create_sources")
+    assert raised.value.field == "workspace" and "'ws9'" in raised.value.message
+
+    w.workspace("ws9")  # created after the build: known once the catch-up passed it
+    drain(database, writer, w.org_id, PRIORITY)
+    known = checks.check(alice, "ws9", "create_sources")
+    assert known.status == "deny" and known.reason == "no_role_in_workspace"
+    assert client.post("/api/v1/check", json=body, headers=auth).json()["status"] == "deny"
+
+    gen = writer.meta().gen
+    assert gen is not None
+    cache.delete(writer.keys.workspaces(gen))  # a cache built before the set existed
+    assert checks.check(alice, "ws8", "create_sources").status == "deny"

@@ -214,7 +214,9 @@ def test_labels_survive_a_rebuild_and_older_snapshots_lose(
     assert _cached(checks, queries) == _expected(pg_database, w, queries)
 
     # a writer that read SQL before the last change never overwrites the newer hash
-    stale = writer.put_labels(rev, {label_field("lw", "sync", "s-stage"): encode_labels(set())})
+    stale = writer.put_labels(
+        rev, {label_field("lw", "sync", "s-stage"): encode_labels(set())}, ["lw"]
+    )
     assert stale.stale and stale.changed == []
     assert checks.check(w.users["alice"], "lw", "start", ResourceRef("sync", "s-stage")).allowed
 
@@ -238,6 +240,13 @@ def test_reconcile_repairs_label_drift(pg_database: Database, cache: redis.Redis
     assert cache.hget(key, LABELS_REV) is not None
     checks = CheckClient(cache, w.org_id)
     queries = _queries(w)
+    assert _cached(checks, queries) == _expected(pg_database, w, queries)
+    cache.srem(writer.keys.workspaces(gen), "lw")  # the workspace set lost a workspace
+    cache.sadd(writer.keys.workspaces(gen), "ghost-ws")  # and holds one SQL lacks
+    report = reconcile(pg_database, writer, w.org_id, repair=False)
+    assert (report.labels_missing, report.labels_extra) == (1, 1)
+    reconcile(pg_database, writer, w.org_id)
+    assert reconcile(pg_database, writer, w.org_id).drift == 0
     assert _cached(checks, queries) == _expected(pg_database, w, queries)
 
 
