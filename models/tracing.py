@@ -127,7 +127,8 @@ def shutdown() -> None:
     """Flush and stop the provider ``install_provider`` installed, waiting at most
     ``EXIT_FLUSH_S`` (the SDK's own exit hook would wait up to 30 s for an export that a
     dead collector holds). At exit, and when a worker pool process ends."""
-    provider = _provider
+    global _provider
+    provider, _provider = _provider, None
     if provider is None:
         return
     stopper = threading.Thread(target=provider.shutdown, name="idsync-tracing-exit", daemon=True)

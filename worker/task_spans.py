@@ -65,9 +65,10 @@ _GETTER: Final = _RequestGetter()
 
 def _bounded(table: dict[str, Any]) -> None:
     if len(table) >= OPEN_MAX:
-        for value in table.values():
-            (value[0] if isinstance(value, tuple) else value).end()
-        table.clear()
+        for key in list(table):  # a copy: other threads may send meanwhile
+            value = table.pop(key, None)
+            if value is not None:
+                (value[0] if isinstance(value, tuple) else value).end()
 
 
 def _before_publish(
