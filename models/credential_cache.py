@@ -1,4 +1,4 @@
-"""A short-lived, in-process memory of bearer secrets that verified (pure; no I/O).
+"""Layer: pure. A short-lived, in-process memory of bearer secrets that verified (no I/O).
 
 Verifying a SCIM token is a database round trip; an IdP pushing a provisioning run
 presents the same token hundreds of times a second. This cache remembers a *positive*
@@ -13,16 +13,17 @@ per request. What it trades, and the bounds on it:
 - Entries are keyed by the SHA-256 of the presented secret (no plaintext is kept) and
   hold the verified identity, so one organization's token can only ever resolve to
   that organization.
-- At most `max_entries` tokens are remembered; the oldest goes first.
+- At most `max_entries` tokens are remembered; the least recently used goes first.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from cachetools import TTLCache
 
 from models.credentials import hash_secret
 
@@ -30,7 +31,8 @@ T = TypeVar("T")
 
 
 class VerifiedCache(Generic[T]):
-    """Identities of recently verified secrets, each for at most `ttl_s` seconds."""
+    """Identities of recently verified secrets, each for at most `ttl_s` seconds (a
+    ``cachetools.TTLCache`` under a lock: it is not thread-safe itself)."""
 
     def __init__(
         self,
@@ -46,8 +48,11 @@ class VerifiedCache(Generic[T]):
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.clock = clock  # public: tests move time
-        self._entries: OrderedDict[str, tuple[float, T]] = OrderedDict()
+        self._entries: TTLCache[str, T] = TTLCache(max_entries, ttl_s, timer=self._now)
         self._lock = threading.Lock()
+
+    def _now(self) -> float:
+        return self.clock()  # read at each call: a test may swap the clock
 
     @property
     def enabled(self) -> bool:
@@ -57,28 +62,16 @@ class VerifiedCache(Generic[T]):
         """The identity remembered for `presented`, or None (verify it, then `put`)."""
         if not self.enabled:
             return None
-        key = hash_secret(presented)
         with self._lock:
-            found = self._entries.get(key)
-            if found is None:
-                return None
-            expires, identity = found
-            if self.clock() >= expires:
-                del self._entries[key]
-                return None
-            return identity
+            self._entries.expire()
+            return self._entries.get(hash_secret(presented))
 
     def put(self, presented: str, identity: T) -> None:
         """Remember that `presented` verified as `identity` (call only after verifying)."""
         if not self.enabled:
             return
-        key = hash_secret(presented)
-        expires = self.clock() + self.ttl_s
         with self._lock:
-            self._entries[key] = (expires, identity)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._entries[hash_secret(presented)] = identity
 
     def forget_all(self) -> None:
         """Drop every entry (after a revocation made through this process)."""
@@ -87,4 +80,5 @@ class VerifiedCache(Generic[T]):
 
     def __len__(self) -> int:
         with self._lock:
+            self._entries.expire()
             return len(self._entries)
