@@ -142,3 +142,47 @@ def test_a_scim_write_its_drain_task_and_its_cache_write_are_one_trace(
     # the coalesced PATCH: linked from the task span that recomputed its user
     assert (hex_ids(other)[0], hex_ids(other)[1], {"idsync.link": "coalesced write"}) in run.links
     assert all(link[0] != trace_id for link in run.links)  # never its own trace
+
+
+def test_a_deactivation_traces_its_revocation_inside_the_transaction(
+    pg_database: Database,
+    cache: redis.Redis,
+    broker: redis.Redis,
+    memory_spans: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = World.create(pg_database, "trace-revoke-org")
+    carol = world.user("carol@x.io")
+    rebuild(pg_database, CacheWriter(cache, world.org_id), world.org_id)
+    with pg_database.write() as session:
+        org = session.get(Organization, world.org_id)
+        assert org is not None
+        token = create_scim_token(session, org, "Okta")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")  # configured; the test's provider
+    app = create_app(Settings(REDIS_URL=BROKER_URL, CACHE_REDIS_URL=CACHE_URL), db=pg_database)
+    assert install_tracing(app)
+    scim = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    deactivate = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": False}],
+    }
+    with TestClient(app, base_url="http://idsync.test") as client:
+        answer = client.patch(f"/scim/v2/Users/{carol}", json=deactivate, headers=scim)
+        assert answer.status_code == 200, answer.text
+    revision = _revision(pg_database, world.org_id)
+
+    spans = memory_spans.get_finished_spans()
+    server = _only([s for s in spans if s.kind is SpanKind.SERVER])
+    write = _only(by_name(spans, "idsync.db.write"))
+    revoke = _only(by_name(spans, "idsync.cache.revoke"))
+    publish = _only(by_name(spans, "idsync.change.publish"))
+    send = _only(by_name(spans, "send idsync.drain.priority"))  # a revocation: priority lane
+    assert hex_ids(write)[2] == hex_ids(server)[1]
+    assert hex_ids(revoke)[2] == hex_ids(write)[1]  # before the COMMIT, inside the write
+    assert revoke.attributes["idsync.cache.revision"] == revision
+    assert revoke.attributes["idsync.cache.users"] == 1
+    assert write.attributes["idsync.change.kinds"] == ("user.deactivated",)
+    assert hex_ids(publish)[2] == hex_ids(server)[1]  # after the write's span ended
+    assert write.end_time <= publish.start_time
+    assert hex_ids(send)[2] == hex_ids(publish)[1]
+    assert send.attributes["messaging.destination.name"] == "idsync.revoke"
