@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from celery import Celery, Task
+from redis.exceptions import ClusterError, SlotNotCoveredError, TryAgainError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -37,9 +38,19 @@ from worker.runtime import REDIS_TIMEOUT_S, Runtime, runtime
 
 log = logging.getLogger("idsync.worker")
 
-TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError, CommitRefused)
-"""Retried with backoff: a database or Redis that may come back, and a write the commit
-guard refused because the cache could not take its revocation (worker.hooks)."""
+TRANSIENT = (
+    OperationalError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ClusterError,
+    TryAgainError,
+    SlotNotCoveredError,
+    CommitRefused,
+)
+"""Retried with backoff: a database or Redis that may come back (a Redis Cluster too:
+CLUSTERDOWN / MASTERDOWN while a failover runs, TRYAGAIN during a resharding, a slot
+the client's map does not cover yet), and a write the commit guard refused because the
+cache could not take its revocation (worker.hooks). Not: cross-slot errors (a bug)."""
 REBUILD_KICK_MS = 30_000
 IDP_PULL_SOFT_TIME_LIMIT_S = 3600
 IDP_PULL_LOCK = "idsync:idp-pull:lock"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
@@ -29,6 +29,7 @@ from models.access.evaluator import ALL
 from models.access.inputs import ResourceRef
 from models.access.refs import SyncRef
 from models.cache import scripts
+from models.cache.fallback import answer_from_sql
 from models.cache.reading import READ, Reader, Retry
 from models.cache.results import (
     Answer,
@@ -44,9 +45,7 @@ from models.cache.results import (
     not_built,
     with_registered_labels,
 )
-
-if TYPE_CHECKING:
-    from models.db.database import Database
+from models.db.database import Database
 
 ATTEMPTS = 4
 """Plans per call: a generation flip or a set change between plans costs one more."""
@@ -141,8 +140,6 @@ class CheckClient:
             if all(r.revision >= min_revision for r in results):
                 return results
         if self.database is not None:
-            from models.cache.fallback import answer_from_sql
-
             return answer_from_sql(self.database, self.org_id, queries)
         return behind(queries, results, min_revision)
 

@@ -23,6 +23,7 @@ from models.cache.results import (
     with_registered_labels,
     workspaces_of,
 )
+from models.db.config_loader import load_org_config, load_user_inputs
 from models.db.database import Database
 from models.db.tables import Organization
 
@@ -47,8 +48,6 @@ def org_revision(session: Session, org_id: str) -> int:
 
 
 def answer_from_sql(database: Database, org_id: str, queries: Sequence[Query]) -> list[Result]:
-    from models.db.config_loader import load_org_config, load_user_inputs
-
     with snapshot(database) as session:
         revision = org_revision(session, org_id)
         config = load_org_config(session, org_id)
