@@ -192,19 +192,18 @@ def request(
     message is sent after its hash is written; when sending fails the job is marked
     failed and the error raised (nothing runs)."""
     keys = JobKeys.of(org_id)
-    job_id, created = client.eval(
-        _REQUEST,
-        2,
-        keys.current,
-        keys.problems,
-        uuid.uuid4().hex,
-        repr(time.time()),
-        str(revision),
-        actor,
-        request_id or "",
-        "1" if restart_running else "0",
-        str(QUEUED_COALESCE_S),
-        str(STALE_RUNNING_S),
+    job_id, created = client.register_script(_REQUEST)(
+        keys=[keys.current, keys.problems],
+        args=[
+            uuid.uuid4().hex,
+            repr(time.time()),
+            str(revision),
+            actor,
+            request_id or "",
+            "1" if restart_running else "0",
+            str(QUEUED_COALESCE_S),
+            str(STALE_RUNNING_S),
+        ],
     )
     job = _s(job_id)
     if int(created):
@@ -219,17 +218,9 @@ def request(
 def finish(client: Client, org_id: str, job_id: str, *, state: str, error: str = "") -> bool:
     """Mark the job ``state`` (``done`` also makes it the last finished one)."""
     keys = JobKeys.of(org_id)
-    done = client.eval(
-        _FINISH,
-        4,
-        keys.current,
-        keys.problems,
-        keys.last,
-        keys.last_problems,
-        job_id,
-        repr(time.time()),
-        state,
-        error,
+    done = client.register_script(_FINISH)(
+        keys=[keys.current, keys.problems, keys.last, keys.last_problems],
+        args=[job_id, repr(time.time()), state, error],
     )
     return bool(int(done))
 
@@ -253,17 +244,16 @@ def _advance(
         "evaluations": report.evaluations,
         "change_rows": int(report.revision is not None),
     }
-    recorded = client.eval(
-        _ADVANCE,
-        2,
-        keys.current,
-        keys.problems,
-        job_id,
-        repr(time.time()),
-        after or "",
-        str(MAX_PROBLEMS),
-        *(str(counts[name]) for name in COUNTS),
-        *(problem_json(p) for p in report.problems[:MAX_PROBLEMS]),
+    recorded = client.register_script(_ADVANCE)(
+        keys=[keys.current, keys.problems],
+        args=[
+            job_id,
+            repr(time.time()),
+            after or "",
+            str(MAX_PROBLEMS),
+            *(str(counts[name]) for name in COUNTS),
+            *(problem_json(p) for p in report.problems[:MAX_PROBLEMS]),
+        ],
     )
     return bool(int(recorded))
 
@@ -302,7 +292,7 @@ def run(
     if not lease.acquire():
         return RunOutcome("busy", countdown=BUSY_COUNTDOWN_S)
     try:
-        raw = client.eval(_BEGIN, 1, keys.current, job_id, repr(time.time()))
+        raw = client.register_script(_BEGIN)(keys=[keys.current], args=[job_id, repr(time.time())])
         if raw is None:
             return RunOutcome("superseded")
         job = _fields(raw)
