@@ -333,3 +333,48 @@ def test_an_unknown_workspace_is_an_error_naming_it_an_unknown_user_a_deny(
     assert gen is not None
     cache.delete(writer.keys.workspaces(gen))  # a cache built before the set existed
     assert checks.check(alice, "ws8", "create_sources").status == "deny"
+
+
+def test_check_answers_are_counted_by_outcome_with_their_latency(database: Database) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    w, _own, _other = _org_with_alice(database)
+    auth = {"Authorization": "Bearer t0k"}
+    alice = w.users["alice"]
+    body = {"org": w.org_id, "user": alice, "workspace": "ws1", "grant": "create_sources"}
+
+    def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    with _client(database) as client:
+        before = samples(client.get("/metrics").text)
+        assert client.post("/api/v1/check", json=body, headers=auth).json()["status"] == "allow"
+        denied = {**body, "grant": "manage_workspace"}
+        assert client.post("/api/v1/check", json=denied, headers=auth).json()["status"] == "deny"
+        assert client.post("/api/v1/check", json={**body, "workspace": "ws9"}, headers=auth)
+        batch = {
+            "org": w.org_id,
+            "checks": [
+                {"type": "check", "user": alice, "workspace": "ws1", "grant": "create_sources"},
+                {"type": "check", "user": "nobody", "workspace": "ws1", "grant": "read"},
+            ],
+        }
+        assert client.post("/api/v1/check/batch", json=batch, headers=auth).status_code == 200
+        after = samples(client.get("/metrics").text)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    answers = "idsync_check_answers_total"
+    assert grew(answers, endpoint="check", outcome="allow") == 1
+    assert grew(answers, endpoint="check", outcome="deny") == 1
+    assert grew(answers, endpoint="check", outcome="error") == 1  # the unknown workspace
+    assert grew(answers, endpoint="batch", outcome="allow") == 1
+    assert grew(answers, endpoint="batch", outcome="deny") == 1
+    assert grew("idsync_check_duration_seconds_count", endpoint="check") == 3
+    assert grew("idsync_check_duration_seconds_count", endpoint="batch") == 1
