@@ -385,7 +385,13 @@ def _line(name: str, runs: list[dict[str, float]], ref: list[dict[str, float]] |
 
 
 def bench_http(
-    db: Database, db_url: str, org_id: str, user_ids: list[str], seconds: float, rounds: int
+    db: Database,
+    db_url: str,
+    org_id: str,
+    user_ids: list[str],
+    seconds: float,
+    rounds: int,
+    trials: int,
 ) -> None:
     section(f"HTTP check API, one uvicorn process, wrk -t1 -c{WRK_CONNECTIONS}")
     from models.db.admin_keys import create_admin_key
@@ -433,6 +439,7 @@ def bench_http(
     _wrk_script(scripts["admin"], implied, admin_key)
     _wrk_script(scripts["batch"], batches, BENCH_CHECK_TOKEN)
     server, base = _serve(["idsync.asgi:app"], env)
+    second, second_base = _serve(["idsync.asgi:app"], env)  # revocation: every process
     gen, gen_base = _serve(
         [f"{trivial.stem}:app"], dict(env, PYTHONPATH=f"{ROOT}:{trivial.parent}")
     )
@@ -448,8 +455,9 @@ def bench_http(
             results["service"].append(_wrk(f"{base}/api/v1/check", seconds, scripts["service"]))
             results["admin"].append(_wrk(f"{base}/api/v1/check", seconds, scripts["admin"]))
             results["batch"].append(_wrk(f"{base}/api/v1/check/batch", seconds, scripts["batch"]))
+        revocation, refused_first = bench_revocation(org_id, user_ids, [base, second_base], trials)
     finally:
-        for proc in (server, gen):
+        for proc in (server, second, gen):
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=15)
         trivial.unlink(missing_ok=True)
@@ -469,6 +477,79 @@ def bench_http(
         f"{sorted(adm)[len(adm) // 2]:.2f} (medians; target >= 0.8); admin key / service "
         f"token {sorted(a / s for a, s in zip(adm, svc, strict=True))[len(adm) // 2]:.2f}"
     )
+    ratios = sorted(
+        a["rps"] / v["rps"] for a, v in zip(results["admin"], results["service"], strict=True)
+    )
+    print(f"admin key / service token per run: {ratios[0]:.2f}..{ratios[-1]:.2f}")
+    section(
+        f"revocation with answers kept in memory: a tombstone written (as a deactivation "
+        f"does before its COMMIT) -> every one of 2 API processes refuses; {trials} trials"
+    )
+    for label, lat in revocation.items():
+        print(f"{label:52s} p50 {ms(pct(lat, 50))}  p99 {ms(pct(lat, 99))}  max {ms(max(lat))}")
+    print(
+        f"the first check each process answered after the write returned was already a "
+        f"refusal in {refused_first:.1%} of the trials"
+    )
+
+
+def bench_revocation(
+    org_id: str, user_ids: list[str], bases: list[str], trials: int
+) -> tuple[dict[str, list[float]], float]:
+    """Per trial: a user's check answered (and kept) by every process, then the tombstone
+    ``CacheWriter.put(rev, {user: "-"})`` — the write the commit guard makes before a
+    deactivation's COMMIT — then every process polled (HTTP, keep-alive) until it refuses
+    (``user_inactive_or_deleted``). Times from the start and from the return of the write
+    to the last process refusing; and how often the first check each process answered
+    after the write returned already refused."""
+    from models.cache.layout import NO_ACCESS
+
+    cache = redis.Redis.from_url(CACHE_URL)
+    writer = CacheWriter(cache, org_id)
+    clients = [httpx.Client(base_url=b, timeout=5) for b in bases]
+    auth = {"Authorization": f"Bearer {BENCH_CHECK_TOKEN}"}
+    rev = int(writer.meta().wm) + 1_000_000
+    out: dict[str, list[float]] = {
+        "from the write's start to every process refusing": [],
+        "from the write's return to every process refusing": [],
+    }
+    refused_first = 0
+    try:
+        for i in range(trials):
+            user = user_ids[-(i + 1)]  # users the HTTP runs did not ask about
+            body = {"org": org_id, "user": user, "workspace": "ws0", "grant": "create_sources"}
+
+            def reason(c: httpx.Client, body: dict[str, str] = body) -> str:
+                answer = c.post("/api/v1/check", json=body, headers=auth)
+                answer.raise_for_status()
+                return str(answer.json()["reason"])
+
+            for c in clients:  # the first answer fills, the next ones are kept
+                for _ in range(3):
+                    reason(c)
+                time.sleep(0.01)
+                reason(c)
+            rev += 1
+            started = time.perf_counter()
+            writer.put(rev, {user: NO_ACCESS})
+            returned = time.perf_counter()
+            pending = set(range(len(clients)))
+            firsts: dict[int, bool] = {}
+            at = returned
+            while pending:
+                for k in sorted(pending):
+                    refused = reason(clients[k]) == "user_inactive_or_deleted"
+                    firsts.setdefault(k, refused)
+                    if refused:
+                        pending.discard(k)
+                        at = time.perf_counter()
+            out["from the write's start to every process refusing"].append(at - started)
+            out["from the write's return to every process refusing"].append(at - returned)
+            refused_first += all(firsts.values())
+    finally:
+        for c in clients:
+            c.close()
+    return out, refused_first / trials
 
 
 def main() -> None:
@@ -506,7 +587,7 @@ def main() -> None:
             user_ids = [str(u) for u in s.scalars(text("SELECT id FROM scim_users LIMIT 20000"))]
         bench_client(cache, org_id, user_ids, args.seconds)
         if not args.skip_http:
-            bench_http(db, db_url, org_id, user_ids, args.seconds, args.http_rounds)
+            bench_http(db, db_url, org_id, user_ids, args.seconds, args.http_rounds, args.trials)
         if not args.skip_freshness:
             from bench.bench_freshness import run_freshness
 
