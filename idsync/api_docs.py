@@ -1,4 +1,4 @@
-"""The OpenAPI page (/docs, Swagger UI) with its assets served by idsync.
+"""Layer: app. The OpenAPI page (/docs, Swagger UI) with its assets served by idsync.
 
 FastAPI's default pages load Swagger UI, ReDoc and a favicon from public CDNs, so on a
 network without internet access /docs stays blank. Swagger UI's files here come from the

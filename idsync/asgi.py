@@ -1,4 +1,4 @@
-"""ASGI entry point for uvicorn: `idsync.asgi:app`."""
+"""Layer: app. ASGI entry point for uvicorn: `idsync.asgi:app`."""
 
 from __future__ import annotations
 

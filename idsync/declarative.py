@@ -1,4 +1,4 @@
-"""Declarative configuration files (YAML or JSON): ``idsync apply FILE [--dry-run]``.
+"""Layer: app. Declarative configuration files (YAML or JSON): ``idsync apply FILE [--dry-run]``.
 
 The file describes an organization's access configuration; applying it makes the
 database match, through the same store functions (and validation) as the admin API,

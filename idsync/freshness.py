@@ -1,5 +1,5 @@
-"""Scrape-time gauges of shared state: how far each organization's cache is behind SQL,
-the dirty backlogs, the broker queues, rebuild progress and live workers.
+"""Layer: app. Scrape-time gauges of shared state: how far each organization's cache is behind
+SQL, the dirty backlogs, the broker queues, rebuild progress and live workers.
 
 Computed when ``/metrics`` is scraped, from SQL and Redis, so every API process answers
 the same and no process needs to keep them. The cost is bounded: one query for the

@@ -1,5 +1,5 @@
-"""Readiness: can this deployment do its job right now? (app layer: read by `/readyz`
-and `idsync status`; docs/operations.md#health).
+"""Layer: app. Readiness: can this deployment do its job right now? (read by
+`/readyz` and `idsync status`; docs/operations.md#health).
 
 Each part is checked with a short timeout and reported as ``ok`` or ``fail`` with a
 reason a person can act on:

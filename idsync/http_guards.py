@@ -1,4 +1,4 @@
-"""What stands between the wire and the non-SCIM routes (health, /api/v1, OpenAPI).
+"""Layer: app. What stands between the wire and the non-SCIM routes (health, /api/v1, OpenAPI).
 
 `UnexpectedErrors` — a JSON 500 for whatever escapes the handlers, and a connection that
 survives it. Starlette's outermost `ServerErrorMiddleware` answers an unhandled

@@ -1,4 +1,4 @@
-"""Refuse request values no backend can store, before a handler binds them (/api/v1).
+"""Layer: app. Refuse request values no backend can store, before a handler binds them (/api/v1).
 
 PostgreSQL's text and jsonb types cannot hold U+0000, and no UTF-8 text can hold an
 unpaired UTF-16 surrogate (which a JSON `\\ud800` escape produces). Bound into a

@@ -1,4 +1,4 @@
-"""Operator mistakes as one line each (app layer: used by the CLI and the health probe).
+"""Layer: app. Operator mistakes as one line each (used by the CLI and the health probe).
 
 A bad setting, an unreachable PostgreSQL or Redis, an unsupported ``DATABASE_URL`` or a
 database without its schema is something an operator fixes by changing one thing; the

@@ -1,4 +1,5 @@
-"""What ``idsync up`` runs beside its API, watched (app layer; docs/operations.md#idsync-up).
+"""Layer: app. What ``idsync up`` runs beside its API, watched
+(docs/operations.md#idsync-up).
 
 A child process that exits is restarted with exponential backoff, and the reason is
 printed in one line (the child's exit code and the last error line it wrote). A child

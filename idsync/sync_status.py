@@ -1,4 +1,4 @@
-"""Is an organization's sync healthy? One verdict per part, each with its reason.
+"""Layer: app. Is an organization's sync healthy? One verdict per part, each with its reason.
 
 Parts (docs/operations.md#sync-status):
 

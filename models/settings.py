@@ -1,4 +1,4 @@
-"""Configuration from the environment (documented in README: Configuration)."""
+"""Layer: support. Configuration from the environment (documented in README: Configuration)."""
 
 from __future__ import annotations
 

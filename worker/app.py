@@ -1,4 +1,4 @@
-"""``celery -A worker.app worker`` / ``beat``: the app built from the environment."""
+"""Layer: worker. ``celery -A worker.app worker`` / ``beat``: the app built from the environment."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The beat schedule, and a scheduler that only sends while it holds a Redis leader lock
-(two ``idsync beat`` instances never double-run a job; the standby takes over within
-``LOCK_TTL_S`` when the leader dies). Every scheduled task is idempotent as well.
+"""Layer: worker. The beat schedule, and a scheduler that only sends while it holds a Redis
+leader lock (two ``idsync beat`` instances never double-run a job; the standby takes over
+within ``LOCK_TTL_S`` when the leader dies). Every scheduled task is idempotent as well.
 
 The scheduler outlives Redis outages: a tick that cannot reach Redis (restart, stall,
 network cut) logs once, sends nothing, and tries again ``OUTAGE_RETRY_S`` later; the

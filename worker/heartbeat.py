@@ -1,5 +1,5 @@
-"""Worker heartbeats in the broker Redis, so readiness can tell that a worker is alive
-(worker layer; read by ``idsync/health.py``).
+"""Layer: worker. Worker heartbeats in the broker Redis, so readiness can tell that a worker is
+alive (worker layer; read by ``idsync/health.py``).
 
 Every worker node's main process writes ``ZADD idsync:workers <unix time> <node name>``
 every ``INTERVAL_S`` from a daemon thread started by a Celery worker bootstep, and

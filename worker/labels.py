@@ -1,6 +1,6 @@
-"""Registered resource labels in the cache (contract §3, legacy label conditions), and
-the organization's workspace set (a check naming a workspace not in it is an error),
-written together.
+"""Layer: worker. Registered resource labels in the cache (contract §3, legacy label
+conditions), and the organization's workspace set (a check naming a workspace not in it is
+an error), written together.
 
 The check client fills a legacy resource's labels from the generation's labels hash
 when the caller passes none, in the same round trip as the profile (so cache answers

@@ -1,5 +1,5 @@
-"""Which dirty lanes a committed change feeds (shared by the after-commit hook and the
-outbox catch-up, so both paths classify identically)."""
+"""Layer: worker. Which dirty lanes a committed change feeds (shared by the after-commit hook
+and the outbox catch-up, so both paths classify identically)."""
 
 from __future__ import annotations
 

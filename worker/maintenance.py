@@ -1,4 +1,4 @@
-"""Housekeeping tasks: pruning the SCIM request log (by age and by count)."""
+"""Layer: worker. Housekeeping tasks: pruning the SCIM request log (by age and by count)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The worker's Prometheus metrics: task signals, and ``/metrics`` on its own port.
+"""Layer: worker. The worker's Prometheus metrics: task signals, and ``/metrics`` on its own port.
 
 Every task run is timed, and its retries and final failures counted, by task name, from
 Celery's signals (in the pool process that ran it). The worker's main process serves

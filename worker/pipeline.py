@@ -1,4 +1,4 @@
-"""Change -> dirty -> drain -> cache: the plain functions behind the Celery tasks.
+"""Layer: worker. Change -> dirty -> drain -> cache: the plain functions behind the Celery tasks.
 
 - ``ingest_outbox`` reads the ``changes`` table past the organization's cursor (the
   outbox is the source of truth; the after-commit hook is only the fast path), marks

@@ -1,4 +1,5 @@
-"""Full rebuild: a new generation written beside the serving one, then one atomic flip.
+"""Layer: worker. Full rebuild: a new generation written beside the serving one, then one
+atomic flip.
 
 While it runs, the API keeps answering from the old generation and every live write
 also lands in the new one (the writer's dual write), so nothing is lost across the

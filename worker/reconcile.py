@@ -1,4 +1,4 @@
-"""Cache-vs-SQL reconcile: detect and repair drift, report counts.
+"""Layer: worker. Cache-vs-SQL reconcile: detect and repair drift, report counts.
 
 Compares, chunk by chunk from one SQL snapshot each, what every user should point at
 (and what every group set should contain) with what the serving generation holds.

@@ -1,4 +1,4 @@
-"""Full applications of the mapping rules as worker jobs (state in the cache Redis).
+"""Layer: worker. Full applications of the mapping rules as worker jobs (state in the cache Redis).
 
 Every rule on every group costs rules x groups regular expressions: unbounded for a
 request. So ``POST /api/v1/mapping-rules/apply`` (and the worker's reconcile) only

@@ -1,4 +1,4 @@
-"""Per-process resources of a worker (made lazily, after the prefork fork)."""
+"""Layer: worker. Per-process resources of a worker (made lazily, after the prefork fork)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Thin Celery tasks (ids in) over the plain functions of ``worker.pipeline``,
+"""Layer: worker. Thin Celery tasks (ids in) over the plain functions of ``worker.pipeline``,
 ``worker.rebuild``, ``worker.reconcile`` and ``worker.idp``."""
 
 from __future__ import annotations

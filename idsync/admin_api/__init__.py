@@ -1,4 +1,4 @@
-"""The admin REST API under /api/v1 (organization admin API keys)."""
+"""Layer: app. The admin REST API under /api/v1 (organization admin API keys)."""
 
 from __future__ import annotations
 

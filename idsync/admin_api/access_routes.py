@@ -1,4 +1,4 @@
-"""Reads of computed access: effective permissions, explain, who-can, legacy conflicts.
+"""Layer: app. Reads of computed access: effective permissions, explain, who-can, legacy conflicts.
 
 Every answer is ``models.access.AccessModel``'s, evaluated on the current SQL state
 (``config_loader``); nothing here re-implements the semantics. Candidate users for

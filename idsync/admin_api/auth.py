@@ -1,4 +1,5 @@
-"""``Authorization: Bearer <admin key>`` -> the organization every query is scoped to."""
+"""Layer: app. ``Authorization: Bearer <admin key>`` -> the organization every query is scoped
+to."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""CRUD for the access configuration: workspaces, Spaces, roles, bindings, subset
-categories, registered resources, mapping rules. One transaction per request; every
-query is scoped to the admin key's organization."""
+"""Layer: app. CRUD for the access configuration: workspaces, Spaces, roles, bindings, subset
+categories, registered resources, mapping rules. One transaction per request; every query is
+scoped to the admin key's organization."""
 
 from __future__ import annotations
 

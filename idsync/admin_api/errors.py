@@ -1,5 +1,5 @@
-"""/api/v1 errors: JSON ``{"detail": ..., "field": ...}`` with a 4xx status, or 503 with
-``Retry-After`` when PostgreSQL or the permission cache's Redis cannot answer."""
+"""Layer: app. /api/v1 errors: JSON ``{"detail": ..., "field": ...}`` with a 4xx status, or 503
+with ``Retry-After`` when PostgreSQL or the permission cache's Redis cannot answer."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Sync health and the SCIM request log of the caller's organization
-(``GET /api/v1/sync/status``, ``GET /api/v1/scim/log``; docs/admin-api.md)."""
+"""Layer: app. Sync health and the SCIM request log of the caller's organization (``GET
+/api/v1/sync/status``, ``GET /api/v1/scim/log``; docs/admin-api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rows and ``models.access`` results -> response bodies."""
+"""Layer: app. Rows and ``models.access`` results -> response bodies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How an admin request reaches the worker: the cache Redis (job state, through the
+"""Layer: app. How an admin request reaches the worker: the cache Redis (job state, through the
 change hook's client: 1 s timeouts) and a Celery sender with bounded timeouts.
 
 A server without Redis (no ``REDIS_URL`` / ``CACHE_REDIS_URL``) has no worker to hand

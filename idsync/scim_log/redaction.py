@@ -1,4 +1,4 @@
-"""What of a SCIM request may be stored: bodies and queries with secrets masked.
+"""Layer: app. What of a SCIM request may be stored: bodies and queries with secrets masked.
 
 The rules are ``idsync.logs``'s credential masking (credential-named keys at any depth,
 ``Bearer …``/``token=…`` in text), plus SCIM's own shape: a PATCH operation whose

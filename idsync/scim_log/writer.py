@@ -1,4 +1,4 @@
-"""Writes SCIM request log rows in batches, off the request path.
+"""Layer: app. Writes SCIM request log rows in batches, off the request path.
 
 The request path only appends a ``Captured`` (raw values, the token already reduced to
 its SHA-256) to a bounded in-memory queue: no database call, no JSON parsing, no

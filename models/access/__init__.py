@@ -1,4 +1,4 @@
-"""Pure access-model core of idsync (no SQLAlchemy / Redis / Celery / web imports).
+"""Layer: pure. The access-model core of idsync (no SQLAlchemy / Redis / Celery / web imports).
 
 Inputs (``inputs``): ``User``, ``Workspace``, ``Space``, ``OrgAdminBinding``,
 ``RoleBinding``, ``SpaceAssignment``, ``ParentModelSubsets``, ``SubsetCategory``,

@@ -1,4 +1,4 @@
-"""User-level API over one org config: check, check_sync, visible_spaces, batch
+"""Layer: pure. User-level API over one org config: check, check_sync, visible_spaces, batch
 forms, who-can / what-can, legacy conflict report and explain.
 
 Every user-level answer is "active and not deleted" + the group-set answer;

@@ -1,4 +1,4 @@
-"""The role catalogue as data: v2 pre-built roles, the legacy matrix, precedence.
+"""Layer: pure. The role catalogue as data: v2 pre-built roles, the legacy matrix, precedence.
 
 * ``V2_PREBUILT_TABLE`` is contract §2.2 row by row. Rows use the approval-split
   names (draft / approve); :func:`normalize_grants` turns them back into the single

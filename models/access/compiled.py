@@ -1,4 +1,4 @@
-"""The canonical compact form of a group set's permissions in one workspace.
+"""Layer: pure. The canonical compact form of a group set's permissions in one workspace.
 
 This is what the worker stores in Redis and the check client decides from
 (``compiled_checks.py``). It depends only on (group set, org config).

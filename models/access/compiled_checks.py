@@ -1,4 +1,4 @@
-"""Decisions answered from the compiled form alone (what the Redis check client runs).
+"""Layer: pure. Decisions answered from the compiled form alone (what the Redis check client runs).
 
 Mirrors ``decisions.py`` over tokens; property tests hold the two identical.
 ``None`` as the compiled entry means "no access in this workspace" (the group

@@ -1,4 +1,4 @@
-"""Fast path: (group set, org config) -> ``{workspace_id: Compiled}``.
+"""Layer: pure. Fast path: (group set, org config) -> ``{workspace_id: Compiled}``.
 
 Independent of the reference evaluator (it never builds provenance): per
 (group, root workspace) pieces are computed once and memoized, so compiling a

@@ -1,4 +1,4 @@
-"""Consistency report of an org config (for the admin API and the reconcile job).
+"""Layer: pure. Consistency report of an org config (for the admin API and the reconcile job).
 
 Nothing here raises: each problem names the offending object and field, the
 evaluator simply ignores what is reported (and says so in ``explain``).

@@ -1,4 +1,4 @@
-"""Decisions on the reference evaluator's output (``WorkspaceAccess``).
+"""Layer: pure. Decisions on the reference evaluator's output (``WorkspaceAccess``).
 
 Every function returns a :class:`Decision` carrying the rules that applied, the
 grants that matched (with group / role / binding provenance) and, for a deny,

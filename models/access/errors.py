@@ -1,4 +1,4 @@
-"""Typed errors of the access model.
+"""Layer: pure. Typed errors of the access model.
 
 Every validation error names the offending field (a dotted path such as
 ``resource_grants[2].grants[0]``) so the admin API can turn it into a 4xx.

@@ -1,4 +1,4 @@
-"""The reference evaluator: (group set, org config) -> per-workspace effective access.
+"""Layer: pure. The reference evaluator: (group set, org config) -> per-workspace effective access.
 
 It keeps full provenance (which group, role and binding produced each grant)
 for ``explain``. The compiled cache form (``compiled.py``) is computed by a

@@ -1,4 +1,4 @@
-"""Structured explanations: which groups, roles, bindings (with provenance) and
+"""Layer: pure. Structured explanations: which groups, roles, bindings (with provenance) and
 decision rules produced an answer, and for a deny what is missing."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The grant vocabulary of both permission models.
+"""Layer: pure. The grant vocabulary of both permission models.
 
 v2 grants live in a *scope* (workspace, source, destination, parent model or an
 Events resource type); each has a short code used by the compiled cache form.

@@ -1,4 +1,4 @@
-"""Inputs of the access model: users, org configuration, bindings, resource refs.
+"""Layer: pure. Inputs of the access model: users, org configuration, bindings, resource refs.
 
 All frozen dataclasses of plain values, so the worker can build them from SQL
 rows and tests can build them by hand. ``OrgConfig`` also carries lazily built

@@ -1,4 +1,4 @@
-"""Mapping rules (contract §5): SCIM group attributes -> bindings.
+"""Layer: pure. Mapping rules (contract §5): SCIM group attributes -> bindings.
 
 A rule matches a group's ``externalId`` or ``displayName`` by exact value,
 prefix, or an RE2 regular expression (whole-attribute match, rule

@@ -1,5 +1,5 @@
-"""Reason codes of a check's answer: one closed list for ``explain``, the check API and
-the Python check client (docs/admin-api.md, "Reasons").
+"""Layer: pure. Reason codes of a check's answer: one closed list for ``explain``, the check
+API and the Python check client (docs/admin-api.md, "Reasons").
 
 An allow is ``granted``. A deny names the first thing missing, in this order: the user
 (unknown, inactive or deleted), a role in the workspace, a question valid for the

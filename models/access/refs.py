@@ -1,4 +1,4 @@
-"""References to syncs (the two-resource questions of contract §2.3)."""
+"""Layer: pure. References to syncs (the two-resource questions of contract §2.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Role types (v2 and legacy) and their structural validation and parsing.
+"""Layer: pure. Role types (v2 and legacy) and their structural validation and parsing.
 
 v2 roles hold workspace grants and resource grants (one id or ``*``) with
 optional subset limits. Legacy roles are either a built-in matrix row

@@ -1,4 +1,4 @@
-"""Named decision rules. Every contract "Decision" and every point idsync had to
+"""Layer: pure. Named decision rules. Every contract "Decision" and every point idsync had to
 fix itself is one entry here; ``explain`` output lists the names that applied."""
 
 from __future__ import annotations

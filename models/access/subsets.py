@@ -1,4 +1,4 @@
-"""Subset limits on parent-model grants (contract §2.1 "Subsets").
+"""Layer: pure. Subset limits on parent-model grants (contract §2.1 "Subsets").
 
 A custom role may limit ``view_parent_model_data`` and
 ``configure_audiences_syncs`` on a parent model P to chosen values of P's

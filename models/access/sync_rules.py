@@ -1,4 +1,4 @@
-"""What a sync action needs (contract §2.3, §2.1 approval flows, §3).
+"""Layer: pure. What a sync action needs (contract §2.3, §2.1 approval flows, §3).
 
 Shared by the evaluator and the compiled-form checker: this is contract data,
 the two deciders evaluate it independently.

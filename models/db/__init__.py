@@ -1,1 +1,1 @@
-"""Persistence: SQLAlchemy 2 tables, the session factory and migrations."""
+"""Layer: store. Persistence: SQLAlchemy 2 tables, the session factory and migrations."""

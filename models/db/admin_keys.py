@@ -1,4 +1,4 @@
-"""Organization admin API keys (stored hashed; strictly scoped to one organization).
+"""Layer: store. Organization admin API keys (stored hashed; strictly scoped to one organization).
 
 The same credential mechanism as SCIM tokens (`models.db.credential_store`): 256-bit
 random secrets, SHA-256 at rest, a short display prefix, revocation by id or prefix.

@@ -1,4 +1,4 @@
-"""Declarative base and portable column types."""
+"""Layer: store. Declarative base and portable column types."""
 
 from __future__ import annotations
 

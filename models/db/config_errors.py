@@ -1,4 +1,4 @@
-"""Errors of the configuration store; each names the offending field.
+"""Layer: store. Errors of the configuration store; each names the offending field.
 
 The admin API turns them into ``{"detail": message, "field": field}`` with ``status``.
 """

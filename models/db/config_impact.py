@@ -1,4 +1,5 @@
-"""Which groups a configuration change may affect (the ``group_ids`` of its change row).
+"""Layer: store. Which groups a configuration change may affect (the ``group_ids`` of its
+change row).
 
 The worker recomputes exactly the members of these groups, so each helper errs on
 the side of including a group whose members' permissions *may* change:

@@ -1,4 +1,4 @@
-"""SQL -> ``models.access`` inputs, for the worker and the admin API's reads.
+"""Layer: store. SQL -> ``models.access`` inputs, for the worker and the admin API's reads.
 
 Every function is a small, fixed number of set-based queries (no per-row queries);
 id lists are sent in chunks so a 50k-member fan-out stays within driver limits.

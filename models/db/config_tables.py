@@ -1,5 +1,5 @@
-"""Access configuration tables: workspaces, Spaces, custom roles, bindings, subset
-categories, registered resources, mapping rules, organization admin API keys.
+"""Layer: store. Access configuration tables: workspaces, Spaces, custom roles, bindings,
+subset categories, registered resources, mapping rules, organization admin API keys.
 
 Design notes:
 - Configuration objects (workspaces, Spaces, custom roles, mapping rules) have

@@ -1,4 +1,4 @@
-"""Hashed bearer credentials (SCIM tokens, admin API keys): one implementation.
+"""Layer: store. Hashed bearer credentials (SCIM tokens, admin API keys): one implementation.
 
 A credential is a 256-bit random secret with a kind prefix; only its SHA-256 and a short
 display prefix are stored. Verification looks the hash up through a unique index with a

@@ -1,4 +1,4 @@
-"""Custom roles as stored (name, model, JSON definition) <-> ``models.access`` roles.
+"""Layer: store. Custom roles as stored (name, model, JSON definition) <-> ``models.access`` roles.
 
 The stored ``definition`` is the role's body without id and name:
 v2 ``{"workspace_grants": [...], "resource_grants": [...]}``, legacy

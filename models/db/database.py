@@ -1,4 +1,5 @@
-"""The database handle: engine, sessions, commit guards and after-commit change publication."""
+"""Layer: store. The database handle: engine, sessions, commit guards and after-commit change
+publication."""
 
 from __future__ import annotations
 

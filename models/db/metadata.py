@@ -1,4 +1,4 @@
-"""The complete table metadata: importing this module registers every table module."""
+"""Layer: store. The complete table metadata: importing this module registers every table module."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Schema migrations (Alembic) driven from code: no alembic.ini is needed at runtime.
+"""Layer: store. Schema migrations (Alembic) driven from code: no alembic.ini is needed at runtime.
 
 - `upgrade(url)` brings a database to the newest revision. It is idempotent and safe
   to run from several processes at once (a PostgreSQL advisory lock, or SQLite's

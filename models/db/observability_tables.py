@@ -1,4 +1,4 @@
-"""Tables that record how sync went: the SCIM request log and the IdP pull runs
+"""Layer: store. Tables that record how sync went: the SCIM request log and the IdP pull runs
 (migration 0005; read by sync status, ``idsync scim log`` and the admin API)."""
 
 from __future__ import annotations

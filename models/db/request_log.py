@@ -1,4 +1,5 @@
-"""Reading and pruning the SCIM request log (admin API, ``idsync scim log``, the beat)."""
+"""Layer: store. Reading and pruning the SCIM request log (admin API, ``idsync scim log``, the
+beat)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mapping-rule application: stored rules + SCIM groups -> rule-made binding rows.
+"""Layer: store. Mapping-rule application: stored rules + SCIM groups -> rule-made binding rows.
 
 Matching and target resolution are ``models.access.mapping_rules``'s; this module
 loads the inputs, diffs the produced bindings against the rule-made rows in SQL

@@ -1,4 +1,4 @@
-"""Engine and session factories. Nothing connects at import time."""
+"""Layer: store. Engine and session factories. Nothing connects at import time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Identity tables: organizations, SCIM tokens, users, groups, memberships, change log.
+"""Layer: store. Identity tables: organizations, SCIM tokens, users, groups, memberships,
+change log.
 
 Design notes (see docs/architecture.md of the project):
 - SCIM resources keep their full document in `attrs` (JSONB on PostgreSQL); the

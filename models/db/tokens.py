@@ -1,4 +1,5 @@
-"""Organizations and their SCIM bearer tokens (stored hashed; see credential_store)."""
+"""Layer: store. Organizations and their SCIM bearer tokens (stored hashed; see
+credential_store)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""HTTP access to an upstream IdP: auth, timeouts, retries with backoff and jitter,
-``Retry-After`` on 429 (and 503), Okta's ``X-Rate-Limit-Remaining`` /
+"""Layer: worker. HTTP access to an upstream IdP: auth, timeouts, retries with backoff and
+jitter, ``Retry-After`` on 429 (and 503), Okta's ``X-Rate-Limit-Remaining`` /
 ``X-Rate-Limit-Reset``, and absolute "next page" URLs (Okta ``Link``, Graph
 ``@odata.nextLink``).
 

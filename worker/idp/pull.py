@@ -1,4 +1,4 @@
-"""IdP pull: read users and groups upstream, reconcile through the SCIM write path.
+"""Layer: worker. IdP pull: read users and groups upstream, reconcile through the SCIM write path.
 
 The whole upstream directory is read first; if any page fails (after the client's
 retries) nothing is written and nothing is deactivated. Then every difference is

@@ -1,4 +1,4 @@
-"""IdP pull runs, recorded (``idp_pull_runs``) and counted (metrics) for sync status.
+"""Layer: worker. IdP pull runs, recorded (``idp_pull_runs``) and counted (metrics) for sync status.
 
 A run is written as ``running`` when it starts and finished with ``ok`` or ``failed``,
 its counts, and for a failure the reason (credentials masked) and the upstream HTTP

@@ -1,8 +1,8 @@
-"""Upstream directories behind one seam, ``Source``: SCIM 2.0, Okta's Users/Groups API
-and Microsoft Graph. Each maps upstream users and groups onto the same
-``UpstreamUser`` / ``UpstreamGroup`` values, which ``worker.idp.pull`` turns into the
-same SCIM documents (userName, name, emails, active, externalId = upstream id;
-group displayName, externalId, members) and writes through the SCIM store functions.
+"""Layer: worker. Upstream directories behind one seam, ``Source``: SCIM 2.0, Okta's
+Users/Groups API and Microsoft Graph. Each maps upstream users and groups onto the same
+``UpstreamUser`` / ``UpstreamGroup`` values, which ``worker.idp.pull`` turns into the same
+SCIM documents (userName, name, emails, active, externalId = upstream id; group displayName,
+externalId, members) and writes through the SCIM store functions.
 
 Every iterator reads page after page; a failing page raises ``IdpError`` (after the
 client's retries) and the pull then applies nothing."""

@@ -1,4 +1,4 @@
-"""Alembic environment for idsync.
+"""Layer: store. Alembic environment for idsync.
 
 The database comes from the caller, never from import-time state. In order:
 1. `config.attributes["connection"]`: an open connection (models.db.migrate uses this);
