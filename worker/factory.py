@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from idsync.settings import Settings, get_settings
+from models.settings import Settings, get_settings
 from worker.beat import beat_schedule
 from worker.broker import sender_app
 from worker.heartbeat import HeartbeatStep

@@ -1,4 +1,5 @@
-"""The change hook: revocations before the commit, the fast path to the worker after it.
+"""Layer: worker. The change hook: revocations before the commit, the fast path to the worker
+after it.
 
 Registered on ``Database`` by the API process (``idsync/app.py``) and by the worker's
 runtime (IdP pull and mapping-rule writes), in two parts:
@@ -33,11 +34,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from idsync.settings import Settings
 from models.cache.connection import CacheRedis, cache_redis
 from models.cache.layout import NO_ACCESS, PENDING
 from models.cache.writer import CacheWriter
 from models.db.database import CommitRefused, CommittedChange, Database
+from models.settings import Settings
 from models.tracing import span
 from worker.broker import enqueue_drain, sender_app
 from worker.lanes import TOMBSTONE_KINDS, WAKE_OF, lanes_for
