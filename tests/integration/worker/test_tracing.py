@@ -5,6 +5,13 @@ drain is linked from that drain's task span."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -44,6 +51,10 @@ def _revision(db: Database, org_id: str) -> int:
         top = session.scalar(select(func.max(Change.revision)).where(Change.org_id == org_id))
     assert top is not None
     return int(top)
+
+
+def _caught_up(writer: CacheWriter, revision: int) -> bool:
+    return writer.meta().wm >= revision
 
 
 def _only(spans: list[Any]) -> Any:
@@ -118,13 +129,13 @@ def test_a_scim_write_its_drain_task_and_its_cache_write_are_one_trace(
 
     # the worker runs the drain in the same trace, and exports it to the collector
     workers.start()
-    cache_write: Received = wait_until(
-        lambda: next(
-            (s for s in collector.named("idsync.cache.write") if s.trace_id == trace_id), None
-        ),
-        timeout=30,
-    )
-    run = _only([s for s in collector.named("run idsync.drain.bulk") if s.trace_id == trace_id])
+
+    def received(name: str) -> list[Received]:
+        return [s for s in collector.named(name) if s.trace_id == trace_id]
+
+    # the task's span ends last (exported in a batch of its own, maybe a later one)
+    run: Received = wait_until(lambda: received("run idsync.drain.bulk"), timeout=30)[0]
+    cache_write = _only(received("idsync.cache.write"))
     assert run.kind == OtlpSpan.SPAN_KIND_CONSUMER
     assert run.parent_span_id == hex_ids(send)[1]
     assert run.service == "idsync-worker"
@@ -186,3 +197,57 @@ def test_a_deactivation_traces_its_revocation_inside_the_transaction(
     assert write.end_time <= publish.start_time
     assert hex_ids(send)[2] == hex_ids(publish)[1]
     assert send.attributes["messaging.destination.name"] == "idsync.revoke"
+
+
+def test_a_dead_collector_holds_neither_the_recompute_nor_the_worker_s_exit(
+    pg_database: Database,
+    cache: redis.Redis,
+    workers: WorkerProcess,
+    memory_spans: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The collector takes connections and never answers: the worker's exports wait
+    out their 10 s timeout in the export thread, while its drain recomputes at once and
+    SIGTERM stops it within the exit flush bound."""
+    world = World.create(pg_database, "trace-dead-org")
+    dave = world.user("dave@x.io")
+    writer = CacheWriter(cache, world.org_id)
+    rebuild(pg_database, writer, world.org_id)
+    with pg_database.write() as session:
+        org = session.get(Organization, world.org_id)
+        assert org is not None
+        token = create_scim_token(session, org, "Okta")
+    held: list[socket.socket] = []
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(64)
+
+        def hold() -> None:  # accept every export, never answer it
+            with contextlib.suppress(OSError):
+                while True:
+                    held.append(blackhole.accept()[0])
+
+        threading.Thread(target=hold, daemon=True).start()
+        endpoint = f"http://127.0.0.1:{blackhole.getsockname()[1]}/v1/traces"
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "10")
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+        proc = workers.start()
+        app = create_app(Settings(REDIS_URL=BROKER_URL, CACHE_REDIS_URL=CACHE_URL), db=pg_database)
+        assert install_tracing(app)
+        scim = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+        with TestClient(app, base_url="http://idsync.test") as client:
+            for _ in range(3):  # each drain's spans meet the dead collector
+                patched = client.patch(f"/scim/v2/Users/{dave}", json=PATCH_NAME, headers=scim)
+                assert patched.status_code == 200, patched.text
+                revision = _revision(pg_database, world.org_id)
+                started = time.monotonic()
+                wait_until(partial(_caught_up, writer, revision), timeout=30)
+                assert time.monotonic() - started < 5  # not an export timeout (10 s)
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert time.monotonic() - started < 10, workers.logs()
+        assert held  # the worker did try to export
+    for conn in held:
+        conn.close()
