@@ -314,8 +314,11 @@ def _wrk(url: str, seconds: float, script: Path | None = None) -> dict[str, floa
 
     cmd = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{max(1, round(seconds))}s"]
     if script is None:
+        # a request() function like the POST scripts': wrk then spends the same per
+        # request on every endpoint (Lua call + wrk.format), and the ratios compare servers
         script = Path(f"/tmp/idsync-bench-wrk-get-{os.getpid()}.lua")
         script.write_text(
+            'request = function()\n  return wrk.format("GET")\nend\n'
             "done = function(summary, latency, requests)\n"
             '  io.write(string.format("JSON {\\"rps\\": %f, \\"p50\\": %d, \\"p99\\": %d, '
             '\\"max\\": %d, \\"errors\\": %d, \\"non2xx\\": %d}\\n",\n'
@@ -374,7 +377,7 @@ def _span(runs: list[dict[str, float]], key: str, scale: float = 1.0) -> str:
 def _line(name: str, runs: list[dict[str, float]], ref: list[dict[str, float]] | None) -> None:
     rps = [r["rps"] for r in runs]
     text = (
-        f"{name:34s} {min(rps):8,.0f}..{max(rps):8,.0f} req/s  "
+        f"{name:38s} {min(rps):8,.0f}..{max(rps):8,.0f} req/s  "
         f"p50 {_span(runs, 'p50', 1000)} ms  p99 {_span(runs, 'p99', 1000)} ms  "
         f"max {max(r['max'] for r in runs) / 1000:.1f} ms"
     )
@@ -444,13 +447,14 @@ def bench_http(
         [f"{trivial.stem}:app"], dict(env, PYTHONPATH=f"{ROOT}:{trivial.parent}")
     )
     results: dict[str, list[dict[str, float]]] = {
-        k: [] for k in ("trivial", "healthz", "service", "admin", "batch")
+        k: [] for k in ("trivial", "trivial_post", "healthz", "service", "admin", "batch")
     }
     try:
         _wrk(f"{base}/api/v1/check", 1, scripts["service"])  # warm the processes up
         _wrk(f"{base}/api/v1/check", 1, scripts["admin"])
         for _ in range(rounds):  # interleaved: load from other processes hits each alike
             results["trivial"].append(_wrk(f"{gen_base}/", seconds))
+            results["trivial_post"].append(_wrk(f"{gen_base}/", seconds, scripts["service"]))
             results["healthz"].append(_wrk(f"{base}/healthz", seconds))
             results["service"].append(_wrk(f"{base}/api/v1/check", seconds, scripts["service"]))
             results["admin"].append(_wrk(f"{base}/api/v1/check", seconds, scripts["admin"]))
@@ -462,7 +466,8 @@ def bench_http(
             proc.wait(timeout=15)
         trivial.unlink(missing_ok=True)
     print(f"{rounds} interleaved runs of {seconds:.0f} s each; ranges over the runs:")
-    _line("generator ceiling (bare ASGI app)", results["trivial"], None)
+    _line("generator ceiling (bare ASGI app), GET", results["trivial"], None)
+    _line("generator ceiling, the check POSTs", results["trivial_post"], None)
     _line("GET /healthz (reference)", results["healthz"], None)
     _line("check, service token", results["service"], results["healthz"])
     _line("check, admin key (org implied)", results["admin"], results["healthz"])

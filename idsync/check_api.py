@@ -415,7 +415,7 @@ class Checker:
         self._redis: aredis.Redis | RedisCluster | None = None
         self._clients: dict[str, AsyncCheckClient] = {}
         self.local: LocalAnswers | None = None
-        self._watch: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None  # held: a task nobody holds may be collected
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop, self._redis = loop, check_redis_client(self.url)
@@ -425,14 +425,6 @@ class Checker:
             self.local = LocalAnswers()
             self.local.tracking = Invalidations(split_cluster_url(self.url)[1], self.local.changed)
             self._watch = loop.create_task(self.local.tracking.run())
-
-    async def close(self) -> None:
-        """Stop watching (the app's shutdown; tests)."""
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
-        self.local = None
-        self._loop = None
 
     def _client(self, org_id: str) -> AsyncCheckClient:
         loop = asyncio.get_running_loop()
@@ -469,7 +461,7 @@ class Checker:
         except UnknownWorkspaceError as exc:
             at = next(i for i, q in enumerate(queries) if q.workspace == exc.workspace)
             field = "workspace" if len(queries) == 1 else f"checks[{at}].workspace"
-            raise NotFoundError(field, exc.message) from exc
+            raise ValidationError(field, exc.message) from exc  # 422, as /explain
         except ValidationError as exc:
             raise HTTPException(400, str(exc)) from exc
         if local is not None:

@@ -18,7 +18,9 @@ not re-raise.
   takes. FastAPI itself would take surrogate bytes (`surrogatepass`) and answer a deep
   body with a 400 outside the API's error shape, or a RecursionError later. The check
   routes (`idsync.check_api.CHECK_PATHS`) are left this part: they parse their body once,
-  with pydantic's JSON parser, which refuses both itself (422).
+  with pydantic's JSON parser, which refuses both itself (422, with these words); a
+  check body with a Content-Length within the limit is passed on untouched (the server
+  delivers no more than it declares).
 
 Both answer in the /api/v1 error shape `{"detail": …, "field": …}`. SCIM requests pass
 both untouched: the body guard acts under /api/v1 only, and nothing escapes the SCIM
@@ -149,6 +151,11 @@ class ApiBodyGuard:
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(scope, receive, send)
+            return
+        if declared is not None and declared.isdigit() and path in CHECK_PATHS:
+            # the server holds the body to its declared length (within the limit): nothing
+            # to bound, and these routes parse their body once, strictly, themselves
+            await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0

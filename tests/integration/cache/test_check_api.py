@@ -275,7 +275,8 @@ def test_a_set_change_is_never_answered_from_the_kept_copy(database: Database) -
 def test_an_unknown_workspace_is_an_error_naming_it_an_unknown_user_a_deny(
     database: Database,
 ) -> None:
-    """A typo in a workspace id is an error (404 naming it), from the cache and from SQL;
+    """A typo in a workspace id is an error (422 naming it, as explain's), from the cache
+    and from SQL;
     a workspace created after the build is known once the worker's catch-up passed it;
     unknown users stay a deny; a cache whose workspace set was never written refuses
     nothing."""
@@ -295,7 +296,7 @@ def test_an_unknown_workspace_is_an_error_naming_it_an_unknown_user_a_deny(
     body = {"org": w.org_id, "user": alice, "workspace": "ws9", "grant": "create_sources"}
     for path, extra in (("/api/v1/check", {}), ("/api/v1/check", {"min_revision": 10**9})):
         resp = client.post(path, json={**body, **extra}, headers=auth)  # cache, then SQL
-        assert resp.status_code == 404, resp.text
+        assert resp.status_code == 422, resp.text
         assert resp.json() == {
             "detail": "no workspace 'ws9' in this organization",
             "field": "workspace",
@@ -311,7 +312,7 @@ def test_an_unknown_workspace_is_an_error_naming_it_an_unknown_user_a_deny(
             ],
         },
     )
-    assert batch.status_code == 404 and batch.json()["field"] == "checks[1].workspace"
+    assert batch.status_code == 422 and batch.json()["field"] == "checks[1].workspace"
     nobody = client.post("/api/v1/check", json={**body, "user": "nobody", "workspace": "ws1"})
     assert nobody.status_code == 401  # no credential: refused before anything is read
     nobody = client.post(
