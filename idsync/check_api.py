@@ -605,8 +605,11 @@ def parse_body(model: type[BaseModel], raw: bytes) -> Any:
     return body
 
 
-PARSED_MAX: Final = 20_000
-"""Valid bodies a ``StrictJsonRoute`` remembers (services repeat their questions)."""
+PARSED_MAX: Final = 10_000
+"""Valid bodies a ``StrictJsonRoute`` remembers (services repeat their questions)..."""
+PARSED_MAX_BYTES: Final = 1024
+"""...if no longer than this (a single check's body is ~150 bytes; batches are not
+remembered): at most ~10 MB of bodies per route, and the models made from them."""
 
 
 class StrictJsonRoute(APIRoute):
@@ -627,9 +630,10 @@ class StrictJsonRoute(APIRoute):
             body = parsed.get(raw)
             if body is None:
                 body = parse_body(model, raw)
-                if len(parsed) >= PARSED_MAX:
-                    parsed.clear()
-                parsed[raw] = body
+                if len(raw) <= PARSED_MAX_BYTES:
+                    if len(parsed) >= PARSED_MAX:
+                        parsed.clear()
+                    parsed[raw] = body
             response: Response = await endpoint(body, request)
             return response
 

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from models.cache.results import Query, Result
 from models.cache.tracking import Invalidations
 
-MAX_PER_ORG = 200_000
-"""Answers kept per organization; past it the organization's are dropped and refilled."""
+MAX_ANSWERS = 200_000
+"""Answers kept by one process (all organizations); past it all are dropped and refilled
+(~40 MB at most)."""
 
 Epoch = tuple[int, int]
 
@@ -32,9 +33,10 @@ Epoch = tuple[int, int]
 class LocalAnswers:
     """The answers one process keeps (see the module doc)."""
 
-    def __init__(self, max_per_org: int = MAX_PER_ORG) -> None:
+    def __init__(self, max_answers: int = MAX_ANSWERS) -> None:
         self.tracking: Invalidations | None = None
-        self.max_per_org = max_per_org
+        self.max_answers = max_answers
+        self._size = 0
         self._kept: dict[str, dict[Query, Result]] = {}
         self._epochs: dict[str, int] = {}
         self._all = 0
@@ -44,10 +46,16 @@ class LocalAnswers:
         """Redis reported a change of ``org_id``'s keys (None: of anything)."""
         if org_id is None:
             self._all += 1
-            self._kept.clear()
+            self._clear()
             return
         self._epochs[org_id] = self._epochs.get(org_id, 0) + 1
-        self._kept.pop(org_id, None)
+        dropped = self._kept.pop(org_id, None)
+        if dropped is not None:
+            self._size -= len(dropped)
+
+    def _clear(self) -> None:
+        self._kept.clear()
+        self._size = 0
 
     def epoch(self, org_id: str) -> Epoch:
         """Taken before a read is sent; ``keep`` compares it after."""
@@ -57,7 +65,7 @@ class LocalAnswers:
         if self.tracking is not None and self.tracking.usable():
             return True
         if self._kept:
-            self._kept.clear()
+            self._clear()
         return False
 
     def answers(
@@ -82,9 +90,10 @@ class LocalAnswers:
         """Keep ``results`` (read after ``epoch`` was taken) when nothing moved since."""
         if epoch != self.epoch(org_id) or not self._usable():
             return
-        kept = self._kept.get(org_id)
-        if kept is None or len(kept) >= self.max_per_org:
-            kept = self._kept[org_id] = {}
+        if self._size + len(queries) > self.max_answers:
+            self._clear()
+        kept = self._kept.setdefault(org_id, {})
         for q, r in zip(queries, results, strict=True):
-            if r.source == "cache" and r.known:
+            if r.source == "cache" and r.known and q not in kept:
                 kept[q] = r
+                self._size += 1

@@ -156,7 +156,6 @@ class Invalidations:
         )
         try:
             await asyncio.wait_for(self._subscribe(reader, writer), CONNECT_TIMEOUT_S)
-            self.connections += 1
             await self._watch(reader, writer)
         finally:
             self.valid_until = 0.0
@@ -183,6 +182,7 @@ class Invalidations:
         if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
             raise ProtocolError(f"SUBSCRIBE answered {reply!r}")
         self.on_change(None)  # whatever was kept before this connection is not covered
+        self.connections += 1
         self.valid_until = since + self.lease_s
 
     async def _watch(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -142,3 +142,21 @@ def test_a_stalled_or_lost_invalidation_connection_drops_every_answer() -> None:
         asyncio.run(scenario())
     finally:
         proxy.stop()
+
+
+def test_kept_answers_are_bounded_and_dropped_per_organization() -> None:
+    local = LocalAnswers(max_answers=3)
+    local.tracking = Invalidations("redis://127.0.0.1:1/0", local.changed)
+    local.tracking.valid_until = float("inf")  # as if every ping were answered
+    queries = [Check(f"u{i}", "ws1", "create_sources") for i in range(3)]
+    for q in queries:
+        local.keep(ORG, local.epoch(ORG), [q], [ALLOW])
+    local.keep(OTHER, local.epoch(OTHER), [Q], [ALLOW])  # the 4th: over the bound
+    assert local.answers(OTHER, [Q], None) == [ALLOW]
+    assert all(local.answers(ORG, [q], None) is None for q in queries)
+    local.keep(ORG, local.epoch(ORG), queries[:1], [ALLOW])
+    local.changed(OTHER)  # a report drops that organization's answers only
+    assert local.answers(OTHER, [Q], None) is None
+    assert local.answers(ORG, queries[:1], None) == [ALLOW]
+    local.tracking.valid_until = 0.0  # the connection stalled: nothing is used or kept
+    assert local.answers(ORG, queries[:1], None) is None
