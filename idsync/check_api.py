@@ -458,10 +458,8 @@ class Checker:
             epoch = local.epoch(org_id)
         try:
             results = await client.batch(queries, min_revision=min_revision)
-        except UnknownWorkspaceError as exc:
-            at = next(i for i, q in enumerate(queries) if q.workspace == exc.workspace)
-            field = "workspace" if len(queries) == 1 else f"checks[{at}].workspace"
-            raise ValidationError(field, exc.message) from exc  # 422, as /explain
+        except UnknownWorkspaceError:
+            raise  # 422 on workspace, as /explain answers it
         except ValidationError as exc:
             raise HTTPException(400, str(exc)) from exc
         if local is not None:
@@ -682,6 +680,28 @@ def _outcome(result: Result) -> str:
     return result.status
 
 
+def _naming(exc: UnknownWorkspaceError, endpoint: str, queries: list[Query]) -> ValidationError:
+    """The error as the request names the field: ``checks[<i>].workspace`` in a batch."""
+    if endpoint != "batch":
+        return exc
+    at = next(i for i, q in enumerate(queries) if q.workspace == exc.workspace)
+    return ValidationError(f"checks[{at}].workspace", exc.message)
+
+
+def _add_strict_routes(
+    router: APIRouter, routes: list[tuple[str, Callable[..., Any], type[BaseModel]]]
+) -> None:
+    for path, endpoint, shape in routes:
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            response_model=shape,
+            responses=RESPONSES,
+            route_class_override=StrictJsonRoute,
+        )
+
+
 def check_router(settings: Settings, database: Database) -> APIRouter:
     url = settings.resolved_cache_redis_url()
     router = APIRouter(
@@ -704,6 +724,8 @@ def check_router(settings: Settings, database: Database) -> APIRouter:
                 raise HTTPException(503, "no permission cache configured (REDIS_URL)")
             results = await checker.run(org_id, queries, rev)
             return results
+        except UnknownWorkspaceError as exc:
+            raise _naming(exc, endpoint, queries) from None
         finally:
             counted.record(endpoint, results, started)
 
@@ -728,21 +750,15 @@ def check_router(settings: Settings, database: Database) -> APIRouter:
         results = await ask("batch", request, body.org, queries, body.min_revision)
         return _json({"results": [render(r) for r in results]})
 
-    lean: list[tuple[str, Callable[..., Any], type[BaseModel]]] = [
-        ("", check, CheckAnswer),
-        ("/sync", check_sync, CheckAnswer),
-        ("/spaces", visible_spaces, SpacesAnswerOut),
-        ("/batch", batch, BatchAnswer),
-    ]
-    for path, endpoint, shape in lean:
-        router.add_api_route(
-            path,
-            endpoint,
-            methods=["POST"],
-            response_model=shape,
-            responses=RESPONSES,
-            route_class_override=StrictJsonRoute,
-        )
+    _add_strict_routes(
+        router,
+        [
+            ("", check, CheckAnswer),
+            ("/sync", check_sync, CheckAnswer),
+            ("/spaces", visible_spaces, SpacesAnswerOut),
+            ("/batch", batch, BatchAnswer),
+        ],
+    )
 
     @router.post("/explain", response_model=ExplainAnswer, responses=RESPONSES)
     async def explain(body: ExplainIn, request: Request) -> Response:

@@ -313,6 +313,12 @@ def test_an_unknown_workspace_is_an_error_naming_it_an_unknown_user_a_deny(
         },
     )
     assert batch.status_code == 422 and batch.json()["field"] == "checks[1].workspace"
+    one = client.post(
+        "/api/v1/check/batch",
+        headers=auth,
+        json={"org": w.org_id, "checks": [{"type": "spaces", "user": alice, "workspace": "ws9"}]},
+    )
+    assert one.status_code == 422 and one.json()["field"] == "checks[0].workspace"
     nobody = client.post("/api/v1/check", json={**body, "user": "nobody", "workspace": "ws1"})
     assert nobody.status_code == 401  # no credential: refused before anything is read
     nobody = client.post(
