@@ -43,6 +43,7 @@ TRACKED_PREFIX: Final = f"{PREFIX}:{{"
 PING_EVERY_S: Final = 0.1
 LEASE_S: Final = 0.5
 RETRY_S: Final = 0.5
+RETRY_MAX_S: Final = 30.0
 CONNECT_TIMEOUT_S: Final = 1.0
 log = logging.getLogger("idsync.cache.tracking")
 
@@ -137,8 +138,12 @@ class Invalidations:
         self.on_change(None)
 
     async def run(self) -> None:
-        """Watch until cancelled: connect, track, reconnect after any failure."""
+        """Watch until cancelled: connect, track, reconnect after any failure (``retry_s``
+        after a connection that worked, doubling up to ``RETRY_MAX_S`` while none does:
+        a Redis refusing CLIENT TRACKING, an ACL say, costs a log line now and then)."""
+        delay = self.retry_s
         while True:
+            made = self.connections
             try:
                 await self._session()
             except asyncio.CancelledError:
@@ -147,7 +152,8 @@ class Invalidations:
             except Exception as exc:  # any failure: drop what is kept, log, reconnect
                 log.warning("cache invalidation connection lost: %s", exc)
             self._drop()
-            await asyncio.sleep(self.retry_s)
+            delay = self.retry_s if self.connections > made else min(delay * 2, RETRY_MAX_S)
+            await asyncio.sleep(delay)
 
     async def _session(self) -> None:
         context = ssl.create_default_context() if self.tls else None
