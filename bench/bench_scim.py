@@ -308,10 +308,9 @@ class IdsyncTarget(Target):
     def explain(self, user_name: str, start_index: int) -> str:
         """EXPLAIN ANALYZE of the statements behind the benchmark's rows, as the API runs
         them: a `userName eq` lookup (the prebuilt keyed statement, `scim.listing.
-        keyed_page`, with each user's groups; the event-loop lane runs this same SQL as a
-        prepared statement), and a `filter=active eq true` page at `start_index` with
-        its COUNT (`scim.listing.general_page`; later pages of an unchanged listing run
-        it without the COUNT, scim.totals)."""
+        keyed_page`, with each user's groups), and a `filter=active eq true` page at
+        `start_index` with its COUNT (`scim.listing.general_page`; later pages of an
+        unchanged listing run it without the COUNT, scim.totals)."""
         from sqlalchemy import create_engine
         from sqlalchemy.dialects import postgresql
 

@@ -225,8 +225,8 @@ def test_unknown_tokens_are_never_remembered(scim: Scim) -> None:
     assert len(cache) == before
 
 
-def test_scim_lane_behind_a_root_path_and_at_its_boundary(orgs: Orgs) -> None:
-    """SCIM requests bypass the FastAPI stack (idsync.app.ScimLane): behind a proxy's
+def test_scim_mount_behind_a_root_path_and_at_its_boundary(orgs: Orgs) -> None:
+    """SCIM is mounted at /scim/v2 (idsync.app.ScimErrors): behind a proxy's
     root path they still resolve and render absolute URLs with it; `/scim/v2x` is not
     SCIM; routing errors below /scim/v2 keep the SCIM Error schema."""
     from fastapi.testclient import TestClient
