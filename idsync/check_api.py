@@ -69,6 +69,7 @@ from models.cache.results import (
 )
 from models.cache.tracking import Invalidations
 from models.credential_cache import VerifiedCache
+from models.credentials import hash_secret
 from models.db.admin_keys import AdminIdentity, touch_admin_key, verify_admin_key
 from models.db.base import utcnow
 from models.db.config_errors import ConfigError, ForbiddenError, NotFoundError
@@ -479,7 +480,8 @@ class CheckAuth:
 
     Verified admin keys are remembered for ``ttl_s`` seconds (``VerifiedCache``, the
     SCIM tokens' mechanism and window); organization names met with the service token
-    likewise (name → id).
+    likewise (name → id). When a key's window ends under load, one lookup verifies it
+    again for every request presenting it meanwhile, not one each.
     """
 
     def __init__(self, token: str | None, database: Database, ttl_s: float) -> None:
@@ -487,6 +489,7 @@ class CheckAuth:
         self.database = database
         self.keys: VerifiedCache[AdminIdentity] = VerifiedCache(ttl_s)
         self._touching: set[str] = set()
+        self._verifying: dict[str, asyncio.Future[AdminIdentity | None]] = {}
         self.names: VerifiedCache[str] = VerifiedCache(ttl_s)
 
     def _verify(self, given: str) -> AdminIdentity | None:
@@ -523,9 +526,20 @@ class CheckAuth:
             return None
         found = self.keys.get(given)
         if found is None:
-            found = await in_thread(self._verify, given)
+            key = hash_secret(given)
+            pending = self._verifying.get(key)
+            if pending is None:  # one lookup for every request that waits on this key
+                pending = asyncio.ensure_future(self._verify_and_remember(given))
+                self._verifying[key] = pending
+                pending.add_done_callback(lambda _done: self._verifying.pop(key, None))
+            found = await asyncio.shield(pending)
             if found is None:
                 raise _unauthorized()
+        return found
+
+    async def _verify_and_remember(self, given: str) -> AdminIdentity | None:
+        found = await in_thread(self._verify, given)
+        if found is not None:
             self._note_use(found)
             # remembered as used now: the next touch is due a resolution from now
             self.keys.put(given, replace(found, last_used_at=utcnow()))

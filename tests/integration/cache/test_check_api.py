@@ -385,3 +385,32 @@ def test_check_answers_are_counted_by_outcome_with_their_latency(database: Datab
     assert grew(answers, endpoint="batch", outcome="deny") == 1
     assert grew("idsync_check_duration_seconds_count", endpoint="check") == 3
     assert grew("idsync_check_duration_seconds_count", endpoint="batch") == 1
+
+
+def test_an_admin_key_whose_window_ended_is_verified_once_for_all_waiting(
+    database: Database,
+) -> None:
+    import asyncio
+
+    from starlette.requests import Request
+
+    from idsync.check_api import CheckAuth
+    from models.db.admin_keys import AdminIdentity
+
+    w, own, _other = _org_with_alice(database)
+    lookups: list[str] = []
+
+    class Counted(CheckAuth):
+        def _verify(self, given: str) -> AdminIdentity | None:
+            lookups.append(given)
+            return super()._verify(given)
+
+    auth = Counted(None, database, ttl_s=30)
+    scope = {"type": "http", "headers": [(b"authorization", f"Bearer {own}".encode())]}
+
+    async def eight() -> list[str]:
+        found = await asyncio.gather(*(auth.identity(Request(scope)) for _ in range(8)))
+        return [f.org_id for f in found if f is not None]
+
+    assert asyncio.run(eight()) == [w.org_id] * 8
+    assert lookups == [own]  # one SQL lookup for the eight requests
