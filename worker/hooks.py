@@ -166,9 +166,17 @@ class ChangeHook:
         pipe = writer.script_pipeline(transaction=False)
         wakes = [WAKE_OF[lane] for lane, _, _ in marks]
         note_write(writer, pipe, wakes)  # traced: ahead of the marks (worker.write_links)
-        for (lane, revision, members), wake in zip(marks, wakes, strict=True):
-            writer.mark(lane, revision, members, wake, WAKE_MS, pipe)
-        results: list[Any] = pipe.execute()[-len(marks) :]
+        results: list[Any]
+        if len(marks) == 1 and isinstance(pipe, redis.client.Pipeline) and not pipe.command_stack:
+            # One mark and nothing else queued (a create, a single-user change): the script
+            # alone, one round trip. A pipeline holding a script first asks SCRIPT EXISTS,
+            # a second round trip per write (redis-py's Pipeline.load_scripts).
+            (lane, revision, members), wake = marks[0], wakes[0]
+            results = [writer.mark(lane, revision, members, wake, WAKE_MS)]
+        else:
+            for (lane, revision, members), wake in zip(marks, wakes, strict=True):
+                writer.mark(lane, revision, members, wake, WAKE_MS, pipe)
+            results = pipe.execute()[-len(marks) :]
         sent = sorted({w for w, res in zip(wakes, results, strict=True) if res == 1})
         for wake in sent:
             self.enqueue(org_id, wake)
