@@ -1,4 +1,4 @@
-"""Stores layer: the connection a request's reads run on.
+"""Layer: store. The connection a request's reads run on.
 
 Reads are Core statements on a plain `Connection`, not an ORM `Session`: a read uses no
 unit of work or identity map, and a Session's per-request setup (transaction object,
