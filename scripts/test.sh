@@ -10,7 +10,8 @@
 #      IDSYNC_TEST_REDIS_URL (default redis://127.0.0.1:6379/15): starts them if they
 #      are installed, installs them with apt-get when run as root, and as root makes
 #      passwordless (trust) login from 127.0.0.1 work for a PostgreSQL it set up;
-#   3. runs ruff check, ruff format --check, mypy (strict, config in pyproject.toml)
+#   3. runs ruff check, ruff format --check, mypy (strict, config in pyproject.toml),
+#      lint-imports (the layer contracts)
 #      and pytest. All must pass; "no tests collected" is a failure too.
 # Quiet when things work; prints the captured output of whatever failed.
 set -euo pipefail
@@ -338,6 +339,8 @@ ensure_promtool
 check "ruff check" "$VENV/bin/ruff" check .
 check "ruff format" "$VENV/bin/ruff" format --check .
 check "mypy" "$VENV/bin/mypy"
+# the layer contracts ([tool.importlinter] in pyproject.toml; docs/architecture.md)
+check "lint-imports" "$VENV/bin/lint-imports"
 # docker-compose.yml, validated where a Compose implementation is installed (v2 plugin or
 # Debian's docker-compose 1.29; the file keeps to what both accept).
 # POSTGRES_PASSWORD is required by the file (no default): a placeholder for the check.
