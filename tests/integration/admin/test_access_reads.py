@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.access.access_model import AccessModel
-from models.access.inputs import ResourceRef
+from models.access.inputs import ResourceRef, User
 from models.db.config_loader import load_org_config, load_user_inputs
 from tests.integration.admin.conftest import Api, Two
 
@@ -39,7 +39,7 @@ def _setup(api: Api) -> dict[str, str]:
     return {"ada": ada, "bob": bob, "eve": eve, "editors": editors, "la": legacy_a, "lb": legacy_b}
 
 
-def _model(api: Api, user_ids: list[str]) -> tuple[AccessModel, dict]:
+def _model(api: Api, user_ids: list[str]) -> tuple[AccessModel, dict[str, User]]:
     with api.db.read() as s:
         return AccessModel(load_org_config(s, api.org_id)), load_user_inputs(
             s, api.org_id, user_ids

@@ -100,9 +100,7 @@ def test_postgres_down_scim_503_then_worker_catches_up(
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     proxy.start()
     proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    settings = Settings(  # type: ignore[call-arg]
-        DATABASE_URL=proxied, REDIS_URL=BROKER_URL, CACHE_REDIS_URL=CACHE_URL
-    )
+    settings = Settings(DATABASE_URL=proxied, REDIS_URL=BROKER_URL, CACHE_REDIS_URL=CACHE_URL)
     api_db = Database(proxied, pool_size=2)
     client = TestClient(create_app(settings, api_db))
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}

@@ -5,6 +5,7 @@ retries, a page failing midway, and the same SCIM documents as the SCIM 2.0 sour
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -42,7 +43,9 @@ def _okta_user(i: int, status: str = "ACTIVE") -> dict[str, Any]:
     }
 
 
-def _okta_paged(items: list[dict[str, Any]], size: int, path: str, calls: list[str]):  # type: ignore[no-untyped-def]
+def _okta_paged(
+    items: list[dict[str, Any]], size: int, path: str, calls: list[str]
+) -> Callable[[httpx.Request], httpx.Response]:
     """Okta-style cursor paging: ``after`` = id of the last item, ``Link: rel="next"``."""
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -108,6 +111,7 @@ def _state(db: Database, org_id: str) -> tuple[dict[str, Any], dict[str, set[str
             select(Group.id, Group.external_id).where(Group.org_id == org_id)
         ):
             members = s.scalars(select(GroupMember.user_id).where(GroupMember.group_id == gid))
+            assert gext is not None  # every pulled group carries the IdP's id
             groups[gext] = {ext_of[m] for m in members}
     return users, groups
 
@@ -226,7 +230,9 @@ def _graph_user(i: int, enabled: bool = True) -> dict[str, Any]:
     }
 
 
-def _graph_paged(items: list[dict[str, Any]], size: int, url: str, tokens: list[str]):  # type: ignore[no-untyped-def]
+def _graph_paged(
+    items: list[dict[str, Any]], size: int, url: str, tokens: list[str]
+) -> Callable[[httpx.Request], httpx.Response]:
     def handler(request: httpx.Request) -> httpx.Response:
         tokens.append(request.headers["Authorization"])
         skip = int(request.url.params.get("$skiptoken", "0"))
@@ -440,7 +446,7 @@ def test_configuration_picks_the_source_and_the_beat_schedules_it() -> None:
 def test_pull_from_settings_runs_the_configured_okta_source(database: Database) -> None:
     w = World.create(database)
     _mock_okta([_okta_user(1)], {"00g1": ("eng", ["00u1"])})
-    s = Settings(  # type: ignore[call-arg]
+    s = Settings(
         IDSYNC_IDP_KIND="okta",
         IDSYNC_IDP_URL=OKTA,
         IDSYNC_IDP_TOKEN="okta-token",
@@ -448,7 +454,7 @@ def test_pull_from_settings_runs_the_configured_okta_source(database: Database) 
     )
     report = pull_from_settings(s, database)
     assert report["complete"] and report["source"] == "okta" and report["users_created"] == 1
-    assert pull_from_settings(Settings(), database) == {  # type: ignore[call-arg]
+    assert pull_from_settings(Settings(), database) == {
         "skipped": "no IdP pull configured (IDSYNC_IDP_KIND, IDSYNC_IDP_ORG, …)"
     }
 
@@ -466,7 +472,7 @@ def test_idp_pull_task_is_long_running_and_exclusive(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(worker.runtime, "_RUNTIME", None)  # restored after the test
 
-    settings = Settings(REDIS_URL=REDIS_TEST_URL, DATABASE_URL="sqlite://")  # type: ignore[call-arg]
+    settings = Settings(REDIS_URL=REDIS_TEST_URL, DATABASE_URL="sqlite://")
     app = create_celery(settings, REDIS_TEST_URL)
     task = app.tasks[TASK_IDP_PULL]
     assert task.acks_late is False

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -34,7 +35,7 @@ def _page(resources: list[dict[str, Any]], total: int, start: int) -> dict[str, 
     }
 
 
-def _paged(resources: list[dict[str, Any]], size: int):  # type: ignore[no-untyped-def]
+def _paged(resources: list[dict[str, Any]], size: int) -> Callable[[httpx.Request], httpx.Response]:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["Authorization"] == "Bearer s3cret"
         start = int(request.url.params["startIndex"])

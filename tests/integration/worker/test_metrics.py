@@ -70,7 +70,8 @@ def test_counters_and_the_lag_gauge_move_with_writes_checks_and_a_recompute(
             app.state.metrics_state.invalidate()
             answer = client.get("/metrics")
             assert answer.status_code == 200
-            return answer.text
+            text: str = answer.text
+            return text
 
         base = scrape()  # counters are per process: compare with what came before
 

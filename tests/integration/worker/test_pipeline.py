@@ -88,7 +88,10 @@ def test_dirty_users_coalesce(
     workers.start()
     checks = CheckClient(cache, world.org_id)
     wait_until(lambda: writer.backlog(ALL_LANES) == 0 and writer.meta().wm >= world.revision())
-    stats = {k.decode(): int(v) for k, v in cache.hgetall(writer.keys.stats).items()}
+    stats = {
+        (k if isinstance(k, str) else k.decode()): int(v)
+        for k, v in cache.hgetall(writer.keys.stats).items()
+    }
     recomputed = sum(stats.values())
     assert recomputed <= 2 * len(names) < changes
     for n in names:

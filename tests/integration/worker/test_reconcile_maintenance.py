@@ -139,7 +139,7 @@ def test_reconcile_prunes_old_tombstones_of_deleted_users_only(
 
     def stored(uid: str) -> tuple[str, int] | None:
         raw = cache.hget(ukey, uid)
-        return None if raw is None else decode_user(raw.decode())
+        return None if raw is None else decode_user(raw if isinstance(raw, str) else raw.decode())
 
     bob_tomb, carol_tomb = stored(bob), stored(carol)
     assert bob_tomb is not None and bob_tomb[0] == NO_ACCESS
