@@ -23,6 +23,7 @@ from idsync.supervisor import Child, Probe, Supervisor, say_on_stderr
 from models.db.migrate import require_current, upgrade
 from models.db.tokens import create_scim_token, get_or_create_org, verify_scim_token
 from models.embedded_redis import EmbeddedRedis
+from models.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_multiprocess_dir
 from models.settings import Settings, get_settings
 
 DEFAULT_ORG: Final = "default"
@@ -73,15 +74,24 @@ def serve(host: str, port: int, workers: int) -> None:
         _server(host, port).run(sockets=[sock])
         return
     sock.close()  # several processes: uvicorn binds and shares the socket itself
-    uvicorn.run(
-        "idsync.asgi:app",
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-    )
+    # /metrics must sum every process: prometheus_client's multiprocess mode, in the
+    # operator's PROMETHEUS_MULTIPROC_DIR (emptied: an earlier run's values must not
+    # count again) or in a temporary directory removed when the server stops
+    given = bool(os.environ.get(MULTIPROC_ENV))
+    metrics_dir = prepare_multiprocess_dir()
+    try:
+        uvicorn.run(
+            "idsync.asgi:app",
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+        )
+    finally:
+        if not given:
+            remove_multiprocess_dir(metrics_dir)
 
 
 def _dev_token(settings: Settings) -> str:
