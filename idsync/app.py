@@ -23,6 +23,7 @@ from idsync.http_guards import install_http_guards
 from idsync.metrics_route import install_metrics_route
 from idsync.request_observer import RequestObserver, note_changes
 from idsync.scim_log.writer import ScimLogWriter
+from idsync.server_spans import install_tracing
 from idsync.settings import Settings
 from models.db.database import Database
 from scim.discovery import Limits
@@ -213,4 +214,7 @@ def create_app(
     if settings.metrics_enabled or request_log is not None:
         app.add_middleware(RequestObserver, count=settings.metrics_enabled, request_log=request_log)
     app.add_middleware(RequestIdMiddleware)
+    # OTEL_* set: this process's tracer provider and a SERVER span per request, outermost
+    # (docs/operations.md#tracing); unset: nothing is installed
+    install_tracing(app)
     return app
