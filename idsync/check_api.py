@@ -47,6 +47,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 from sqlalchemy import select
 
+from idsync.admin_api.access_routes import explain as explain_sql
 from idsync.admin_api.schemas import ExplainIn
 from idsync.input_guard import refuse_unstorable_body, storable_input
 from models import json_text
@@ -779,8 +780,6 @@ def check_router(settings: Settings, database: Database) -> APIRouter:
         """Why: what ``POST /api/v1/explain`` answers (from SQL: groups, roles, bindings,
         rules, what is missing), next to the cache's answer to the same question. Takes
         the body of a check or of a sync check, like that endpoint."""
-        from idsync.admin_api.access_routes import explain as explain_sql
-
         org_id = await auth.org(request, body.org)
         question = body.model_copy(update={"org": None, "min_revision": None})
         identity = AdminIdentity(SERVICE, org_id, "")
