@@ -1,4 +1,4 @@
-"""The ASGI application: SCIM mounted under /scim/v2, the health probes, the check and
+"""Layer: app. The ASGI application: SCIM mounted under /scim/v2, the health probes, the check and
 admin APIs, all behind the same middleware (request id, metrics and request log, error
 guards): every middleware sees every request."""
 
@@ -17,19 +17,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from idsync.admin_api import install_admin_api
 from idsync.api_docs import install_api_docs
+from idsync.check_api import check_router
 from idsync.health import HealthProbe, Part
 from idsync.http_guards import install_http_guards
+from idsync.logs import request_id_var
 from idsync.metrics_route import install_metrics_route
 from idsync.request_observer import RequestObserver, note_changes
 from idsync.scim_log.writer import ScimLogWriter
 from idsync.server_spans import install_tracing
-from idsync.settings import Settings
 from models.db.database import Database
+from models.settings import Settings
 from scim.discovery import Limits
 from scim.http import exception_response, http_exception_response
 from scim.resources import ScimConfig
 from scim.routes import ScimApi
+from worker.hooks import install_change_hook
 
 SCIM_PREFIX = "/scim/v2"
 log = logging.getLogger("idsync.http")
@@ -45,8 +49,6 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from idsync.logs import request_id_var
-
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         sane = 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable()
         rid = incoming if sane else uuid.uuid4().hex
@@ -186,13 +188,8 @@ def create_app(
     app.state.scim_tokens = scim.tokens  # operators' tools and tests reach the cache here
     app.state.request_log = request_log
 
-    from idsync.check_api import check_router
-    from worker.hooks import install_change_hook
-
     app.state.change_hook = install_change_hook(database, settings)
     app.include_router(check_router(settings, database))
-
-    from idsync.admin_api import install_admin_api
 
     install_admin_api(app)
 

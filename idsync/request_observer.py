@@ -1,4 +1,4 @@
-"""HTTP metrics and the SCIM request log, as one pure ASGI middleware.
+"""Layer: app. HTTP metrics and the SCIM request log, as one pure ASGI middleware.
 
 It is ordinary app middleware (``idsync.app``), so every request is counted, SCIM
 included. Routes are labelled by template (``/scim/v2/Users/{id}``,
@@ -24,10 +24,10 @@ from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from idsync.metrics import metrics
 from idsync.scim_log.writer import Captured, ScimLogWriter
 from models.credentials import hash_secret
 from models.db.database import CommittedChange
+from models.metrics import metrics
 
 SCIM_PREFIX: Final = "/scim/v2"
 UNMATCHED: Final = "unmatched"

@@ -1,4 +1,4 @@
-"""The API process's tracing: one SERVER span per HTTP request (a pure ASGI middleware),
+"""Layer: app. The API process's tracing: one SERVER span per HTTP request (a pure ASGI middleware),
 and ``install_tracing``, which sets the process up when tracing is configured.
 
 The span is named ``<METHOD> <route template>`` (``PATCH /scim/v2/Users/{id}``; just the

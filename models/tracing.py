@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing: whether it is on, and the process's tracer provider.
+"""Layer: support. OpenTelemetry tracing: whether it is on, and the process's tracer provider.
 
 Off unless the standard OpenTelemetry variables ask for it (``configured``): then each
 process (an API process, a worker pool process) installs one SDK tracer provider

@@ -1,4 +1,4 @@
-"""Bulk operations (RFC 7644 §3.7).
+"""Layer: app. Bulk operations (RFC 7644 §3.7).
 
 Each operation is its own transaction (bulk is not atomic per the RFC). `bulkId:`
 references in paths and data are resolved to the ids created earlier in the same request;

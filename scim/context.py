@@ -1,4 +1,4 @@
-"""Who is making a SCIM request, and where its resources live."""
+"""Layer: pure. Who is making a SCIM request, and where its resources live."""
 
 from __future__ import annotations
 

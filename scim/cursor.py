@@ -1,4 +1,4 @@
-"""Cursor pagination (RFC 9865): the opaque `cursor` / `nextCursor` values (pure).
+"""Layer: store. Cursor pagination (RFC 9865): the opaque `cursor` / `nextCursor` values.
 
 A cursor is the position after the last resource of a page in the default order
 (`meta.created`, then `id`), plus fingerprints of what it was issued for: the resource

@@ -1,4 +1,4 @@
-"""Discovery endpoints' bodies (RFC 7644 §4): truthful about what idsync supports."""
+"""Layer: pure. Discovery endpoints' bodies (RFC 7644 §4): truthful about what idsync supports."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SCIM errors (RFC 7644 §3.12): each carries its HTTP status and `scimType`."""
+"""Layer: pure. SCIM errors (RFC 7644 §3.12): each carries its HTTP status and `scimType`."""
 
 from __future__ import annotations
 

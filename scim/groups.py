@@ -1,4 +1,4 @@
-"""Group resources and their memberships (one transaction per request).
+"""Layer: store. Group resources and their memberships (one transaction per request).
 
 Memberships are rows: adding or removing one member is one INSERT/DELETE plus a version
 bump on the group row, whatever the group's size; concurrent PATCHes that add different

@@ -1,4 +1,4 @@
-"""SCIM over HTTP: body parsing, responses, authentication, error mapping."""
+"""Layer: app. SCIM over HTTP: body parsing, responses, authentication, error mapping."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""List and search queries (RFC 7644 §3.4.2, §3.4.3): filter, sort, page — all in SQL."""
+"""Layer: store. List and search queries (RFC 7644 §3.4.2, §3.4.3): filter, sort, page — all in
+SQL."""
 
 from __future__ import annotations
 

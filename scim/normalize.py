@@ -1,4 +1,5 @@
-"""Input tolerance and validation for POST/PUT bodies (RFC 7643 §2, RFC 7644 §3.3, §3.5.1).
+"""Layer: pure. Input tolerance and validation for POST/PUT bodies (RFC 7643 §2, RFC 7644 §3.3,
+§3.5.1).
 
 Turns what identity providers actually send into the canonical *document*: core
 attributes at top level under their schema names, extension attributes nested under

@@ -1,4 +1,4 @@
-"""Blocking request work (database calls) run off the event loop, in the request's
+"""Layer: app. Blocking request work (database calls) run off the event loop, in the request's
 context (contextvars: the request id that log lines carry).
 
 `asyncio`'s own executor hand-off, not anyio's `to_thread` (Starlette's

@@ -1,4 +1,4 @@
-"""PATCH engine (RFC 7644 §3.5.2): pure, no database, all-or-nothing.
+"""Layer: pure. PATCH engine (RFC 7644 §3.5.2): pure, no database, all-or-nothing.
 
 `apply_patch` works on a deep copy of the stored document and returns the new document
 plus, for Groups, membership *deltas* (members never live in the document: a group may

@@ -1,4 +1,4 @@
-"""Response projection: `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5, §3.9)
+"""Layer: pure. Response projection: `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5, §3.9)
 and the `returned` characteristic (RFC 7643 §2.4, §7).
 
 Rules:

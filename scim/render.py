@@ -1,4 +1,4 @@
-"""Stored rows → SCIM JSON (before `attributes`/`excludedAttributes` projection)."""
+"""Layer: pure. Stored rows → SCIM JSON (before `attributes`/`excludedAttributes` projection)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How each SCIM resource type is stored and rendered (Users, Groups), and what a
+"""Layer: store. How each SCIM resource type is stored and rendered (Users, Groups), and what a
 request presents (`scim.routes` runs them)."""
 
 from __future__ import annotations
@@ -65,8 +65,10 @@ class ResourceOps:
     # statement carries, and `render` takes as `preloaded` instead of running a query of
     # its own (Users: `groups`). None: `multi_attr` is read by a query of its own.
     page_extra: ExtraColumn | None = None
-    # `create` writes with exactly one statement (see Database.write(one_statement=True)).
-    create_is_one_statement: bool = False
+    # `create` as exactly one Core statement on a `Database.write_one` Connection (a User
+    # create: POST runs this instead of `create`, which bulk and IdP pulls run in a
+    # Session). None: POST runs `create`.
+    create_one_statement: Callable[[Connection, ScimContext, dict[str, Any]], Row] | None = None
 
 
 def _user_rows(
@@ -122,7 +124,7 @@ USERS = ResourceOps(
     delete=user_store.delete_user,
     render=_render_users,
     page_extra=user_store.groups_column,
-    create_is_one_statement=True,
+    create_one_statement=user_store.create_user,
 )
 GROUPS = ResourceOps(
     resource=GROUP_RESOURCE,

@@ -1,4 +1,4 @@
-"""The SCIM 2.0 HTTP API (RFC 7644), mounted under /scim/v2.
+"""Layer: app. The SCIM 2.0 HTTP API (RFC 7644), mounted under /scim/v2.
 
 Handlers are thin: authenticate, parse, run one transaction in the thread pool, render.
 Every operation has this one path, on PostgreSQL and SQLite alike.
@@ -141,28 +141,30 @@ class ScimApi:
                 touch_token(session, ident.token_id)
 
     @contextmanager
-    def _writing(
-        self, caller: Caller, *, one_statement: bool = False
-    ) -> Iterator[tuple[Session, ScimContext]]:
+    def _writing(self, caller: Caller) -> Iterator[tuple[Session, ScimContext]]:
         """A write request's one transaction, its token verified as the first statement.
 
         Authenticating here rather than in a transaction of its own saves a pool checkout,
         a BEGIN and a ROLLBACK and a thread hop per request. A due `last_used_at` update
-        joins the transaction, or, for a `one_statement` write (Database.write), whose one
-        statement must be the request's own, follows it in a short write of its own.
+        joins the transaction.
         """
-        due: str | None = None
-        with self.db.write(one_statement=one_statement) as session:
-            ident, stale = self._identity(session, caller.token)
-            if stale:
-                if one_statement:
-                    due = ident.token_id
-                else:
-                    touch_token(session, ident.token_id)
+        with self.db.write() as session:
+            ident, due = self._identity(session, caller.token)
+            if due:
+                touch_token(session, ident.token_id)
             yield session, caller.context(ident.org_id, ident.token_id)
-        if due is not None:
+
+    @contextmanager
+    def _writing_one(self, caller: Caller) -> Iterator[tuple[Connection, ScimContext]]:
+        """`_writing` for a write of one statement (`Database.write_one`: a plain
+        Connection). A due `last_used_at` update follows in a short write of its own: the
+        one statement must be the request's."""
+        with self.db.write_one() as conn:
+            ident, due = self._identity(conn, caller.token)
+            yield conn, caller.context(ident.org_id, ident.token_id)
+        if due:
             with self.db.write() as session:
-                touch_token(session, due)
+                touch_token(session, ident.token_id)
 
     # -- resources --------------------------------------------------------------------
 
@@ -199,7 +201,6 @@ class ScimApi:
         raw_body: bytes,
         status: int,
         rid: str | None = None,
-        one_statement: bool = False,
     ) -> Response:
         """Run a create (`rid` None) or an update of `rid` and render the result.
 
@@ -207,13 +208,11 @@ class ScimApi:
         holds the organization's row lock until COMMIT: every other write of the
         organization waits for it. Nothing else should run in that window, so a User's
         `groups` (which no User write changes) are read before the write, or known to be
-        empty for a new user, and the User is rendered after COMMIT. `one_statement`: the
-        action writes with one statement (a User create), which runs as its own
-        transaction on PostgreSQL, so the lock is not held across a client round trip.
+        empty for a new user, and the User is rendered after COMMIT.
         """
         groups: list[tuple[str, str]] | None = None
         rendered: dict[str, Any] | None = None
-        with self._writing(caller, one_statement=one_statement) as (session, ctx):
+        with self._writing(caller) as (session, ctx):
             body = parse_json_object(raw_body)
             attrs, excluded = _projection_args(query)
             full = wants(ops.multi_attr, attrs, excluded, ops.resource)
@@ -227,6 +226,26 @@ class ScimApi:
         if rendered is None:  # a User renders from loaded state: after COMMIT, off the lock
             rendered = render_user(row, ctx.base_url, groups)
         return written_response(rendered, ops.resource, attrs, excluded, status)
+
+    def _create_one_sync(
+        self,
+        ops: ResourceOps,
+        create: Callable[[Connection, ScimContext, dict[str, Any]], Row],
+        caller: Caller,
+        query: dict[str, str],
+        raw_body: bytes,
+    ) -> Response:
+        """POST of a resource created by one statement (`ResourceOps.create_one_statement`:
+        a User) on the `Database.write_one` Connection, rendered after COMMIT (a new User
+        is in no group). On PostgreSQL the statement is its own transaction, so the
+        organization's row lock is not held across a client round trip."""
+        with self._writing_one(caller) as (conn, ctx):
+            body = parse_json_object(raw_body)
+            attrs, excluded = _projection_args(query)
+            full = wants(ops.multi_attr, attrs, excluded, ops.resource)
+            row = create(conn, ctx, body)
+        rendered = render_user(row, ctx.base_url, [] if full else None)
+        return written_response(rendered, ops.resource, attrs, excluded, 201)
 
     def _patch_sync(
         self,
@@ -503,17 +522,12 @@ class ScimApi:
         async def create(request: Request) -> Response:
             async def call(c: Caller) -> Response:
                 raw = await read_body(request, max_bytes)
-                return await in_thread(
-                    self._write_sync,
-                    ops,
-                    ops.create,
-                    c,
-                    dict(request.query_params),
-                    raw,
-                    201,
-                    None,
-                    ops.create_is_one_statement,
-                )
+                query = dict(request.query_params)
+                if ops.create_one_statement is not None:
+                    return await in_thread(
+                        self._create_one_sync, ops, ops.create_one_statement, c, query, raw
+                    )
+                return await in_thread(self._write_sync, ops, ops.create, c, query, raw, 201, None)
 
             return await run(request, call)
 

@@ -1,4 +1,4 @@
-"""SCIM schema definitions (RFC 7643 §4, §7, §8.7) as data.
+"""Layer: pure. SCIM schema definitions (RFC 7643 §4, §7, §8.7) as data.
 
 One registry drives discovery (`/Schemas`, `/ResourceTypes`), filter compilation
 (types, caseExact), PATCH (mutability), input normalisation (case-insensitive

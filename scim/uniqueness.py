@@ -1,4 +1,5 @@
-"""Uniqueness (409) from the database's unique indexes, without a pre-check round trip."""
+"""Layer: store. Uniqueness (409) from the database's unique indexes, without a pre-check round
+trip."""
 
 from __future__ import annotations
 

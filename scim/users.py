@@ -1,4 +1,4 @@
-"""User resources: create, read, replace, patch, delete (one transaction each).
+"""Layer: store. User resources: create, read, replace, patch, delete (one transaction each).
 
 Every accepted write records a change row via `record_change` as its last statement;
 a rejected write raises before anything is flushed, so the transaction rolls back.
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import JSON, ColumnElement, Table, delete, func, select, type_coerce
+from sqlalchemy import JSON, ColumnElement, Connection, Table, delete, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from models.db.base import new_id, storable, utcnow
@@ -60,7 +60,9 @@ def manager_id(doc: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def check_manager(session: Session, org_id: str, doc: dict[str, Any], was: str | None) -> None:
+def check_manager(
+    session: Session | Connection, org_id: str, doc: dict[str, Any], was: str | None
+) -> None:
     """A user may not name another organization's user as `manager.value` (400
     invalidValue, as another organization's users are refused as group members). An id
     no user has is kept as given: IdPs may send a manager before provisioning them. A
@@ -194,7 +196,9 @@ def plan_create(ctx: ScimContext, body: dict[str, Any]) -> NewUser:
     return NewUser(user, row, change, taken)
 
 
-def create_user(session: Session, ctx: ScimContext, body: dict[str, Any]) -> User:
+def create_user(session: Session | Connection, ctx: ScimContext, body: dict[str, Any]) -> User:
+    """A User create: in a `Database.write` Session (bulk, IdP pulls) or, as one Core
+    statement, on a `Database.write_one` Connection (POST /Users)."""
     new = plan_create(ctx, body)
     check_manager(session, ctx.org_id, new.row["attrs"], None)
     # The object stays transient (for rendering): its row is inserted by the change

@@ -1,4 +1,4 @@
-"""Trace context through Celery: a PRODUCER span per task sent, with its W3C
+"""Layer: worker. Trace context through Celery: a PRODUCER span per task sent, with its W3C
 ``traceparent`` in the message headers, and a CONSUMER span per task run, its child.
 
 Connected to Celery's signals (``before_task_publish`` / ``after_task_publish`` where a

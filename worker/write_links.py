@@ -1,4 +1,4 @@
-"""How a traced write links to the drain that recomputes it, when drains are batched.
+"""Layer: worker. How a traced write links to the drain that recomputes it, when drains are batched.
 
 The after-commit hook enqueues a drain task only when its mark sets the wake flag (the
 first write of a burst): that task carries the write's trace context in its message

@@ -12,6 +12,7 @@ from typing import Any, cast
 from sqlalchemy import (
     CTE,
     ColumnElement,
+    Connection,
     Engine,
     Insert,
     Table,
@@ -168,6 +169,12 @@ class Database:
         ):
             self.read_engine = make_engine(url, echo=echo, sqlite_writer=False)
         self.read_sessions = make_session_factory(self.read_engine)
+        # `write_one`'s engine: PostgreSQL's one statement is its own transaction.
+        self._one_statement_engine: Engine = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql"
+            else self.engine
+        )
         self._listeners: list[ChangeListener] = []
         self._guards: list[CommitGuard] = []
 
@@ -186,8 +193,8 @@ class Database:
         last statement and before its COMMIT (the organization row lock is held, so no
         other write of the organization commits in between). When it raises, the
         transaction rolls back and the exception reaches the caller: the write did not
-        happen. (A `one_statement` write has committed by then; such writes must not
-        carry anything a guard has to refuse: they are creates.)"""
+        happen. (A `write_one` write on PostgreSQL has committed by then; such writes must
+        not carry anything a guard has to refuse: they are creates.)"""
         self._guards.append(guard)
 
     @contextmanager
@@ -197,7 +204,7 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self, *, one_statement: bool = False) -> Iterator[Session]:
+    def write(self) -> Iterator[Session]:
         """One transaction: commit on success, roll back on error; then publish changes.
 
         The commit guards see the recorded changes first; one that raises (CommitRefused)
@@ -206,27 +213,51 @@ class Database:
         Traced (span ``idsync.db.write``, the commit included, the change revision as
         ``idsync.change.revision``) when the caller's span records (models.tracing);
         the listeners run after that span ends.
-
-        `one_statement`: the caller promises to write with exactly one statement (reads
-        before it are fine). On PostgreSQL that statement then runs as its own
-        transaction (autocommit): no BEGIN and no COMMIT round trip, and locks it takes
-        are released by the server as soon as it ends, not a round trip later.
         """
         with span("idsync.db.write", {"db.system.name": self.dialect}) as traced:
             with self.sessions() as session:
                 with session.begin():
-                    if one_statement and self.dialect == "postgresql":
-                        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
                     yield session
-                    recorded: list[CommittedChange] = session.info.get(_PENDING, [])
-                    if recorded and self._guards:
-                        for guard in list(self._guards):
-                            guard(list(recorded))
+                    self._guard(session.info.get(_PENDING, []))
                 pending: list[CommittedChange] = session.info.pop(_PENDING, [])
             if pending:
                 traced.set_attributes(change_attributes(pending))
         if pending:
             self.publish(pending)
+
+    @contextmanager
+    def write_one(self) -> Iterator[Connection]:
+        """`write` for a caller that writes with exactly one statement (reads before it
+        are fine), as Core on a plain Connection: no ORM Session, unit of work or flush
+        (a User create: `record` with `insert_row`).
+
+        On PostgreSQL that statement runs as its own transaction (autocommit): no BEGIN
+        and no COMMIT round trip, and the locks it takes are released by the server as
+        soon as it ends, not a round trip later; the commit guards then run after it has
+        committed, so such a write must carry nothing a guard has to refuse (a create
+        revokes nothing). SQLite: one BEGIN IMMEDIATE transaction, guarded before COMMIT
+        as in `write`. The same span, guards and listeners as `write`; the listeners are
+        told after the COMMIT only.
+        """
+        with span("idsync.db.write", {"db.system.name": self.dialect}) as traced:
+            with self._one_statement_engine.begin() as conn:
+                # `Connection.info` belongs to the pooled DBAPI connection: emptied
+                # whatever happens, so nothing reaches the connection's next user.
+                try:
+                    yield conn
+                    self._guard(conn.info.get(_PENDING, []))
+                    pending: list[CommittedChange] = conn.info.pop(_PENDING, [])
+                finally:
+                    conn.info.pop(_PENDING, None)
+            if pending:
+                traced.set_attributes(change_attributes(pending))
+        if pending:
+            self.publish(pending)
+
+    def _guard(self, recorded: list[CommittedChange]) -> None:
+        if recorded and self._guards:
+            for guard in list(self._guards):
+                guard(list(recorded))
 
     @property
     def has_listeners(self) -> bool:
@@ -346,7 +377,7 @@ def record_change(
 
     `insert_row` (table, values of every column): a new row that this change records,
     inserted by the same statement on PostgreSQL. A create is then exactly one
-    statement, which `Database.write(one_statement=True)` runs as its own transaction:
+    statement, which `Database.write_one` runs as its own transaction:
     no client round trip happens while the organization row is locked. A unique
     violation of that row raises IntegrityError, as a separate INSERT would.
     """
@@ -366,13 +397,20 @@ def record_change(
 
 
 def record(
-    session: Session, change: ChangeRow, insert_row: tuple[Table, Mapping[str, Any]] | None = None
+    session: Session | Connection,
+    change: ChangeRow,
+    insert_row: tuple[Table, Mapping[str, Any]] | None = None,
 ) -> int:
-    """`record_change` for a prepared ChangeRow."""
-    # Everything else the transaction writes goes to the database first, so that the
-    # organization row lock below is held for one statement and the COMMIT only.
-    session.flush()
-    if session.get_bind().dialect.name == "postgresql":
+    """`record_change` for a prepared ChangeRow, in a `Database.write` Session or on a
+    `Database.write_one` Connection."""
+    if isinstance(session, Session):
+        # Everything else the transaction writes goes to the database first, so that the
+        # organization row lock below is held for one statement and the COMMIT only.
+        session.flush()
+        dialect = session.get_bind().dialect.name
+    else:
+        dialect = session.dialect.name
+    if dialect == "postgresql":
         # One round trip: WITH r AS (UPDATE … RETURNING revision) INSERT … SELECT … FROM r.
         table, row = insert_row if insert_row is not None else (None, None)
         statement = record_statement_pg(table)

@@ -1,4 +1,5 @@
-"""SCIM filters (RFC 7644 §3.4.2.2): parsing, SQL compilation, sorting, in-memory matching.
+"""Layers: pure (ast, parser, semantics, match) and store (sql, storage, sort, keyed). SCIM
+filters (RFC 7644 §3.4.2.2): parsing, SQL compilation, sorting, in-memory matching.
 
 parse_filter(text) -> Filter                      # InvalidFilter on any bad input
 parse_patch_path(text) -> PatchPath               # InvalidPath on any bad input

@@ -1,4 +1,4 @@
-"""Filter and PATCH-path syntax trees (RFC 7644 §3.4.2.2, §3.5.2).
+"""Layer: pure. Filter and PATCH-path syntax trees (RFC 7644 §3.4.2.2, §3.5.2).
 
 Produced by `scim.filter.parser`; consumed by the SQL compiler (`scim.filter.sql`) and
 the in-memory matcher used by PATCH value-path filters (`scim.filter.match`).

@@ -1,4 +1,4 @@
-"""The lookups IdPs send before every create, as statements built once.
+"""Layer: store. The lookups IdPs send before every create, as statements built once.
 
 Okta asks `userName eq "…"` before creating a user, Entra `externalId eq "…"` or
 `userName eq "…"`, and both `displayName eq "…"` before creating a group. Each is one

@@ -1,4 +1,5 @@
-"""In-memory evaluation of value-path filters on one complex value (PATCH, RFC 7644 §3.5.2).
+"""Layer: pure. In-memory evaluation of value-path filters on one complex value (PATCH, RFC 7644
+§3.5.2).
 
 `matches(parse_patch_path('emails[type eq "work"]').value_filter, element, emails_attr)`
 decides whether one element of a multi-valued complex attribute is targeted. Semantics

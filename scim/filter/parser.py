@@ -1,4 +1,4 @@
-"""SCIM filter and path parser (RFC 7644 §3.4.2.2, §3.5.2, §3.10).
+"""Layer: pure. SCIM filter and path parser (RFC 7644 §3.4.2.2, §3.5.2, §3.10).
 
 A hand-written tokenizer and recursive-descent parser producing `scim.filter.ast` trees.
 Every malformed input raises `InvalidFilter` (filters, sortBy/attributes paths) or

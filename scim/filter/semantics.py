@@ -1,4 +1,4 @@
-"""Filter semantics shared by the SQL compiler, the sorter and the in-memory matcher.
+"""Layer: pure. Filter semantics shared by the SQL compiler, the sorter and the in-memory matcher.
 
 Attribute resolution, caseExact rules and the operator/value type rules live here so
 that SQL filtering and PATCH value-path matching cannot drift apart.

@@ -1,4 +1,4 @@
-"""`sortBy` / `sortOrder` (RFC 7644 §3.4.2.3) compiled to ORDER BY expressions.
+"""Layer: store. `sortBy` / `sortOrder` (RFC 7644 §3.4.2.3) compiled to ORDER BY expressions.
 
 - Strings sort by code point on both backends (`COLLATE "C"` on PostgreSQL, like the
   gt/lt filters); caseExact=false ones by lower(value) (userName by `user_name_norm`,

@@ -1,4 +1,4 @@
-"""Compile a filter AST to one SQL boolean expression (RFC 7644 §3.4.2.2).
+"""Layer: store. Compile a filter AST to one SQL boolean expression (RFC 7644 §3.4.2.2).
 
 The result is meant for `select(User|Group).where(org scoping, compile_filter(...))`:
 everything is evaluated by the database (no rows are loaded to filter in Python).

@@ -1,4 +1,4 @@
-"""Where each SCIM attribute lives in the database, as SQL expressions.
+"""Layer: store. Where each SCIM attribute lives in the database, as SQL expressions.
 
 Maps resolved attribute paths onto the `scim_users` / `scim_groups` tables: indexed
 columns for the attributes that have one (userName → `user_name_norm`, externalId,

@@ -23,11 +23,11 @@ from sqlalchemy import func, select
 
 from idsync.app import create_app
 from idsync.server_spans import ServerSpans, install_tracing
-from idsync.settings import Settings
 from models.cache.writer import CacheWriter
 from models.db.database import Database
 from models.db.tables import Change, Organization
 from models.db.tokens import create_scim_token
+from models.settings import Settings
 from tests.integration.cache.world import World
 from tests.integration.worker.conftest import BROKER_URL, CACHE_URL, WorkerProcess, wait_until
 from tests.support.spans import (  # noqa: F401 - fixtures
