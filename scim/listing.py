@@ -4,11 +4,11 @@ SQL."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
@@ -206,8 +206,8 @@ def keyed_page(
 # than PostgreSQL spends on a 100-row page. The bound values are `org_id`, `offset` and
 # `limit`; the filter's literals are part of the shape.
 PageShape = tuple[str, str | None, str | None, str | None, ExtraColumn | None, str]
-_GENERAL_PAGES: OrderedDict[tuple[PageShape, bool], Select[Any]] = OrderedDict()
 _GENERAL_PAGES_MAX = 256
+_GENERAL_PAGES: LRUCache[tuple[PageShape, bool], Select[Any]] = LRUCache(_GENERAL_PAGES_MAX)
 _GENERAL_PAGES_LOCK = threading.Lock()
 
 
@@ -245,9 +245,8 @@ def general_page(resource: ResourceType, shape: PageShape, *, with_total: bool) 
     _GENERAL_PAGES_MAX); an invalid filter or sortBy raises and is not remembered."""
     key = (shape, with_total)
     with _GENERAL_PAGES_LOCK:
-        found = _GENERAL_PAGES.get(key)
+        found = _GENERAL_PAGES.get(key)  # a hit counts as a use
         if found is not None:
-            _GENERAL_PAGES.move_to_end(key)
             return found
     _, flt, sort_by, sort_order, extra, dialect = shape
     table = _table(resource)
@@ -270,9 +269,7 @@ def general_page(resource: ResourceType, shape: PageShape, *, with_total: bool) 
         page = page.add_columns(count_statement(matching).scalar_subquery().label("total"))
     page = page.add_columns(_revision().label("revision")).order_by(*order_by)
     with _GENERAL_PAGES_LOCK:
-        _GENERAL_PAGES[key] = page
-        while len(_GENERAL_PAGES) > _GENERAL_PAGES_MAX:
-            _GENERAL_PAGES.popitem(last=False)
+        _GENERAL_PAGES[key] = page  # the least recently used goes when full
     return page
 
 
