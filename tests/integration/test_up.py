@@ -84,10 +84,12 @@ def test_idsync_up_serves_scim_and_builds_the_cache(tmp_path: Path) -> None:
             timeout=10,
         )
         org_id = admin.get("/organization").json()["id"]
+        made = admin.post("/workspaces", json={"id": "mkt", "name": "Marketing"})
+        assert made.status_code == 201, made.text
         question = {
             "org": org_id,
             "user": user.json()["id"],
-            "workspace": "nowhere",
+            "workspace": "mkt",  # Ada holds no role there
             "grant": "create_sources",
         }
         # The worker that `up` started builds the cache: "unknown" turns into an answer.
