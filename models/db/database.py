@@ -242,13 +242,16 @@ class Database:
         with span("idsync.db.write", {"db.system.name": self.dialect}) as traced:
             with self._one_statement_engine.begin() as conn:
                 # `Connection.info` belongs to the pooled DBAPI connection: emptied
-                # whatever happens, so nothing reaches the connection's next user.
+                # whatever happens, so nothing reaches the connection's next user. (An
+                # invalidated connection, one the server dropped, has no `info` to read,
+                # and `record` added nothing: its statement failed.)
                 try:
                     yield conn
                     self._guard(conn.info.get(_PENDING, []))
-                    pending: list[CommittedChange] = conn.info.pop(_PENDING, [])
                 finally:
-                    conn.info.pop(_PENDING, None)
+                    pending: list[CommittedChange] = (
+                        [] if conn.invalidated else conn.info.pop(_PENDING, [])
+                    )
             if pending:
                 traced.set_attributes(change_attributes(pending))
         if pending:
