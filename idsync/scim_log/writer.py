@@ -4,7 +4,11 @@ The request path only appends a ``Captured`` (raw values, the token already redu
 its SHA-256) to a bounded in-memory queue: no database call, no JSON parsing, no
 redaction. A daemon thread takes up to ``BATCH`` rows at a time, redacts them, finds
 the tokens' ids and organizations (one query per batch, remembered) and inserts the
-batch in one transaction.
+batch in one transaction (COPY on PostgreSQL). It waits ``LINGER_S`` after a batch's
+first row before taking the rest: a batch costs a checkout, a BEGIN and a COMMIT
+(~0.4 ms of this process's CPU, one GIL with the requests) whatever its size, so under
+load rows are written tens at a time, not one or two; a row is in the table at most
+``LINGER_S`` plus a write later.
 
 The trade-off, chosen for the SCIM path's latency: when the database is slow or down,
 or requests arrive faster than the thread writes, the queue fills and further rows are
@@ -25,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, cast
 
 import orjson
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Connection, Table, insert, select
 
 from idsync.scim_log.redaction import redact_body, redact_query
 from models.db.database import Database
@@ -34,11 +38,14 @@ from models.db.tables import ScimToken
 from models.metrics import metrics
 
 _LOG_TABLE = cast(Table, ScimRequestLog.__table__)
+_COLUMNS = tuple(c.key for c in _LOG_TABLE.columns if c.key != "id")  # id: the sequence
+_COPY = f"COPY {_LOG_TABLE.name} ({', '.join(_COLUMNS)}) FROM STDIN"
 
 log = logging.getLogger("idsync.scim_log")
 
 BATCH: Final = 500
 FLUSH_EVERY_S: Final = 0.5
+LINGER_S: Final = 0.1
 STOP_TIMEOUT_S: Final = 5.0
 DETAIL_MAX: Final = 1000
 TOKEN_MEMO_MAX: Final = 10_000
@@ -82,6 +89,16 @@ def _error_fields(raw: bytes) -> tuple[str | None, str | None]:
         str(scim_type)[:32] if scim_type else None,
         str(detail)[:DETAIL_MAX] if detail is not None else None,
     )
+
+
+def _copy(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert `rows` with COPY (PostgreSQL): per row, a third of the CPU of psycopg's
+    executemany and a seventh of a multi-row INSERT (insertmanyvalues) at 10-500 rows."""
+    driver = conn.connection.driver_connection  # the psycopg connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
+        for row in rows:
+            copy.write_row([row[name] for name in _COLUMNS])
 
 
 class ScimLogWriter:
@@ -146,6 +163,7 @@ class ScimLogWriter:
         try:
             if block:
                 batch.append(self._queue.get(timeout=FLUSH_EVERY_S))
+                self._stop.wait(LINGER_S)  # let the batch fill (returns at once on stop)
             while len(batch) < BATCH:
                 batch.append(self._queue.get_nowait())
         except queue.Empty:
@@ -166,7 +184,10 @@ class ScimLogWriter:
             # Core on a connection: an ORM bulk insert through a Session cost this thread
             # several times the CPU, taken from the requests (one GIL).
             with self.database.engine.begin() as conn:
-                conn.execute(insert(_LOG_TABLE), rows)
+                if conn.dialect.name == "postgresql":
+                    _copy(conn, rows)
+                else:
+                    conn.execute(insert(_LOG_TABLE), rows)
         except Exception:
             self._counter.labels("dropped").inc(len(batch))
             log.warning("SCIM request log batch not written (%d rows)", len(batch), exc_info=True)

@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from click.testing import CliRunner
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from idsync.cli import main
+from idsync.scim_log.writer import Captured, ScimLogWriter
 from models.db.admin_keys import create_admin_key
 from models.db.database import Database
 from models.db.observability_tables import ScimRequestLog
@@ -247,3 +248,40 @@ def test_a_healthy_token(orgs: Orgs) -> None:
     (token,) = _status(scim, _admin_key(orgs, orgs.a.org_id))["scim_tokens"]
     assert token["verdict"]["state"] == "healthy", token
     assert token["last_error"] is None
+
+
+def test_a_burst_of_requests_is_written_as_one_batch(orgs: Orgs) -> None:
+    """The writer lingers after a batch's first row (`LINGER_S`): a burst is one batch
+    (one checkout, BEGIN, INSERT or COPY, and COMMIT), not one per request."""
+    db = Database(orgs.db.url)
+    commits: list[object] = []
+    event.listen(db.engine, "commit", commits.append)
+    writer = ScimLogWriter(db, max_queue=100, max_body_bytes=1000)
+    for i in range(20):
+        writer.submit(
+            Captured(
+                at=time.time(),
+                method="POST",
+                route="/Users",
+                path="/scim/v2/Users",
+                query="",
+                status=201,
+                duration_ms=1.0,
+                token_digest=None,
+                user_agent=OKTA_UA,
+                idp="okta",
+                request_id=f"burst-{i}",
+                resource_type="User",
+                resource_id=None,
+                revision=None,
+                body=b'{"userName": "burst@x.io"}',
+                error_body=b"",
+                location=None,
+            )
+        )
+    try:
+        rows = _wait_rows(orgs.db, 20)
+    finally:
+        writer.stop()
+    assert sorted(r.request_id or "" for r in rows) == sorted(f"burst-{i}" for i in range(20))
+    assert len(commits) == 1
