@@ -10,9 +10,9 @@ import redis
 
 import worker.pipeline as pipeline
 from models.access.inputs import ResourceRef
-from models.cache.client import Check, CheckClient, SpacesQuery, SyncCheck
+from models.cache.client import Check, CheckClient, Query, SpacesQuery, SyncCheck
 from models.cache.layout import NO_ACCESS
-from models.cache.writer import CacheWriter
+from models.cache.writer import CacheWriter, PutResult
 from models.db.database import Database
 from tests.conftest import REDIS_TEST_URL
 from tests.integration.cache.world import World
@@ -73,7 +73,7 @@ def test_batch_is_one_round_trip_and_matches_singles(
     rb.rebuild(database, CacheWriter(cache, w.org_id), w.org_id)
     checks = CheckClient(cache, w.org_id)
     checks.check(w.users["alice"], "ws1", "read")  # learn the generation
-    queries = []
+    queries: list[Query] = []
     for i in range(100):
         user = w.users[("alice", "bob", "carol")[i % 3]]
         ws = ("ws1", "ws2")[i % 2]
@@ -129,7 +129,7 @@ def test_stale_recompute_never_overwrites_a_newer_one(
             assert a_may_write.wait(30)
 
     monkeypatch.setattr(pipeline, "_fault_pause", pause)
-    results: dict[str, object] = {}
+    results: dict[str, tuple[int, PutResult]] = {}
 
     def run_a() -> None:
         results["a"] = pipeline.recompute_users(pg_database, writer, w.org_id, [bob])
@@ -142,7 +142,7 @@ def test_stale_recompute_never_overwrites_a_newer_one(
     assert result_b.written == 1
     a_may_write.set()
     thread.join(30)
-    rev_a, result_a = results["a"]  # type: ignore[misc]
+    rev_a, result_a = results["a"]
     assert rev_a < rev_b and result_a.stale == 1 and result_a.written == 0
     answer = CheckClient(cache, w.org_id).check(bob, "ws1", "create_sources")
     assert answer.status == "deny" and answer.revision >= rev_b

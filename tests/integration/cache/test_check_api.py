@@ -25,7 +25,7 @@ def test_check_api(database: Database) -> None:
     w.user("alice")
     w.group("eng", ["alice"])
     w.bind("eng", "ws1", "editor")
-    settings = Settings(CACHE_REDIS_URL=REDIS_TEST_URL, IDSYNC_CHECK_API_TOKEN="t0k")  # type: ignore[call-arg]
+    settings = Settings(CACHE_REDIS_URL=REDIS_TEST_URL, IDSYNC_CHECK_API_TOKEN="t0k")
     client = TestClient(create_app(settings, database))
     auth = {"Authorization": "Bearer t0k"}
     alice = w.users["alice"]
@@ -94,7 +94,7 @@ def test_check_api_needs_a_credential_and_admin_keys_are_scoped(database: Databa
         own = create_admin_key(session, session.get_one(Organization, w.org_id))
         other = create_admin_key(session, get_or_create_org(session, "someone-else"))
     # No service token configured: anonymous callers are still refused.
-    settings = Settings(CACHE_REDIS_URL=REDIS_TEST_URL)  # type: ignore[call-arg]
+    settings = Settings(CACHE_REDIS_URL=REDIS_TEST_URL)
     client = TestClient(create_app(settings, database))
     body = {
         "org": w.org_id,

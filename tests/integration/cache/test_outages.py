@@ -149,8 +149,10 @@ def _deactivate(client: TestClient | httpx.Client, setup: Setup, how: str) -> ht
         return client.patch(path, json=DEACTIVATE, headers=headers)
     if how == "put":
         body = {"schemas": [USER_SCHEMA], "userName": "alice", "active": False}
-        return client.put(path, json=body, headers=headers)
-    return client.delete(path, headers=headers)
+        replaced: httpx.Response = client.put(path, json=body, headers=headers)
+        return replaced
+    deleted: httpx.Response = client.delete(path, headers=headers)
+    return deleted
 
 
 def _assert_503_json(resp: httpx.Response, retry_after: str) -> dict[str, Any]:
@@ -316,17 +318,20 @@ def _remove_alice(client: TestClient, setup: Setup, how: str) -> httpx.Response:
     path = f"/scim/v2/Groups/{setup.world.groups['eng']}"
     if how == "patch":
         op = {"op": "remove", "path": f'members[value eq "{setup.alice}"]'}
-        return client.patch(
+        patched: httpx.Response = client.patch(
             path, json={"schemas": [PATCH_SCHEMA], "Operations": [op]}, headers=headers
         )
+        return patched
     if how == "put":
         body = {
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
             "displayName": "eng",
             "members": [],
         }
-        return client.put(path, json=body, headers=headers)
-    return client.delete(path, headers=headers)
+        replaced: httpx.Response = client.put(path, json=body, headers=headers)
+        return replaced
+    deleted: httpx.Response = client.delete(path, headers=headers)
+    return deleted
 
 
 @pytest.mark.parametrize("how", ["patch", "put", "delete"])

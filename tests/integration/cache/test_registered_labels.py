@@ -4,7 +4,7 @@ trip, so cache answers equal ``AccessModel`` answers (which use the registered l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 import redis
@@ -101,7 +101,7 @@ def _queries(w: World) -> list[Query]:
     return out
 
 
-def _expected(db: Database, w: World, queries: list[Query]) -> list[bool]:
+def _expected(db: Database, w: World, queries: Sequence[Query]) -> list[bool]:
     """The reference: ``AccessModel`` over SQL (registered labels from the resource list)."""
     with db.read() as s:
         config = load_org_config(s, w.org_id)
@@ -118,13 +118,14 @@ def _expected(db: Database, w: World, queries: list[Query]) -> list[bool]:
     return out
 
 
-def _cached(checks: CheckClient, queries: list[Query]) -> list[bool]:
+def _cached(checks: CheckClient, queries: Sequence[Query]) -> list[bool]:
     checks.batch(queries[:1])  # follow a generation flip first (that costs a retry)
     before = checks.round_trips
     answers = checks.batch(queries)
     assert checks.round_trips == before + 1  # labels come in the same round trip
-    assert all(isinstance(a, Answer) and a.known for a in answers)
-    return [a.allowed for a in answers]
+    known = [a for a in answers if isinstance(a, Answer) and a.known]
+    assert len(known) == len(answers)
+    return [a.allowed for a in known]
 
 
 def test_cache_answers_equal_access_model_with_registered_labels(
@@ -271,7 +272,7 @@ def test_http_check_and_explain_agree_on_registered_resources(
 
     w = _world(database)
     rb.rebuild(database, CacheWriter(cache, w.org_id), w.org_id)
-    settings = Settings(CACHE_REDIS_URL=REDIS_TEST_URL, IDSYNC_CHECK_API_TOKEN="t0k")  # type: ignore[call-arg]
+    settings = Settings(CACHE_REDIS_URL=REDIS_TEST_URL, IDSYNC_CHECK_API_TOKEN="t0k")
     client = TestClient(create_app(settings, database), headers={"Authorization": "Bearer t0k"})
     alice = w.users["alice"]
     for sid, allowed in (("s-prod", True), ("s-stage", False), ("s-unregistered", False)):
