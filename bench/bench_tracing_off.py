@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import uuid
 
 import httpx
 import redis
+from bench_scim import WRK_CREATE_SCRIPT, free_port
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -35,27 +35,6 @@ from models.db.tokens import create_scim_token, get_or_create_org
 
 PG = os.environ.get("IDSYNC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("IDSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
-
-CREATE = """
-local token = os.getenv("BENCH_TOKEN")
-local counter, prefix = 0, ""
-function setup(thread) thread:set("tid", tostring(math.random(1, 1e9))) end
-function init(args) prefix = args[1] .. "-" .. tid .. "-" end
-request = function()
-  counter = counter + 1
-  local name = prefix .. counter .. "@example.com"
-  local body = '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"' .. name
-    .. '","name":{"givenName":"G' .. counter .. '","familyName":"F"},"active":true}'
-  return wrk.format("POST", nil, {["Content-Type"] = "application/scim+json",
-    ["Authorization"] = "Bearer " .. token}, body)
-end
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ms(value: str) -> float:
@@ -144,7 +123,7 @@ def main() -> None:
                     pass
                 time.sleep(0.1)
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(CREATE)
+            script.write(WRK_CREATE_SCRIPT)
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
         for r in range(rounds):
             order = list(trees) if r % 2 == 0 else list(reversed(trees))
