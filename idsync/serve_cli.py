@@ -50,16 +50,24 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(host: str, port: int, app: Any = "idsync.asgi:app") -> Any:
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-    )
-    return uvicorn.Server(config)
+ASGI_APP: Final = "idsync.asgi:app"
+
+
+def _uvicorn_options(host: str, port: int, workers: int = 1) -> dict[str, Any]:
+    """The one set of uvicorn options for every way the API is served: logging is
+    idsync's own (no uvicorn log config, no access log), proxies' headers are read."""
+    return {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+    }
+
+
+def _server(host: str, port: int, app: Any = ASGI_APP) -> Any:
+    return uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(host, port)))
 
 
 @click.command()
@@ -80,15 +88,7 @@ def serve(host: str, port: int, workers: int) -> None:
     given = bool(os.environ.get(MULTIPROC_ENV))
     metrics_dir = prepare_multiprocess_dir()
     try:
-        uvicorn.run(
-            "idsync.asgi:app",
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,
-            access_log=False,
-            proxy_headers=True,
-        )
+        uvicorn.run(ASGI_APP, **_uvicorn_options(host, port, workers))
     finally:
         if not given:
             remove_multiprocess_dir(metrics_dir)
