@@ -25,6 +25,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -40,6 +41,8 @@ from sqlalchemy import create_engine, insert, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from models.cache.client import Check, CheckClient  # noqa: E402
+from models.cache.layout import NO_ACCESS  # noqa: E402
+from models.cache.local_answers import LocalAnswers  # noqa: E402
 from models.cache.writer import CacheWriter  # noqa: E402
 from models.db.base import utcnow  # noqa: E402
 from models.db.config_tables import ConfigWorkspace, RoleBindingRow  # noqa: E402
@@ -221,22 +224,34 @@ def timed_loop(fn: Callable[[int], Any], seconds: float) -> tuple[list[float], i
     return lat, n
 
 
-def bench_client(cache: redis.Redis, org_id: str, user_ids: list[str], seconds: float) -> None:
+def bench_client(
+    cache: redis.Redis, org_id: str, user_ids: list[str], seconds: float, trials: int
+) -> None:
     section("Python check client vs raw redis-py round trips (same Redis, same run)")
     client = CheckClient(cache, org_id)
+    local = LocalAnswers.watching(CACHE_URL)
+    kept = CheckClient(cache, org_id, local=local)
+    churned = CheckClient(cache, org_id, local=local)
     rnd = random.Random(1)
     sample = [rnd.choice(user_ids) for _ in range(5000)]
     wss = [f"ws{rnd.randrange(20)}" for _ in range(5000)]
     cache.set("bench:raw", "x")
     cache.sadd("bench:set", *range(100))
+    writer = CacheWriter(cache, org_id)
     runs: dict[str, Callable[[int], Any]] = {
         "raw GET": lambda i: cache.get("bench:raw"),
         "raw SISMEMBER": lambda i: cache.sismember("bench:set", str(i % 200)),
-        "check()": lambda i: client.check(sample[i % 5000], wss[i % 5000], "create_sources"),
+        "check(), asking Redis": lambda i: client.check(
+            sample[i % 5000], wss[i % 5000], "create_sources"
+        ),
+        "check(), kept": lambda i: kept.check(sample[i % 5000], wss[i % 5000], "create_sources"),
+        "check(), kept, writes": lambda i: churned.check(
+            sample[i % 5000], wss[i % 5000], "create_sources"
+        ),
     }
     lats: dict[str, list[float]] = {k: [] for k in runs}
-    for fn in runs.values():
-        fn(0)
+    while local.tracking is not None and not local.tracking.usable():
+        time.sleep(0.01)
     # A service's steady state: the client has met these users (their group sets and
     # blobs are kept). The first pass, each user met for the first time, is reported too.
     t = time.perf_counter()
@@ -245,21 +260,40 @@ def bench_client(cache: redis.Redis, org_id: str, user_ids: list[str], seconds: 
     cold = time.perf_counter() - t
     before = client.round_trips
     rounds = 10  # interleaved slices: load from other processes hits every method alike
+    churn_hits = churn_checks = 0
     for _ in range(rounds):
         for name, fn in runs.items():
+            if name == "check(), kept":  # refill what the last row's writes dropped
+                for i in range(5000):
+                    kept.check(sample[i], wss[i], "create_sources")
+            stop = churn(writer) if name == "check(), kept, writes" else None
+            hits = local.hits
             lat, _n = timed_loop(fn, seconds / rounds)
+            if stop is not None:
+                stop()
+                churn_hits += local.hits - hits
+                churn_checks += len(lat)
             lats[name] += lat
     results = {}
     for name, lat in lats.items():
         results[name] = len(lat) / sum(lat)
-        print(f"{name:14s} p50 {ms(pct(lat, 50))}  p99 {ms(pct(lat, 99))}  {results[name]:,.0f}/s")
+        print(
+            f"{name:22s} p50 {ms(pct(lat, 50))}  p99 {ms(pct(lat, 99))}  max {ms(max(lat))}  "
+            f"{results[name]:,.0f}/s"
+        )
     ref = max(results["raw GET"], results["raw SISMEMBER"])
-    print(f"check() throughput = {results['check()'] / ref:.0%} of raw (target >= 80%)")
-    checks = len(lats["check()"])
+    for name in ("check(), asking Redis", "check(), kept", "check(), kept, writes"):
+        print(f"{name} throughput = {results[name] / ref:.0%} of raw (target >= 80%)")
+    checks = len(lats["check(), asking Redis"])
     print(
-        f"check(): {(client.round_trips - before) / checks:.3f} round trips per check once "
-        f"warm; the first pass over 5,000 users (first sight of each) ran at "
+        f"check(), asking Redis: {(client.round_trips - before) / checks:.3f} round trips per "
+        f"check once warm; the first pass over 5,000 users (first sight of each) ran at "
         f"{5000 / cold:,.0f}/s = {5000 / cold / ref:.0%} of raw"
+    )
+    print(
+        f"check(), kept, writes: a cache write to the organization every "
+        f"{CHURN_EVERY_S * 1000:.0f} ms (each drops its kept answers); "
+        f"{churn_hits / max(churn_checks, 1):.1%} of checks answered from memory"
     )
     queries = [Check(sample[i], wss[i], "create_sources") for i in range(100)]
     before = client.round_trips
@@ -269,6 +303,64 @@ def bench_client(cache: redis.Redis, org_id: str, user_ids: list[str], seconds: 
     print(f"batch of 100 checks: {client.round_trips - before} round trip, {ms(dt)}")
     lat, n = timed_loop(lambda i: client.batch(queries), seconds / 2)
     print(f"batch(100) p50 {ms(pct(lat, 50))}: {100 * n / sum(lat):,.0f} checks/s")
+    revoked = client_revocation(cache, org_id, user_ids, local, trials)
+    section(
+        f"revocation with answers kept in the Python client's memory: a tombstone written "
+        f"(as a deactivation does before its COMMIT) -> the client refuses; {trials} trials"
+    )
+    print(f"from the write's return to the client refusing: {spread(revoked)}")
+    local.close()
+
+
+CHURN_EVERY_S = 0.1
+
+
+def churn(writer: CacheWriter) -> Callable[[], None]:
+    """Start raising the organization's cache watermark every ``CHURN_EVERY_S`` in a
+    thread, as the drain after each SCIM push does (every write to the organization's
+    keys drops the answers kept for it); returns the function that stops it."""
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.wait(CHURN_EVERY_S):
+            writer.raise_meta("wm", int(writer.meta().wm) + 1)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        done.set()
+        thread.join()
+
+    return stop
+
+
+def client_revocation(
+    cache: redis.Redis, org_id: str, user_ids: list[str], local: LocalAnswers, trials: int
+) -> list[float]:
+    """Per trial: a user's check kept by a ``CheckClient`` with local answers, then the
+    tombstone written; seconds from the write's return to the client refusing."""
+    client = CheckClient(cache, org_id, local=local)
+    writer = CacheWriter(cache, org_id)
+    rev = int(writer.meta().wm) + 2_000_000
+    out: list[float] = []
+    for i in range(trials):
+        user = user_ids[-(trials + i + 1)]
+        client.check(user, "ws0", "create_sources")
+        hits = local.hits
+        client.check(user, "ws0", "create_sources")
+        assert local.hits == hits + 1, "not kept"
+        rev += 1
+        writer.put(rev, {user: NO_ACCESS})
+        returned = time.perf_counter()
+        while client.check(user, "ws0", "create_sources").reason != "user_inactive_or_deleted":
+            pass
+        out.append(time.perf_counter() - returned)
+    return out
+
+
+def spread(lat: list[float]) -> str:
+    return f"p50 {ms(pct(lat, 50))}  p99 {ms(pct(lat, 99))}  max {ms(max(lat))}"
 
 
 BENCH_CHECK_TOKEN = "bench-service-token"
@@ -507,8 +599,6 @@ def bench_revocation(
     (``user_inactive_or_deleted``). Times from the start and from the return of the write
     to the last process refusing; and how often the first check each process answered
     after the write returned already refused."""
-    from models.cache.layout import NO_ACCESS
-
     cache = redis.Redis.from_url(CACHE_URL)
     writer = CacheWriter(cache, org_id)
     clients = [httpx.Client(base_url=b, timeout=5) for b in bases]
@@ -590,7 +680,7 @@ def main() -> None:
         bench_rebuild(db, cache, org_id, args.users)
         with db.read() as s:
             user_ids = [str(u) for u in s.scalars(text("SELECT id FROM scim_users LIMIT 20000"))]
-        bench_client(cache, org_id, user_ids, args.seconds)
+        bench_client(cache, org_id, user_ids, args.seconds, args.trials)
         if not args.skip_http:
             bench_http(db, db_url, org_id, user_ids, args.seconds, args.http_rounds, args.trials)
         if not args.skip_freshness:

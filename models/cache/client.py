@@ -1,4 +1,5 @@
-"""The check client: permission checks answered from Redis in one round trip.
+"""Layer: store. The check client: permission checks answered from Redis in one round
+trip, or from process memory under Redis's invalidation reports.
 
 A check (or a batch of N) is one Redis round trip: the ``READ`` script in the usual case
 (a few microseconds inside Redis), ``CHECK`` when this process lacks a group set or
@@ -9,8 +10,12 @@ Redis-backed and SQL-backed answers can never disagree.
 Answers carry the cache revision they reflect and one of three statuses: ``allow``,
 ``deny`` or ``unknown`` (the cache is not built, was flushed, or is inconsistent —
 never a silent deny-all or allow-all). Unknown, deactivated and deleted users are a
-``deny``. Every answer is read from Redis at the time of the call: nothing Redis may
-have changed is answered from memory.
+``deny``. Without ``local`` every answer is read from Redis at the time of the call.
+With ``local=LocalAnswers.watching(url)`` (``models.cache.local_answers``) an answer
+already read is given again from memory for as long as Redis has reported no change to
+the organization's keys: a repeated check costs no round trip, and a write (a
+revocation included) drops it within the invalidation connection's delay (measured in
+``bench/bench_cache.py``; bounded by its 0.5 s lease when that connection stalls).
 
 ``AsyncCheckClient`` (``models.cache.async_client``) is the same over ``redis.asyncio``.
 """
@@ -30,6 +35,7 @@ from models.access.inputs import ResourceRef
 from models.access.refs import SyncRef
 from models.cache import scripts
 from models.cache.fallback import answer_from_sql
+from models.cache.local_answers import LocalAnswers
 from models.cache.reading import READ, Reader, Retry
 from models.cache.results import (
     Answer,
@@ -57,7 +63,9 @@ class CheckClient:
     ``client``: a single Redis's client or a Redis Cluster's (the calls go to the node
     that holds the organization's slot). ``database`` (optional) is used when a caller
     asks for ``min_revision`` and the cache stays behind it for ``max_wait_s``: the
-    answer is then computed from SQL with the same pure decision functions.
+    answer is then computed from SQL with the same pure decision functions. ``local``
+    (optional, single Redis only): answers kept in memory between invalidation reports;
+    one ``LocalAnswers`` may serve every client of a process.
     """
 
     def __init__(
@@ -68,7 +76,11 @@ class CheckClient:
         database: Database | None = None,
         max_wait_s: float = 0.25,
         decoded_cache_size: int = 20_000,
+        local: LocalAnswers | None = None,
     ) -> None:
+        if local is not None and isinstance(client, RedisCluster):
+            raise ValueError("answers kept in memory need a single Redis, not a Cluster")
+        self.local = local
         self.redis = client
         self.org_id = org_id
         self.reader = Reader(org_id, decoded_cache_size=decoded_cache_size)
@@ -130,6 +142,19 @@ class CheckClient:
 
         Malformed questions (unknown grant, wrong resource type) raise ValueError.
         """
+        local = self.local
+        if local is None:
+            return self._fresh(queries, min_revision)
+        found = local.answers(self.org_id, queries, min_revision)
+        if found is not None:
+            return found
+        epoch = local.epoch(self.org_id)
+        results = self._fresh(queries, min_revision)
+        local.keep(self.org_id, epoch, queries, results)
+        return results
+
+    def _fresh(self, queries: Sequence[Query], min_revision: int | None) -> list[Result]:
+        """Answers read from Redis now (waiting for ``min_revision``, then SQL)."""
         results = self._from_cache(queries)
         if min_revision is None or all(r.revision >= min_revision for r in results):
             return results
