@@ -1,7 +1,14 @@
 """Layer: store. Manual bindings: organization admins, role bindings (group, role,
-workspace), Space assignments, and deleting any of them."""
+workspace), Space assignments, and deleting any of them.
+
+A role binding and a Space assignment are one shape, a group bound to something inside
+a workspace (a role, a Space): one implementation (``_InWorkspace``) serves both, told
+apart by the row type and the column naming what is bound."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +33,86 @@ from models.db.config_tables import (
     SpaceAssignmentRow,
 )
 from models.db.custom_roles import build_custom_role
+
+BindingRow = OrgAdminBindingRow | RoleBindingRow | SpaceAssignmentRow
+_ROWS: dict[str, type[BindingRow]] = {
+    "org_admin_binding": OrgAdminBindingRow,
+    "role_binding": RoleBindingRow,
+    "space_assignment": SpaceAssignmentRow,
+}
+_Row = TypeVar("_Row", RoleBindingRow, SpaceAssignmentRow)
+_Binding = TypeVar("_Binding", bound=BindingRow)
+
+
+@dataclass(frozen=True)
+class _InWorkspace(Generic[_Row]):
+    """A group bound to something inside a workspace: ``target`` is the column naming
+    it (``role_id``, ``space_id``), ``kind`` the change rows' resource type."""
+
+    kind: str
+    row: type[_Row]
+    target: str
+
+    def manual_id(
+        self, session: Session, org_id: str, group_id: str, workspace_id: str, target_id: str
+    ) -> str | None:
+        """The id of the group's manual binding to ``target_id`` in the workspace, if any."""
+        row = self.row
+        return session.scalar(
+            select(row.id).where(
+                row.org_id == org_id,
+                row.group_id == group_id,
+                row.workspace_id == workspace_id,
+                getattr(row, self.target) == target_id,
+                row.source == MANUAL,
+            )
+        )
+
+    def create(
+        self,
+        session: Session,
+        ctx: WriteContext,
+        group_id: str,
+        workspace_id: str,
+        target_id: str,
+        *,
+        conflict: str,
+        summary: str,
+    ) -> _Row:
+        """Add the manual binding (``conflict``: the 409's message when it exists) and
+        its ``config.binding.created`` change row."""
+        if self.manual_id(session, ctx.org_id, group_id, workspace_id, target_id) is not None:
+            raise ConflictError(self.target, conflict)
+        row = self.row(
+            org_id=ctx.org_id,
+            group_id=group_id,
+            workspace_id=workspace_id,
+            source=MANUAL,
+            **{self.target: target_id},
+        )
+        session.add(row)
+        session.flush()
+        record(session, ctx, "config.binding.created", self.kind, row.id, [group_id], summary)
+        return row
+
+
+_ROLE_BINDING = _InWorkspace("role_binding", RoleBindingRow, "role_id")
+_SPACE_ASSIGNMENT = _InWorkspace("space_assignment", SpaceAssignmentRow, "space_id")
+
+
+def _manual_row(
+    session: Session, ctx: WriteContext, rows: type[_Binding], kind: str, binding_id: str
+) -> _Binding:
+    """The organization's binding ``binding_id`` of ``kind`` (in table ``rows``): 404
+    when there is none, 409 when a mapping rule made it (it follows its rule)."""
+    row = session.get(rows, binding_id) if isinstance(binding_id, str) else None
+    if row is None or row.org_id != ctx.org_id:
+        raise NotFoundError("id", f"no {kind.replace('_', ' ')} {binding_id!r}")
+    if row.source != MANUAL:
+        raise ConflictError(
+            "id", f"made by mapping rule {row.source!r}; change or delete the rule instead"
+        )
+    return row
 
 
 def create_org_admin_binding(
@@ -60,36 +147,15 @@ def create_role_binding(
             "bind the parent workspace",
         )
     _check_role_for_workspace(session, ctx.org_id, ws, role_id)
-    exists = session.scalar(
-        select(RoleBindingRow.id).where(
-            RoleBindingRow.org_id == ctx.org_id,
-            RoleBindingRow.group_id == group_id,
-            RoleBindingRow.workspace_id == workspace_id,
-            RoleBindingRow.role_id == role_id,
-            RoleBindingRow.source == MANUAL,
-        )
-    )
-    if exists is not None:
-        raise ConflictError("role_id", "the group already holds this role here (manual binding)")
-    row = RoleBindingRow(
-        org_id=ctx.org_id,
-        group_id=group_id,
-        workspace_id=workspace_id,
-        role_id=role_id,
-        source=MANUAL,
-    )
-    session.add(row)
-    session.flush()
-    record(
+    return _ROLE_BINDING.create(
         session,
         ctx,
-        "config.binding.created",
-        "role_binding",
-        row.id,
-        [group_id],
-        f"{workspace_id}/{role_id}",
+        group_id,
+        workspace_id,
+        role_id,
+        conflict="the group already holds this role here (manual binding)",
+        summary=f"{workspace_id}/{role_id}",
     )
-    return row
 
 
 def change_role_binding(
@@ -98,26 +164,12 @@ def change_role_binding(
     """Give a manual role binding another role, in place: one ``config.binding.updated``
     change row naming the binding's group (its members are recomputed). The same role:
     nothing written. Rule-made bindings follow their rule (409)."""
-    row = session.get(RoleBindingRow, binding_id) if isinstance(binding_id, str) else None
-    if row is None or row.org_id != ctx.org_id:
-        raise NotFoundError("id", f"no role binding {binding_id!r}")
-    if row.source != MANUAL:
-        raise ConflictError(
-            "id", f"made by mapping rule {row.source!r}; change or delete the rule instead"
-        )
+    row = _manual_row(session, ctx, RoleBindingRow, "role_binding", binding_id)
     if row.role_id == role_id:
         return row
     ws = get_workspace(session, ctx.org_id, row.workspace_id, "workspace_id")
     _check_role_for_workspace(session, ctx.org_id, ws, role_id)
-    exists = session.scalar(
-        select(RoleBindingRow.id).where(
-            RoleBindingRow.org_id == ctx.org_id,
-            RoleBindingRow.group_id == row.group_id,
-            RoleBindingRow.workspace_id == row.workspace_id,
-            RoleBindingRow.role_id == role_id,
-            RoleBindingRow.source == MANUAL,
-        )
-    )
+    exists = _ROLE_BINDING.manual_id(session, ctx.org_id, row.group_id, row.workspace_id, role_id)
     if exists is not None:
         raise ConflictError(
             "role_id", f"the group already holds {role_id!r} here (manual binding {exists})"
@@ -163,56 +215,20 @@ def create_space_assignment(
     get_group(session, ctx.org_id, group_id)
     get_workspace(session, ctx.org_id, workspace_id, "workspace_id")
     get_space(session, ctx.org_id, workspace_id, space_id, "space_id")
-    exists = session.scalar(
-        select(SpaceAssignmentRow.id).where(
-            SpaceAssignmentRow.org_id == ctx.org_id,
-            SpaceAssignmentRow.group_id == group_id,
-            SpaceAssignmentRow.workspace_id == workspace_id,
-            SpaceAssignmentRow.space_id == space_id,
-            SpaceAssignmentRow.source == MANUAL,
-        )
-    )
-    if exists is not None:
-        raise ConflictError("space_id", "the group is already assigned to this Space")
-    row = SpaceAssignmentRow(
-        org_id=ctx.org_id,
-        group_id=group_id,
-        workspace_id=workspace_id,
-        space_id=space_id,
-        source=MANUAL,
-    )
-    session.add(row)
-    session.flush()
-    record(
+    return _SPACE_ASSIGNMENT.create(
         session,
         ctx,
-        "config.binding.created",
-        "space_assignment",
-        row.id,
-        [group_id],
-        space_key(workspace_id, space_id),
+        group_id,
+        workspace_id,
+        space_id,
+        conflict="the group is already assigned to this Space",
+        summary=space_key(workspace_id, space_id),
     )
-    return row
-
-
-BindingRow = OrgAdminBindingRow | RoleBindingRow | SpaceAssignmentRow
 
 
 def delete_binding(session: Session, ctx: WriteContext, kind: str, binding_id: str) -> None:
     """Delete a manual binding of ``kind`` (org_admin_binding, role_binding, space_assignment)."""
-    row: BindingRow | None
-    if kind == "org_admin_binding":
-        row = session.get(OrgAdminBindingRow, binding_id)
-    elif kind == "role_binding":
-        row = session.get(RoleBindingRow, binding_id)
-    else:
-        row = session.get(SpaceAssignmentRow, binding_id)
-    if row is None or row.org_id != ctx.org_id:
-        raise NotFoundError("id", f"no {kind.replace('_', ' ')} {binding_id!r}")
-    if row.source != MANUAL:
-        raise ConflictError(
-            "id", f"made by mapping rule {row.source!r}; change or delete the rule instead"
-        )
+    row = _manual_row(session, ctx, _ROWS[kind], kind, binding_id)
     group_id = row.group_id
     session.delete(row)
     session.flush()
