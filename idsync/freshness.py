@@ -36,7 +36,13 @@ TTL_S: Final = 5.0
 CHUNK: Final = 500
 TIMEOUT_S: Final = 2.0
 LANES: Final = {LANE_CONFIG: "config", LANE_REVOKE: "revoke", LANE_GRANT: "grant"}
-QUEUES: Final = ("idsync.revoke", "idsync.recompute", "idsync.ingest", "idsync.reconcile")
+QUEUES: Final = (
+    "idsync.revoke",
+    "idsync.recompute",
+    "idsync.ingest",
+    "idsync.reconcile",
+    "idsync.pull",
+)
 WORKERS_KEY: Final = "idsync:workers"
 WORKER_STALE_S: Final = 10.0
 

@@ -29,7 +29,7 @@ from worker.runtime import cache_redis_url
 
 @click.command("worker")
 @click.option("-c", "--concurrency", type=int, default=None, help="Processes (default setting).")
-@click.option("-Q", "--queues", default=None, help="Comma-separated queues (default: all four).")
+@click.option("-Q", "--queues", default=None, help="Comma-separated queues (default: all).")
 @click.option("--beat/--no-beat", default=False, help="Run the scheduler in this worker too.")
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker_cmd(concurrency: int | None, queues: str | None, beat: bool, loglevel: str) -> None:

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.cache.connection import is_cluster_url
+from models.secret_box import SecretBox
 
 DATABASE_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg", "sqlite"})
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
@@ -130,6 +131,97 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_IDP_DEACTIVATE_MISSING",
         description="Deactivate local users missing upstream (only after a complete read)",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="IDSYNC_SECRET_KEY",
+        description="Fernet key that encrypts stored IdP connection credentials",
+    )
+    secret_keys_old: SecretStr | None = Field(
+        default=None,
+        validation_alias="IDSYNC_SECRET_KEYS_OLD",
+        description="Previous keys (comma-separated): still decrypt until `secrets rotate`",
+    )
+    idp_dispatch_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias="IDSYNC_IDP_DISPATCH_INTERVAL_S",
+        description="How often the beat looks for IdP connections whose run is due",
+    )
+    idp_run_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias="IDSYNC_IDP_RUN_RETENTION_DAYS",
+        description="IdP pull runs older than this are pruned (on the request log's schedule)",
+    )
+    check_api_token: SecretStr | None = Field(
+        default=None,
+        validation_alias="IDSYNC_CHECK_API_TOKEN",
+        description="Service token for /api/v1/check (any org); org admin keys work too",
+    )
+    # --- observability (docs/operations.md: metrics, tracing, sync status, request log) ---
+    metrics_enabled: bool = Field(
+        default=True,
+        validation_alias="IDSYNC_METRICS",
+        description="Count HTTP requests (every SCIM request included) for /metrics",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        validation_alias="IDSYNC_METRICS_TOKEN",
+        description="When set, /metrics (API and worker) requires this bearer token",
+    )
+    metrics_max_orgs: int = Field(
+        default=50,
+        ge=0,
+        validation_alias="IDSYNC_METRICS_MAX_ORGS",
+        description="Organizations (furthest behind first) with their own freshness series",
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        validation_alias="IDSYNC_WORKER_METRICS_PORT",
+        description="Port of the worker's /metrics (its main process; unset: not served)",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        validation_alias="IDSYNC_WORKER_METRICS_HOST",
+        description="Address the worker's /metrics listens on",
+    )
+    scim_log_enabled: bool = Field(
+        default=True,
+        validation_alias="IDSYNC_SCIM_LOG",
+        description="Keep the SCIM request log (every SCIM request, bodies redacted)",
+    )
+    scim_log_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias="IDSYNC_SCIM_LOG_RETENTION_DAYS",
+        description="SCIM request log rows older than this are pruned",
+    )
+    scim_log_max_rows: int = Field(
+        default=1_000_000,
+        ge=1000,
+        validation_alias="IDSYNC_SCIM_LOG_MAX_ROWS",
+        description="The SCIM request log keeps at most this many rows (oldest pruned)",
+    )
+    scim_log_max_body_bytes: int = Field(
+        default=16_384,
+        ge=256,
+        validation_alias="IDSYNC_SCIM_LOG_MAX_BODY_BYTES",
+        description="A logged request body is cut at this size",
+    )
+    scim_log_queue: int = Field(
+        default=10_000,
+        ge=100,
+        validation_alias="IDSYNC_SCIM_LOG_QUEUE",
+        description="Log rows an API process holds before it drops them (slow database)",
+    )
+    scim_log_prune_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        validation_alias="IDSYNC_SCIM_LOG_PRUNE_INTERVAL_S",
+        description="How often the beat prunes the SCIM request log",
+    )
     check_api_token: SecretStr | None = Field(
         default=None,
         validation_alias="IDSYNC_CHECK_API_TOKEN",
@@ -244,6 +336,13 @@ class Settings(BaseSettings):
     def reveal(secret: SecretStr | None) -> str | None:
         """The plain value of a secret setting (SecretStr keeps it out of logs and reprs)."""
         return None if secret is None else secret.get_secret_value()
+
+    def secret_box(self) -> SecretBox:
+        """The credential encryption of ``IDSYNC_SECRET_KEY`` (and the old keys); raises
+        ``models.secret_box.SecretKeyError`` (one operator line) when it is missing or bad."""
+        return SecretBox.from_env_values(
+            Settings.reveal(self.secret_key), Settings.reveal(self.secret_keys_old)
+        )
 
     def idp_missing(self) -> list[str]:
         """Settings the configured IdP pull still needs (empty: complete)."""

@@ -30,12 +30,18 @@ QUEUE_REVOKE: Final = "idsync.revoke"
 QUEUE_RECOMPUTE: Final = "idsync.recompute"
 QUEUE_INGEST: Final = "idsync.ingest"
 QUEUE_RECONCILE: Final = "idsync.reconcile"
-ALL_QUEUES: Final = (QUEUE_REVOKE, QUEUE_RECOMPUTE, QUEUE_INGEST, QUEUE_RECONCILE)
+QUEUE_PULL: Final = "idsync.pull"
+"""IdP pulls (long: one directory read each) on their own queue, so they never hold up
+the outbox sweep or a drain."""
+ALL_QUEUES: Final = (QUEUE_REVOKE, QUEUE_RECOMPUTE, QUEUE_INGEST, QUEUE_RECONCILE, QUEUE_PULL)
 
 TASK_DRAIN_PRIORITY: Final = "idsync.drain.priority"
 TASK_DRAIN_BULK: Final = "idsync.drain.bulk"
 TASK_SWEEP: Final = "idsync.ingest.sweep"
 TASK_IDP_PULL: Final = "idsync.ingest.idp_pull"
+TASK_CONNECTION_PULL: Final = "idsync.ingest.connection_pull"
+TASK_DISPATCH_CONNECTIONS: Final = "idsync.ingest.dispatch_connections"
+TASK_PRUNE_PULL_RUNS: Final = "idsync.maintenance.prune_pull_runs"
 TASK_REBUILD: Final = "idsync.cache.rebuild"
 TASK_REBUILD_CHUNK: Final = "idsync.cache.rebuild_chunk"
 TASK_RECONCILE: Final = "idsync.cache.reconcile"
@@ -47,7 +53,10 @@ ROUTES: Final[dict[str, dict[str, str]]] = {
     TASK_DRAIN_PRIORITY: {"queue": QUEUE_REVOKE},
     TASK_DRAIN_BULK: {"queue": QUEUE_RECOMPUTE},
     TASK_SWEEP: {"queue": QUEUE_INGEST},
-    TASK_IDP_PULL: {"queue": QUEUE_INGEST},
+    TASK_IDP_PULL: {"queue": QUEUE_PULL},
+    TASK_CONNECTION_PULL: {"queue": QUEUE_PULL},
+    TASK_DISPATCH_CONNECTIONS: {"queue": QUEUE_INGEST},
+    TASK_PRUNE_PULL_RUNS: {"queue": QUEUE_RECONCILE},
     TASK_REBUILD: {"queue": QUEUE_RECONCILE},
     TASK_REBUILD_CHUNK: {"queue": QUEUE_RECONCILE},
     TASK_RECONCILE: {"queue": QUEUE_RECONCILE},

@@ -30,7 +30,7 @@ from worker.broker import (
     TASK_RULES_APPLY,
     TASK_SWEEP,
 )
-from worker.idp.pull import pull_from_settings
+from worker.idp.connection_runs import pull_from_settings
 from worker.lanes import ALL_LANES, BULK, BULK_LANES, PRIORITY, PRIORITY_LANES
 from worker.pipeline import RULES_ACTOR, DrainReport, drain, ingest_outbox, summary
 from worker.reconcile import reconcile

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.db.base import Base, UTCDateTime, utcnow
@@ -54,8 +54,11 @@ class ScimRequestLog(Base):
 class IdpPullRun(Base):
     """One run of an IdP pull: when, how it ended, what it changed, why it failed.
 
-    ``connection`` names the configured upstream ("env": the one set by environment
-    variables; per-organization connections come later)."""
+    ``connection`` names the upstream: an ``idp_connections`` id, or "env" (the one set
+    by IDSYNC_IDP_* environment variables). A dry run (``dry_run``) counts what the
+    pull would change and writes nothing else. Rows are pruned after
+    ``IDSYNC_IDP_RUN_RETENTION_DAYS`` (migration 0006 added the membership counts, the
+    dry-run flag and the age index)."""
 
     __tablename__ = "idp_pull_runs"
 
@@ -75,7 +78,10 @@ class IdpPullRun(Base):
     users_deactivated: Mapped[int] = mapped_column(Integer, default=0)
     groups_created: Mapped[int] = mapped_column(Integer, default=0)
     groups_updated: Mapped[int] = mapped_column(Integer, default=0)
+    members_added: Mapped[int] = mapped_column(Integer, default=0)
+    members_removed: Mapped[int] = mapped_column(Integer, default=0)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     upstream_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
-    __table_args__ = (Index(None, "org_id", "connection", "started_at"),)
+    __table_args__ = (Index(None, "org_id", "connection", "started_at"), Index(None, "started_at"))

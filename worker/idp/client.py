@@ -21,7 +21,16 @@ import httpx
 
 
 class IdpError(RuntimeError):
-    """The upstream read failed (after retries, or with a non-retryable status)."""
+    """The upstream read failed (after retries, or with a non-retryable status).
+
+    ``status`` is the upstream's HTTP status when it answered one; ``transient`` says
+    whether a later attempt may succeed (5xx, 429, timeouts, transport errors after the
+    client's retries) or not (another 4xx: a wrong credential or URL)."""
+
+    def __init__(self, message: str, *, status: int | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
 
 
 class AuthProvider(Protocol):
@@ -102,8 +111,14 @@ class HttpClient:
         seed: int | None = None,
         now: Callable[[], float] = time.time,
         accept: str = "application/scim+json, application/json",
+        rate_limit_per_s: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy or RetryPolicy()
+        self.min_gap_s = 1.0 / rate_limit_per_s if rate_limit_per_s else 0.0
+        """The connection's own rate limit: at least this long between two requests."""
+        self.monotonic = monotonic
+        self._last_request: float | None = None
         self.auth = auth if auth is not None else (StaticAuth(f"Bearer {token}") if token else None)
         self.http = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -132,12 +147,14 @@ class HttpClient:
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
         """A 200 response (after retries); raises IdpError otherwise."""
         last: str = ""
+        last_status: int | None = None
         reauthorized = False
         attempt = 0
         while attempt < self.policy.attempts:
             if self._pause_s > 0:  # the previous response said the rate limit is used up
                 self.sleep(self._pause_s)
                 self._pause_s = 0.0
+            self._keep_rate()
             self.requests += 1
             headers = {} if self.auth is None else {"Authorization": self.auth.header()}
             try:
@@ -162,6 +179,7 @@ class HttpClient:
                 ):
                     reauthorized = True  # an expired token: fetch a new one, once
                     continue
+                last_status = resp.status_code
                 if resp.status_code in (429, 503):
                     last = f"HTTP {resp.status_code}"
                     if attempt + 1 < self.policy.attempts:
@@ -171,11 +189,25 @@ class HttpClient:
                 if resp.status_code >= 500:
                     last = f"HTTP {resp.status_code}"
                 else:
-                    raise IdpError(f"GET {path}: HTTP {resp.status_code} {resp.text[:200]}")
+                    raise IdpError(
+                        f"GET {path}: HTTP {resp.status_code} {resp.text[:200]}",
+                        status=resp.status_code,
+                    )
             if attempt + 1 < self.policy.attempts:
                 self.sleep(self.policy.backoff(attempt, self.rnd))
             attempt += 1
-        raise IdpError(f"GET {path}: giving up after {self.policy.attempts} attempts ({last})")
+        raise IdpError(
+            f"GET {path}: giving up after {self.policy.attempts} attempts ({last})",
+            status=last_status,
+            transient=True,
+        )
+
+    def _keep_rate(self) -> None:
+        if self.min_gap_s and self._last_request is not None:
+            wait = self._last_request + self.min_gap_s - self.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+        self._last_request = self.monotonic()
 
     def close(self) -> None:
         self.http.close()
@@ -241,7 +273,10 @@ class ClientCredentials:
                     return token, float(body.get("expires_in", 3600))
                 if resp.status_code not in (429,) and resp.status_code < 500:
                     # 400/401: wrong client id / secret / scope - retrying cannot help
-                    raise IdpError(f"token endpoint: HTTP {resp.status_code} {resp.text[:200]}")
+                    raise IdpError(
+                        f"token endpoint: HTTP {resp.status_code} {resp.text[:200]}",
+                        status=resp.status_code,
+                    )
                 last = f"HTTP {resp.status_code}"
                 wait = retry_after_s(resp.headers.get("Retry-After"), self.policy.cap_s)
                 if attempt + 1 < self.policy.attempts:
@@ -249,7 +284,10 @@ class ClientCredentials:
                 continue
             if attempt + 1 < self.policy.attempts:
                 self.sleep(self.policy.backoff(attempt, self.rnd))
-        raise IdpError(f"token endpoint: giving up after {self.policy.attempts} attempts ({last})")
+        raise IdpError(
+            f"token endpoint: giving up after {self.policy.attempts} attempts ({last})",
+            transient=True,
+        )
 
     def close(self) -> None:
         self.http.close()

@@ -6,39 +6,33 @@ applied through ``scim.users`` / ``scim.groups`` (one transaction each, each wit
 change row, so the cache pipeline sees pulled changes exactly like pushed ones), with
 ``actor = "idp-pull:<source>"``. Local users are matched by ``externalId`` = upstream
 id (then by userName, adopting a pushed user). With ``deactivate_missing``, active
-local users that carry an ``externalId`` absent upstream are deactivated.
+local users that carry an ``externalId`` absent upstream are deactivated. With
+``dry_run`` the same comparison runs and is counted, but nothing is written.
 
 Every source (SCIM 2.0, Okta, Microsoft Graph: ``worker.idp.sources``) yields the same
 values, so they all produce the same SCIM documents and reconcile through this one
-write path. ``source_from_settings`` picks the configured one (docs/worker.md).
+write path. ``worker.idp.upstreams`` opens the configured one (an ``idp_connections`` row
+or the IDSYNC_IDP_* environment variables; docs/worker.md).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from sqlalchemy import select
 
 from models.db.database import Database
 from models.db.tables import Group, GroupMember, User
-from models.settings import Settings
 from scim.context import ScimContext
 from scim.groups import create_group, replace_group
 from scim.normalize import normalize_resource
 from scim.schemas import USER_RESOURCE
 from scim.users import create_user, patch_user, replace_user, with_default_active
-from worker.idp.client import ClientCredentials, HttpClient, IdpError, StaticAuth
-from worker.idp.runs import ENV_CONNECTION, PullReport, PullRun
-from worker.idp.sources import (
-    GraphSource,
-    OktaSource,
-    ScimSource,
-    Source,
-    UpstreamGroup,
-    UpstreamUser,
-)
+from worker.idp.client import IdpError
+from worker.idp.runs import PullReport
+from worker.idp.sources import Source, UpstreamGroup, UpstreamUser
 
 log = logging.getLogger("idsync.idp")
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -85,14 +79,19 @@ def pull(
     source: Source,
     *,
     deactivate_missing: bool = False,
+    dry_run: bool = False,
     base_url: str = "http://idsync/scim/v2",
 ) -> PullReport:
-    report = PullReport(source.name)
+    report = PullReport(source.name, dry_run=dry_run)
     try:
         users = list(source.users())
         groups = list(source.groups())
-    except (IdpError, KeyError, ValueError, TypeError) as exc:
-        report.error = str(exc)
+    except IdpError as exc:
+        report.error, report.upstream_status, report.transient = str(exc), exc.status, exc.transient
+        log.warning("idp pull read failed; nothing applied", extra={"org_id": org_id})
+        return report
+    except (KeyError, ValueError, TypeError) as exc:
+        report.error = f"unexpected upstream data: {type(exc).__name__}: {exc}"
         log.warning("idp pull read failed; nothing applied", extra={"org_id": org_id})
         return report
     report.complete = True
@@ -123,15 +122,20 @@ def _apply_users(
     mapping: dict[str, str] = {}
     for u in users:
         row = by_ext.get(u.id) or by_name.get(u.user_name.lower())
-        with database.write() as s:
-            if row is None:
-                mapping[u.id] = create_user(s, ctx, _user_body(u)).id
-                report.users_created += 1
+        if row is None:
+            report.users_created += 1
+            if report.dry_run:
+                mapping[u.id] = f"new:{u.id}"  # stands for the user in membership counts
                 continue
-            mapping[u.id] = row.id
-            if _managed(row.attrs or {}) != _wanted(u):
-                replace_user(s, ctx, row.id, _user_body(u), None)
-                report.users_updated += 1
+            with database.write() as s:
+                mapping[u.id] = create_user(s, ctx, _user_body(u)).id
+            continue
+        mapping[u.id] = row.id
+        if _managed(row.attrs or {}) != _wanted(u):
+            report.users_updated += 1
+            if not report.dry_run:
+                with database.write() as s:
+                    replace_user(s, ctx, row.id, _user_body(u), None)
     return mapping
 
 
@@ -166,17 +170,21 @@ def _apply_groups(
             "members": [{"value": m} for m in wanted],
         }
         row = by_ext.get(g.id) or by_name.get(g.display_name.lower())
-        with database.write() as s:
-            if row is None:
-                create_group(s, ctx, body)
-                report.groups_created += 1
-            elif (
-                row.external_id != g.id
-                or row.display_name != g.display_name
-                or members.get(row.id, set()) != set(wanted)
-            ):
-                replace_group(s, ctx, row.id, body, None)
-                report.groups_updated += 1
+        if row is None:
+            report.groups_created += 1
+            report.members_added += len(wanted)
+            if not report.dry_run:
+                with database.write() as s:
+                    create_group(s, ctx, body)
+            continue
+        had = members.get(row.id, set())
+        if row.external_id != g.id or row.display_name != g.display_name or had != set(wanted):
+            report.groups_updated += 1
+            report.members_added += len(set(wanted) - had)
+            report.members_removed += len(had - set(wanted))
+            if not report.dry_run:
+                with database.write() as s:
+                    replace_group(s, ctx, row.id, body, None)
 
 
 def _deactivate_missing(
@@ -194,69 +202,7 @@ def _deactivate_missing(
         ]
     body = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": False}]}
     for uid in stale:
-        with database.write() as s:
-            patch_user(s, ctx, uid, body, None)
         report.users_deactivated += 1
-
-
-def source_from_settings(settings: Settings) -> tuple[Source, Callable[[], None]]:
-    """The configured upstream (``IDSYNC_IDP_KIND``) and a function closing its clients.
-
-    Raises ValueError when the settings of that kind are incomplete."""
-    missing = settings.idp_missing()
-    if missing:
-        raise ValueError(f"IdP pull ({settings.idp_kind}) needs {', '.join(missing)}")
-    if settings.idp_kind == "okta":
-        token = Settings.reveal(settings.idp_token)
-        assert settings.idp_url is not None and token is not None
-        client = HttpClient(
-            settings.idp_url,
-            auth=StaticAuth(f"SSWS {token}"),
-            accept="application/json",
-        )
-        return OktaSource(client), client.close
-    if settings.idp_kind == "graph":
-        secret = Settings.reveal(settings.idp_client_secret)
-        assert settings.idp_token_url and settings.idp_client_id and secret
-        creds = ClientCredentials(
-            settings.idp_token_url,
-            settings.idp_client_id,
-            secret,
-            settings.idp_scope,
-        )
-        client = HttpClient(
-            settings.idp_url or "https://graph.microsoft.com", auth=creds, accept="application/json"
-        )
-
-        def close() -> None:
-            client.close()
-            creds.close()
-
-        return GraphSource(client), close
-    url = settings.idp_url or settings.idp_scim_url
-    assert url is not None
-    client = HttpClient(url, Settings.reveal(settings.idp_token))
-    return ScimSource(client), client.close
-
-
-def pull_from_settings(settings: Settings, database: Database) -> dict[str, Any]:
-    if not settings.idp_configured():
-        return {"skipped": "no IdP pull configured (IDSYNC_IDP_KIND, IDSYNC_IDP_ORG, …)"}
-    assert settings.idp_org is not None
-    source, close = source_from_settings(settings)
-    run = PullRun(database, settings.idp_org, settings.idp_kind, ENV_CONNECTION)
-    try:
-        report = pull(
-            database,
-            settings.idp_org,
-            source,
-            deactivate_missing=settings.idp_deactivate_missing,
-        )
-    except BaseException as exc:
-        run.fail(exc)
-        raise
-    finally:
-        close()
-    run.finish(report)
-    log.info("idp pull", extra=report.as_dict())
-    return report.as_dict()
+        if not report.dry_run:
+            with database.write() as s:
+                patch_user(s, ctx, uid, body, None)

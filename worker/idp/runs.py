@@ -1,8 +1,9 @@
 """Layer: worker. IdP pull runs, recorded (``idp_pull_runs``) and counted (metrics) for sync status.
 
-A run is written as ``running`` when it starts and finished with ``ok`` or ``failed``,
-its counts, and for a failure the reason (credentials masked) and the upstream HTTP
-status when the reason names one. A pull that read only part of the directory is
+A run is written as ``running`` when it starts (or, asked for by an operator, as
+``queued`` first: ``queue_run``) and finished with ``ok``, ``failed`` or ``skipped``
+(another run of the connection held its lease), its counts, and for a failure the reason
+(credentials masked) and the upstream HTTP status. A pull that read only part of the directory is
 ``failed``, never a partial success: it applied nothing (``worker.idp.pull``).
 """
 
@@ -41,19 +42,77 @@ class PullReport:
     users_deactivated: int = 0
     groups_created: int = 0
     groups_updated: int = 0
+    members_added: int = 0
+    members_removed: int = 0
+    dry_run: bool = False
+    upstream_status: int | None = None
+    transient: bool = False
+    """A failure a later attempt may not have (5xx, 429, timeouts after the retries)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+_ZERO: Final = {
+    "upstream_users": 0,
+    "upstream_groups": 0,
+    "users_created": 0,
+    "users_updated": 0,
+    "users_deactivated": 0,
+    "groups_created": 0,
+    "groups_updated": 0,
+    "members_added": 0,
+    "members_removed": 0,
+}
+
+
+def queue_run(
+    database: Database, org_id: str, source: str, connection: str, *, dry_run: bool
+) -> int:
+    """A ``queued`` run row for a run asked for now (its task takes it over)."""
+    with database.write() as session:
+        run_id: int = session.execute(
+            insert(IdpPullRun)
+            .values(
+                org_id=org_id,
+                connection=connection,
+                source=source,
+                started_at=datetime.now(UTC),
+                status="queued",
+                dry_run=dry_run,
+                **_ZERO,
+            )
+            .returning(IdpPullRun.id)
+        ).scalar_one()
+    return run_id
+
+
 class PullRun:
     """One run's row: ``start`` on creation, then ``finish`` or ``fail``."""
 
-    def __init__(self, database: Database, org_id: str, source: str, connection: str) -> None:
+    def __init__(
+        self,
+        database: Database,
+        org_id: str,
+        source: str,
+        connection: str,
+        *,
+        dry_run: bool = False,
+        queued: int | None = None,
+    ) -> None:
+        """``queued``: the id of the run's ``queued`` row, which this run takes over."""
         self.database = database
         self.connection = connection
         self.started = time.perf_counter()
         with database.write() as session:
+            if queued is not None:
+                session.execute(
+                    update(IdpPullRun)
+                    .where(IdpPullRun.id == queued)
+                    .values(status="running", started_at=datetime.now(UTC))
+                )
+                self.id = queued
+                return
             self.id = session.execute(
                 insert(IdpPullRun)
                 .values(
@@ -62,35 +121,27 @@ class PullRun:
                     source=source,
                     started_at=datetime.now(UTC),
                     status="running",
-                    upstream_users=0,
-                    upstream_groups=0,
-                    users_created=0,
-                    users_updated=0,
-                    users_deactivated=0,
-                    groups_created=0,
-                    groups_updated=0,
+                    dry_run=dry_run,
+                    **_ZERO,
                 )
                 .returning(IdpPullRun.id)
             ).scalar_one()
 
     def finish(self, report: PullReport) -> None:
         failed = not report.complete or report.error is not None
-        self._end(
-            "failed" if failed else "ok",
-            report.error,
-            upstream_users=report.upstream_users,
-            upstream_groups=report.upstream_groups,
-            users_created=report.users_created,
-            users_updated=report.users_updated,
-            users_deactivated=report.users_deactivated,
-            groups_created=report.groups_created,
-            groups_updated=report.groups_updated,
-        )
+        counts = {name: getattr(report, name) for name in _ZERO}
+        self._end("failed" if failed else "ok", report.error, report.upstream_status, **counts)
 
-    def fail(self, exc: BaseException) -> None:
-        self._end("failed", f"{type(exc).__name__}: {exc}")
+    def fail(self, exc: BaseException, *, plain: bool = False) -> None:
+        """``plain``: the exception's text is an operator line as it is (no type name)."""
+        self._end("failed", str(exc) if plain else f"{type(exc).__name__}: {exc}")
 
-    def _end(self, status: str, error: str | None, **counts: int) -> None:
+    def skip(self, reason: str) -> None:
+        self._end("skipped", reason)
+
+    def _end(
+        self, status: str, error: str | None, upstream_status: int | None = None, **counts: int
+    ) -> None:
         elapsed = time.perf_counter() - self.started
         m = metrics()
         m.idp_pull_runs.labels(self.connection, status).inc()
@@ -105,7 +156,9 @@ class PullRun:
                     status=status,
                     finished_at=datetime.now(UTC),
                     error=reason,
-                    upstream_status=int(found.group(1)) if found else None,
+                    upstream_status=upstream_status
+                    if upstream_status is not None
+                    else (int(found.group(1)) if found else None),
                     **counts,
                 )
             )

@@ -18,6 +18,7 @@ import redis
 from models.db.database import Database
 from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
+from worker.broker import ALL_QUEUES
 
 ROOT = Path(__file__).resolve().parents[3]
 _base = REDIS_TEST_URL.rsplit("/", 1)[0]
@@ -69,7 +70,7 @@ class WorkerProcess:
                 "-c",
                 str(concurrency),
                 "-Q",
-                "idsync.revoke,idsync.recompute,idsync.ingest,idsync.reconcile",
+                ",".join(ALL_QUEUES),
                 "--loglevel",
                 "INFO",
                 "-n",

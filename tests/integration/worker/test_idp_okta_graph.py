@@ -20,8 +20,10 @@ from models.settings import Settings
 from tests.integration.cache.world import World
 from worker.beat import beat_schedule
 from worker.idp.client import ClientCredentials, HttpClient, RetryPolicy, StaticAuth
-from worker.idp.pull import pull, pull_from_settings, source_from_settings
+from worker.idp.connection_runs import pull_from_settings
+from worker.idp.pull import pull
 from worker.idp.sources import GraphSource, OktaSource, ScimSource
+from worker.idp.upstreams import source_from_settings
 
 OKTA = "https://acme.okta.com"
 GRAPH = "https://graph.microsoft.com"

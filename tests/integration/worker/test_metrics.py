@@ -23,7 +23,7 @@ from models.settings import Settings
 from tests.integration.cache.world import World
 from tests.integration.worker.conftest import BROKER_URL, CACHE_URL, WorkerProcess, wait_until
 from tests.support.scim_client import user_body
-from worker.idp.pull import pull_from_settings
+from worker.idp.connection_runs import pull_from_settings
 from worker.rebuild import rebuild
 
 

@@ -1,0 +1,164 @@
+"""Layer: worker. Running one connection: take its lease (its own lock, nothing shared with
+other connections), open its upstream, pull (or dry-run), record the run, let go of the
+lease. ``pull_from_settings`` runs the IDSYNC_IDP_* bootstrap connection (``env``).
+
+A credential that cannot be decrypted (``IDSYNC_SECRET_KEY`` missing, malformed, or not
+the one it was written with) fails the run with one operator line naming the cause; the
+secret itself never reaches a log line, a run row or an exception text."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from models.db.config_errors import NotFoundError
+from models.db.database import Database
+from models.db.idp_connections import drop_lease, get_connection, take_lease
+from models.db.observability_tables import IdpPullRun
+from models.secret_box import SecretKeyError
+from models.settings import Settings
+from worker.idp.pull import pull
+from worker.idp.runs import ENV_CONNECTION, PullReport, PullRun
+from worker.idp.sources import Source
+from worker.idp.upstreams import Upstream, open_source, source_from_settings, upstream_of
+
+log = logging.getLogger("idsync.idp")
+
+RUN_SOFT_TIME_LIMIT_S: Final = 3600
+LEASE_S: Final = RUN_SOFT_TIME_LIMIT_S + 120
+"""A run's lease outlives its hard time limit: a run killed midway (SIGKILL) frees its
+connection once this has passed."""
+
+
+@dataclass
+class RunOutcome:
+    """How a run of one connection ended (the task's result, the CLI's output)."""
+
+    connection: str
+    status: str  # ok, failed, skipped
+    run_id: int | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    transient: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "connection": self.connection,
+            "status": self.status,
+            "run_id": self.run_id,
+            "error": self.error,
+            **self.report,
+        }
+
+
+def _finished(database: Database, run_id: int) -> bool:
+    with database.read() as session:
+        run = session.get(IdpPullRun, run_id)
+        return run is None or run.status not in ("queued", "running")
+
+
+def run_connection(
+    database: Database,
+    settings: Settings,
+    connection_id: str,
+    *,
+    dry_run: bool = False,
+    queued: int | None = None,
+) -> RunOutcome:
+    """Run one stored connection now. ``queued``: the run row an operator's request made
+    (a redelivered request whose run already ended does nothing)."""
+    if queued is not None and _finished(database, queued):
+        return RunOutcome(connection_id, "skipped", queued, error="this run has already ended")
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    with database.write() as session:
+        try:
+            conn = get_connection(session, None, connection_id)
+        except NotFoundError:
+            return RunOutcome(connection_id, "skipped", queued, error="no such connection")
+        leased = take_lease(session, connection_id, owner, LEASE_S)
+        org_id, kind, deactivate = conn.org_id, conn.kind, conn.deactivate_missing
+        upstream: Upstream | None = None
+        problem: SecretKeyError | None = None
+        try:
+            # the key is needed only to open a stored credential
+            box = settings.secret_box() if conn.secret_enc is not None else None
+            upstream = upstream_of(conn, box)
+        except SecretKeyError as exc:
+            problem = exc
+    if not leased:
+        busy = "another run of this connection is in progress"
+        if queued is not None:  # an operator asked: the run row says why nothing ran
+            PullRun(database, org_id, kind, connection_id, queued=queued).skip(busy)
+        return RunOutcome(connection_id, "skipped", queued, error=busy)
+    try:
+        run = PullRun(database, org_id, kind, connection_id, dry_run=dry_run, queued=queued)
+        if upstream is None:
+            assert problem is not None
+            log.error("idp connection %s: %s", connection_id, problem)
+            run.fail(problem, plain=True)
+            return RunOutcome(connection_id, "failed", run.id, error=str(problem))
+        return _pull_and_record(
+            database,
+            run,
+            open_source(upstream),
+            org_id=org_id,
+            deactivate=deactivate,
+            dry_run=dry_run,
+        )
+    finally:
+        with database.write() as session:
+            drop_lease(session, connection_id, owner)
+
+
+def _pull_and_record(
+    database: Database,
+    run: PullRun,
+    upstream_source: tuple[Source, Callable[[], None]],
+    *,
+    org_id: str,
+    deactivate: bool,
+    dry_run: bool,
+) -> RunOutcome:
+    source, close = upstream_source
+    try:
+        report: PullReport = pull(
+            database, org_id, source, deactivate_missing=deactivate, dry_run=dry_run
+        )
+    except BaseException as exc:
+        run.fail(exc)
+        raise
+    finally:
+        close()
+    run.finish(report)
+    status = "ok" if report.complete and report.error is None else "failed"
+    log.info("idp pull", extra={"connection": run.connection, **report.as_dict()})
+    return RunOutcome(
+        run.connection,
+        status,
+        run.id,
+        report.as_dict(),
+        error=report.error,
+        transient=report.transient,
+    )
+
+
+def pull_from_settings(settings: Settings, database: Database) -> dict[str, Any]:
+    """The IDSYNC_IDP_* bootstrap connection (``env``), run once."""
+    if not settings.idp_configured():
+        return {"skipped": "no IdP pull configured (IDSYNC_IDP_KIND, IDSYNC_IDP_ORG, …)"}
+    assert settings.idp_org is not None
+    run = PullRun(database, settings.idp_org, settings.idp_kind, ENV_CONNECTION)
+    outcome = _pull_and_record(
+        database,
+        run,
+        source_from_settings(settings),
+        org_id=settings.idp_org,
+        deactivate=settings.idp_deactivate_missing,
+        dry_run=False,
+    )
+    return outcome.report
