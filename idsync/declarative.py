@@ -69,13 +69,10 @@ class ResourceDecl(_Strict):
     labels: dict[str, str] = {}
 
 
-class WorkspaceDecl(_Strict):
-    id: str
-    name: str = ""
-    permissions_model: str = "v2"
-    spaces_enabled: bool = False
-    approvals_required: bool = False
-    parent_workspace_id: str | None = None
+class WorkspaceInFile(store.WorkspaceSpec):
+    """A workspace entry of the file: the workspace's settings (the store's
+    ``WorkspaceSpec``, handed to it as is) and the sections it owns."""
+
     spaces: list[SpaceDecl] | None = None
     subset_categories: dict[str, list[SubsetCategoryIn]] | None = Field(
         default=None, description="parent model id -> categories"
@@ -114,7 +111,7 @@ class RuleDecl(RuleIn):
 
 class ConfigFile(_Strict):
     organization: str | None = None
-    workspaces: list[WorkspaceDecl] | None = None
+    workspaces: list[WorkspaceInFile] | None = None
     roles: list[RoleIn] | None = None
     bindings: BindingsDecl | None = None
     mapping_rules: list[RuleDecl] | None = None
@@ -218,11 +215,11 @@ def _depth(parents: dict[str, str | None], ws_id: str) -> int:
     return depth
 
 
-def _ordered(decls: list[WorkspaceDecl]) -> list[tuple[int, WorkspaceDecl]]:
+def _ordered(decls: list[WorkspaceInFile]) -> list[tuple[int, WorkspaceInFile]]:
     """Workspaces with parents before their environments (file order otherwise)."""
     listed = {w.id for w in decls}
     done: set[str] = set()
-    out: list[tuple[int, WorkspaceDecl]] = []
+    out: list[tuple[int, WorkspaceInFile]] = []
     pending = list(enumerate(decls))
     while pending:
         rest = []
@@ -249,7 +246,7 @@ class _Applier:
 
     # -- workspaces ------------------------------------------------------------------
 
-    def workspaces(self, decls: list[WorkspaceDecl]) -> None:
+    def workspaces(self, decls: list[WorkspaceInFile]) -> None:
         existing = {
             w.id: w
             for w in self.s.scalars(
@@ -258,37 +255,20 @@ class _Applier:
         }
         for i, decl in _ordered(decls):
             where = f"workspaces[{i}]"
-            spec = store.WorkspaceSpec(
-                id=decl.id,
-                name=decl.name,
-                permissions_model=decl.permissions_model,
-                spaces_enabled=decl.spaces_enabled,
-                approvals_required=decl.approvals_required,
-                parent_workspace_id=decl.parent_workspace_id,
-            )
             current = existing.get(decl.id)
             if current is None:
                 with _under(where):
-                    store.create_workspace(self.s, self.ctx, spec)
+                    store.create_workspace(self.s, self.ctx, decl)
                 self.diff.append(f"+ workspace {decl.id} ({decl.permissions_model})")
             else:
-                before = {
-                    k: getattr(current, k)
-                    for k in (
-                        "name",
-                        "permissions_model",
-                        "spaces_enabled",
-                        "approvals_required",
-                        "parent_workspace_id",
-                    )
-                }
-                after = {k: getattr(spec, k) for k in before}
+                after = decl.settings()
+                before = {k: getattr(current, k) for k in after}
                 changes = [
                     f"{k}: {before[k]!r} -> {after[k]!r}" for k in before if before[k] != after[k]
                 ]
                 if changes:
                     with _under(where):
-                        store.update_workspace(self.s, self.ctx, spec)
+                        store.update_workspace(self.s, self.ctx, decl)
                     self.diff.append(f"~ workspace {decl.id}: " + ", ".join(changes))
         for i, decl in enumerate(decls):
             where = f"workspaces[{i}]"
@@ -299,7 +279,7 @@ class _Applier:
             if decl.resources is not None:
                 self.resources(decl, where)
 
-    def delete_workspaces(self, decls: list[WorkspaceDecl]) -> None:
+    def delete_workspaces(self, decls: list[WorkspaceInFile]) -> None:
         wanted = {w.id for w in decls}
         rows = {
             w.id: w.parent_workspace_id
@@ -314,7 +294,7 @@ class _Applier:
                 store.delete_workspace(self.s, self.ctx, ws_id)
             self.diff.append(f"- workspace {ws_id}")
 
-    def spaces(self, decl: WorkspaceDecl, where: str) -> None:
+    def spaces(self, decl: WorkspaceInFile, where: str) -> None:
         assert decl.spaces is not None
         current = {
             sp.id: sp
@@ -340,7 +320,7 @@ class _Applier:
                 store.delete_space(self.s, self.ctx, decl.id, space_id)
             self.diff.append(f"- space {space_id} in {decl.id}")
 
-    def subsets(self, decl: WorkspaceDecl, where: str) -> None:
+    def subsets(self, decl: WorkspaceInFile, where: str) -> None:
         assert decl.subset_categories is not None
         current = set(
             self.s.scalars(
@@ -360,7 +340,7 @@ class _Applier:
                 names = ", ".join(f"{n}{'*' if r else ''}" for n, r in pairs) or "(none)"
                 self.diff.append(f"~ subset categories {decl.id}/{pm}: {names}")
 
-    def resources(self, decl: WorkspaceDecl, where: str) -> None:
+    def resources(self, decl: WorkspaceInFile, where: str) -> None:
         assert decl.resources is not None
         current = {
             (r.type, r.resource_id)

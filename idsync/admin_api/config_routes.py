@@ -137,14 +137,7 @@ def list_workspaces(admin: Admin, db: DB) -> list[WorkspaceOut]:
 
 @router.post("/workspaces", status_code=201, tags=["workspaces"])
 def create_workspace(body: WorkspaceIn, admin: Admin, db: DB) -> WorkspaceOut:
-    spec = store.WorkspaceSpec(
-        id=_id_or_new(body.id),
-        name=body.name,
-        permissions_model=body.permissions_model,
-        spaces_enabled=body.spaces_enabled,
-        approvals_required=body.approvals_required,
-        parent_workspace_id=body.parent_workspace_id,
-    )
+    spec = store.WorkspaceSpec(id=_id_or_new(body.id), **body.model_dump(exclude={"id"}))
     with db.write() as s:
         return workspace_out(store.create_workspace(s, _ctx(admin), spec))
 

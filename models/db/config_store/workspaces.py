@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -28,14 +29,22 @@ from models.db.config_tables import (
 )
 
 
-@dataclass(frozen=True)
-class WorkspaceSpec:
+class WorkspaceSpec(BaseModel):
+    """A workspace's own settings, as the admin API and ``idsync apply`` give them (the
+    file's workspace entries are this, plus the sections the workspace owns)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     id: str
     name: str = ""
     permissions_model: str = "v2"
     spaces_enabled: bool = False
     approvals_required: bool = False
     parent_workspace_id: str | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting but the id, by column name (the columns of ``ConfigWorkspace``)."""
+        return {k: getattr(self, k) for k in WorkspaceSpec.model_fields if k != "id"}
 
 
 def _validate_workspace(session: Session, ctx: WriteContext, spec: WorkspaceSpec) -> None:
@@ -65,11 +74,7 @@ def create_workspace(session: Session, ctx: WriteContext, spec: WorkspaceSpec) -
     ws = ConfigWorkspace(
         org_id=ctx.org_id,
         id=spec.id,
-        name=spec.name,
-        permissions_model=spec.permissions_model,
-        spaces_enabled=spec.spaces_enabled,
-        approvals_required=spec.approvals_required,
-        parent_workspace_id=spec.parent_workspace_id,
+        **spec.settings(),
         created_at=now,
         updated_at=now,
     )
@@ -85,14 +90,7 @@ def update_workspace(session: Session, ctx: WriteContext, spec: WorkspaceSpec) -
     """Replace a workspace's settings (no change: nothing written, no change row)."""
     ws = get_workspace(session, ctx.org_id, spec.id)
     _validate_workspace(session, ctx, spec)
-    values = {
-        "name": spec.name,
-        "permissions_model": spec.permissions_model,
-        "spaces_enabled": spec.spaces_enabled,
-        "approvals_required": spec.approvals_required,
-        "parent_workspace_id": spec.parent_workspace_id,
-    }
-    changed = {k: v for k, v in values.items() if getattr(ws, k) != v}
+    changed = {k: v for k, v in spec.settings().items() if getattr(ws, k) != v}
     if not changed:
         return ws
     trees_before = [spec.id] + ([ws.parent_workspace_id] if ws.parent_workspace_id else [])

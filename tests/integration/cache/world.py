@@ -64,7 +64,7 @@ class World:
 
     def workspace(self, ws_id: str, **kw: Any) -> None:
         with self.db.write() as s:
-            create_workspace(s, self.admin, WorkspaceSpec(ws_id, **kw))
+            create_workspace(s, self.admin, WorkspaceSpec(id=ws_id, **kw))
 
     def bind(self, group: str, ws_id: str, role: str) -> str:
         with self.db.write() as s:
