@@ -222,74 +222,24 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_SCIM_LOG_PRUNE_INTERVAL_S",
         description="How often the beat prunes the SCIM request log",
     )
-    check_api_token: SecretStr | None = Field(
-        default=None,
-        validation_alias="IDSYNC_CHECK_API_TOKEN",
-        description="Service token for /api/v1/check (any org); org admin keys work too",
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=15,
+        validation_alias="IDSYNC_WEBHOOK_TIMEOUT_S",
+        description="Timeout of one webhook POST (connect at most 5 s); below the task limits",
     )
-    # --- observability (docs/operations.md: metrics, tracing, sync status, request log) ---
-    metrics_enabled: bool = Field(
-        default=True,
-        validation_alias="IDSYNC_METRICS",
-        description="Count HTTP requests (every SCIM request included) for /metrics",
-    )
-    metrics_token: SecretStr | None = Field(
-        default=None,
-        validation_alias="IDSYNC_METRICS_TOKEN",
-        description="When set, /metrics (API and worker) requires this bearer token",
-    )
-    metrics_max_orgs: int = Field(
-        default=50,
-        ge=0,
-        validation_alias="IDSYNC_METRICS_MAX_ORGS",
-        description="Organizations (furthest behind first) with their own freshness series",
-    )
-    worker_metrics_port: int | None = Field(
-        default=None,
+    webhook_retry_max_s: float = Field(
+        default=600.0,
         ge=1,
-        le=65535,
-        validation_alias="IDSYNC_WORKER_METRICS_PORT",
-        description="Port of the worker's /metrics (its main process; unset: not served)",
+        validation_alias="IDSYNC_WEBHOOK_RETRY_MAX_S",
+        description="Longest wait between two attempts at a webhook event (backoff cap)",
     )
-    worker_metrics_host: str = Field(
-        default="127.0.0.1",
-        validation_alias="IDSYNC_WORKER_METRICS_HOST",
-        description="Address the worker's /metrics listens on",
-    )
-    scim_log_enabled: bool = Field(
-        default=True,
-        validation_alias="IDSYNC_SCIM_LOG",
-        description="Keep the SCIM request log (every SCIM request, bodies redacted)",
-    )
-    scim_log_retention_days: float = Field(
-        default=30.0,
+    webhook_failing_after_s: float = Field(
+        default=86_400.0,
         gt=0,
-        validation_alias="IDSYNC_SCIM_LOG_RETENTION_DAYS",
-        description="SCIM request log rows older than this are pruned",
-    )
-    scim_log_max_rows: int = Field(
-        default=1_000_000,
-        ge=1000,
-        validation_alias="IDSYNC_SCIM_LOG_MAX_ROWS",
-        description="The SCIM request log keeps at most this many rows (oldest pruned)",
-    )
-    scim_log_max_body_bytes: int = Field(
-        default=16_384,
-        ge=256,
-        validation_alias="IDSYNC_SCIM_LOG_MAX_BODY_BYTES",
-        description="A logged request body is cut at this size",
-    )
-    scim_log_queue: int = Field(
-        default=10_000,
-        ge=100,
-        validation_alias="IDSYNC_SCIM_LOG_QUEUE",
-        description="Log rows an API process holds before it drops them (slow database)",
-    )
-    scim_log_prune_interval_s: float = Field(
-        default=3600.0,
-        gt=0,
-        validation_alias="IDSYNC_SCIM_LOG_PRUNE_INTERVAL_S",
-        description="How often the beat prunes the SCIM request log",
+        validation_alias="IDSYNC_WEBHOOK_FAILING_AFTER_S",
+        description="A subscription failing this long without a success is marked failing",
     )
     fault_drain_pause_s: float = Field(
         default=0.0,

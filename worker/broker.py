@@ -33,7 +33,17 @@ QUEUE_RECONCILE: Final = "idsync.reconcile"
 QUEUE_PULL: Final = "idsync.pull"
 """IdP pulls (long: one directory read each) on their own queue, so they never hold up
 the outbox sweep or a drain."""
-ALL_QUEUES: Final = (QUEUE_REVOKE, QUEUE_RECOMPUTE, QUEUE_INGEST, QUEUE_RECONCILE, QUEUE_PULL)
+QUEUE_EVENTS: Final = "idsync.events"
+"""Event derivation and webhook deliveries (worker/events/): a slow receiver waits here,
+never in front of the cache's queues."""
+ALL_QUEUES: Final = (
+    QUEUE_REVOKE,
+    QUEUE_RECOMPUTE,
+    QUEUE_INGEST,
+    QUEUE_RECONCILE,
+    QUEUE_PULL,
+    QUEUE_EVENTS,
+)
 
 TASK_DRAIN_PRIORITY: Final = "idsync.drain.priority"
 TASK_DRAIN_BULK: Final = "idsync.drain.bulk"
@@ -48,6 +58,9 @@ TASK_RECONCILE: Final = "idsync.cache.reconcile"
 TASK_RECONCILE_ALL: Final = "idsync.cache.reconcile_all"
 TASK_PRUNE_SCIM_LOG: Final = "idsync.maintenance.prune_scim_log"
 TASK_RULES_APPLY: Final = "idsync.rules.apply"
+TASK_EVENTS_DERIVE: Final = "idsync.events.derive"
+TASK_EVENTS_DELIVER: Final = "idsync.events.deliver"
+TASK_EVENTS_SWEEP: Final = "idsync.events.sweep"
 
 ROUTES: Final[dict[str, dict[str, str]]] = {
     TASK_DRAIN_PRIORITY: {"queue": QUEUE_REVOKE},
@@ -62,6 +75,9 @@ ROUTES: Final[dict[str, dict[str, str]]] = {
     TASK_RECONCILE: {"queue": QUEUE_RECONCILE},
     TASK_RECONCILE_ALL: {"queue": QUEUE_RECONCILE},
     TASK_RULES_APPLY: {"queue": QUEUE_RECONCILE},
+    TASK_EVENTS_DERIVE: {"queue": QUEUE_EVENTS},
+    TASK_EVENTS_DELIVER: {"queue": QUEUE_EVENTS},
+    TASK_EVENTS_SWEEP: {"queue": QUEUE_EVENTS},
 }
 
 SOFT_TIME_LIMIT_S: Final = 20

@@ -41,6 +41,7 @@ _CHANGE_COLUMNS = (
     "resource_id",
     "user_ids",
     "group_ids",
+    "revoked_user_ids",
     "actor",
     "request_id",
     "summary",
@@ -334,6 +335,7 @@ class ChangeRow:
         """The `changes` columns (all but `revision`)."""
         out = {name: getattr(self, name) for name in _CHANGE_COLUMNS}
         out["user_ids"], out["group_ids"] = list(self.user_ids), list(self.group_ids)
+        out["revoked_user_ids"] = list(self.revoked_user_ids)
         return out
 
     def committed(self, revision: int) -> CommittedChange:

@@ -139,6 +139,9 @@ class Change(Base):
     resource_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     user_ids: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
     group_ids: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    # Members a group change took out (a subset of user_ids; migration 0007): the events
+    # tell membership added from removed by it. NULL on rows written before 0007.
+    revoked_user_ids: Mapped[list[str] | None] = mapped_column(JSONDoc, nullable=True)
     actor: Mapped[str] = mapped_column(String(128))
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     summary: Mapped[str] = mapped_column(Text, default="")
