@@ -1,0 +1,150 @@
+"""Layer: worker. The event tasks (queue ``idsync.events``), ids in, idempotent:
+
+- ``idsync.events.derive(org_id)``: change rows past the event cursor -> events
+  (``worker.events.derive``); then wakes the organization's active subscriptions.
+- ``idsync.events.deliver(subscription_id)``: that subscription's due events, in order
+  (``worker.events.delivery``), under a per-subscription lease; a short backoff is a
+  countdown, a long one is left to the sweep.
+- ``idsync.events.sweep()`` (beat): organizations whose event cursor is behind their
+  revision, and active subscriptions with events to send and no backoff pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any, Final
+
+import httpx
+from celery import Celery, Task
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from models.db.base import utcnow
+from models.db.event_log import events_after
+from models.db.event_tables import EventCursor, WebhookSubscription
+from models.db.tables import Organization
+from models.db.webhooks import active_subscriptions, due_subscriptions
+from models.settings import Settings
+from worker.broker import (
+    MAX_COUNTDOWN_S,
+    ROUTES,
+    TASK_EVENTS_DELIVER,
+    TASK_EVENTS_DERIVE,
+    TASK_EVENTS_SWEEP,
+)
+from worker.event_wakes import deliver_again, deliver_flag, deliver_lock, derive_flag, wake
+from worker.events.delivery import Policy, deliver, summary
+from worker.events.derive import derive
+from worker.runtime import Runtime, runtime
+
+log = logging.getLogger("idsync.worker")
+LEASE_MARGIN_S: Final = 5.0
+
+
+def _send(rt: Runtime, name: str, *args: Any, countdown: float | None = None) -> None:
+    rt.app.send_task(name, args=list(args), queue=ROUTES[name]["queue"], countdown=countdown)
+
+
+def policy_of(rt: Runtime) -> Policy:
+    s = rt.settings
+    return Policy(
+        timeout_s=s.webhook_timeout_s,
+        retry_max_s=s.webhook_retry_max_s,
+        failing_after_s=s.webhook_failing_after_s,
+    )
+
+
+def wake_deliver(rt: Runtime, org_id: str, sub_id: str) -> bool:
+    return wake(
+        rt.cache,
+        deliver_flag(org_id, sub_id),
+        lambda: _send(rt, TASK_EVENTS_DELIVER, sub_id),
+    )
+
+
+def _deliver_once(rt: Runtime, sub_id: str) -> dict[str, Any]:
+    with rt.database.read() as session:
+        org_id = session.scalar(
+            select(WebhookSubscription.org_id).where(WebhookSubscription.id == sub_id)
+        )
+    if org_id is None:
+        return {"gone": True}
+    policy = policy_of(rt)
+    lease_s = policy.timeout_s + policy.budget_s + LEASE_MARGIN_S
+    rt.cache.delete(deliver_flag(org_id, sub_id))
+    lock = rt.cache.lock(deliver_lock(org_id, sub_id), timeout=lease_s, blocking=False)
+    if not lock.acquire():  # the holder delivers once more before it lets go
+        rt.cache.set(deliver_again(org_id, sub_id), "1", px=int(lease_s * 1000))
+        return {"busy": True}
+    try:
+        with httpx.Client(follow_redirects=False) as client:
+            while True:
+                report = deliver(rt.database, client, rt.settings.secret_box(), sub_id, policy)
+                if report.continuation or report.retry_in is not None:
+                    break
+                if not rt.cache.delete(deliver_again(org_id, sub_id)):
+                    break
+                lock.reacquire()
+    finally:
+        lock.release()
+    if report.continuation:
+        _send(rt, TASK_EVENTS_DELIVER, sub_id)
+    elif report.retry_in is not None and report.retry_in <= MAX_COUNTDOWN_S:
+        _send(rt, TASK_EVENTS_DELIVER, sub_id, countdown=report.retry_in)
+    # a longer wait: the sweep sends the task once next_attempt_at has passed
+    return summary(report)
+
+
+def register_events(app: Celery, common: dict[str, Any]) -> None:
+    @app.task(
+        name=TASK_EVENTS_DERIVE,
+        **{**common, "autoretry_for": (*common["autoretry_for"], IntegrityError)},
+    )
+    def derive_events(self: Task[Any, Any], org_id: str) -> dict[str, Any]:
+        """Events of the organization's change rows past its event cursor (IntegrityError:
+        two derivations raced on SQLite; the retry finds the work done)."""
+        rt = runtime(app)
+        rt.cache.delete(derive_flag(org_id))
+        report = derive(rt.database, org_id)
+        if report.events:
+            with rt.database.read() as session:
+                subs = active_subscriptions(session, org_id)
+            for sub_id in subs:
+                wake_deliver(rt, org_id, sub_id)
+        return report.as_dict()
+
+    @app.task(name=TASK_EVENTS_DELIVER, **common)
+    def deliver_events(self: Task[Any, Any], sub_id: str) -> dict[str, Any]:
+        """One subscription's due events, in order (at least once)."""
+        return _deliver_once(runtime(app), sub_id)
+
+    @app.task(name=TASK_EVENTS_SWEEP, **common)
+    def sweep_events(self: Task[Any, Any]) -> dict[str, int]:
+        """Derivations whose wake-up was lost, deliveries due (backoff over, lost wake-up,
+        a worker killed mid-delivery once its lease lapsed)."""
+        rt = runtime(app)
+        with rt.database.read() as session:
+            behind = list(
+                session.scalars(
+                    select(Organization.id)
+                    .outerjoin(EventCursor, EventCursor.org_id == Organization.id)
+                    .where(Organization.revision > func.coalesce(EventCursor.revision, 0))
+                )
+            )
+            due = [
+                (sub_id, org_id)
+                for sub_id, org_id, cursor, types in due_subscriptions(session, utcnow())
+                if events_after(session, org_id, cursor, 1, types)
+            ]
+        for org_id in behind:
+            wake(rt.cache, derive_flag(org_id), partial(_send, rt, TASK_EVENTS_DERIVE, org_id))
+        sent = sum(wake_deliver(rt, org_id, sub_id) for sub_id, org_id in due)
+        return {"derive": len(behind), "deliver": sent}
+
+    _ = (derive_events, deliver_events, sweep_events)
+
+
+def events_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The events sweep, on the outbox sweep's interval."""
+    return {"events-sweep": {"task": TASK_EVENTS_SWEEP, "schedule": settings.sweep_interval_s}}
