@@ -15,13 +15,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idsync.admin_api import install_admin_api
 from idsync.api_docs import install_api_docs
 from idsync.check_api import check_router
 from idsync.health import HealthProbe, Part
 from idsync.http_guards import install_http_guards
+from idsync.http_middleware import HttpMiddleware, NotingSend
 from idsync.logs import request_id_var
 from idsync.metrics_route import install_metrics_route
 from idsync.request_observer import RequestObserver, note_changes
@@ -33,47 +34,33 @@ from scim.discovery import Limits
 from scim.http import exception_response, http_exception_response
 from scim.resources import ScimConfig
 from scim.routes import ScimApi
+from worker.event_wakes import install_events_hook
 from worker.hooks import install_change_hook
 
 SCIM_PREFIX = "/scim/v2"
 log = logging.getLogger("idsync.http")
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(HttpMiddleware):
     """Assigns a request id (or keeps a sane incoming X-Request-Id) and logs each request."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         sane = 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable()
         rid = incoming if sane else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
         started = time.perf_counter()
-        status_holder = {"status": 500}
-
-        async def send_with_id(message: dict[str, object]) -> None:
-            if message["type"] == "http.response.start":
-                status_holder["status"] = int(message["status"])  # type: ignore[call-overload]
-                headers = list(message.get("headers", []))  # type: ignore[call-overload]
-                headers.append((b"x-request-id", rid.encode("latin-1")))
-                message = {**message, "headers": headers}
-            await send(message)
-
+        send_with_id = NotingSend(send, [(b"x-request-id", rid.encode("latin-1"))])
         try:
-            await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
+            await self.app(scope, receive, send_with_id)
         finally:
             log.info(
                 "request",
                 extra={
                     "method": scope.get("method"),
                     "path": scope.get("path"),
-                    "status": status_holder["status"],
+                    "status": send_with_id.status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
@@ -90,21 +77,15 @@ class ScimErrors:
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        sending = NotingSend(send)
         try:
-            await self.router(scope, receive, tracking_send)
+            await self.router(scope, receive, sending)
         except StarletteHTTPException as exc:  # 404 unknown path, 405 wrong method
-            if started:
+            if sending.started:
                 raise
             await http_exception_response(exc)(scope, receive, send)
         except Exception as exc:
-            if started:
+            if sending.started:
                 raise
             await exception_response(exc)(scope, receive, send)
 
@@ -189,6 +170,7 @@ def create_app(
     app.state.request_log = request_log
 
     app.state.change_hook = install_change_hook(database, settings)
+    app.state.events_hook = install_events_hook(database, settings)  # docs/events.md
     app.include_router(check_router(settings, database))
 
     install_admin_api(app)

@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from idsync.check_api import CHECK_PATHS
+from idsync.http_middleware import HttpMiddleware, NotingSend
 from idsync.logs import get_request_id
 from models import json_text
 from models.db.admin_keys import verify_admin_key
@@ -57,27 +58,15 @@ def _error(status: int, detail: str, field: str | None, **headers: str) -> JSONR
     return JSONResponse({"detail": detail, "field": field}, status_code=status, headers=headers)
 
 
-class UnexpectedErrors:
+class UnexpectedErrors(HttpMiddleware):
     """See the module doc: a JSON 500 that leaves the connection usable."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sending = NotingSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, sending)
         except Exception as exc:
-            if started:  # half a response is out: closing the connection is all that's left
+            if sending.started:  # half a response is out: closing the connection is all that's left
                 raise
             log.error(
                 "unhandled error",

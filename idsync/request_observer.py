@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from idsync.http_middleware import HttpMiddleware
 from idsync.scim_log.writer import Captured, ScimLogWriter
 from models.credentials import hash_secret
 from models.db.database import CommittedChange
@@ -119,7 +120,7 @@ def _scim_rest(path: str) -> str | None:
     return None
 
 
-class RequestObserver:
+class RequestObserver(HttpMiddleware):
     """Counts every HTTP request; for a SCIM request, also feeds the request log.
 
     A SCIM request (its path under ``/scim/v2``) is labelled from its path; any other by
@@ -135,7 +136,7 @@ class RequestObserver:
         request_log: ScimLogWriter | None = None,
         span: Callable[[Scope, str], Any] | None = None,
     ) -> None:
-        self.app = app
+        super().__init__(app)
         self.request_log = request_log
         self.span = span
         self.count = count
@@ -143,10 +144,7 @@ class RequestObserver:
         self._requests = m.http_requests
         self._duration = m.http_duration
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         method: str = scope["method"]
         resource_type = resource_id = None

@@ -16,8 +16,9 @@ from typing import Final
 from fastapi import FastAPI
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from idsync.http_middleware import HttpMiddleware, NotingSend
 from idsync.request_observer import SCIM_PREFIX, scim_route
 from models.tracing import install_provider, tracer
 from worker.task_spans import install_task_spans
@@ -47,16 +48,10 @@ def matched_template(scope: Scope) -> str | None:
     return matched if isinstance(matched, str) else None
 
 
-class ServerSpans:
+class ServerSpans(HttpMiddleware):
     """``app.add_middleware(ServerSpans)``: outermost, so the span covers the request."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"] if scope["method"] in METHODS else "_OTHER"
         scim = scim_template(scope)
         carrier = {
@@ -72,14 +67,7 @@ class ServerSpans:
             attributes={"http.request.method": method, "url.scheme": scope.get("scheme", "http")},
         )
         token = context.attach(trace.set_span_in_context(span, parent))
-        status = 500
-
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        send_noting_status = NotingSend(send)
         try:
             await self.app(scope, receive, send_noting_status)
         except BaseException as exc:
@@ -90,6 +78,7 @@ class ServerSpans:
             if route is not None:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
+            status = send_noting_status.status
             span.set_attribute("http.response.status_code", status)
             state = scope.get("state")
             request_id = state.get("request_id") if isinstance(state, dict) else None

@@ -16,9 +16,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from idsync.app import create_app
+from idsync.http_middleware import HttpMiddleware
 from models.db.database import CommittedChange, Database
 from models.db.tables import Change, Organization, User
 from models.db.tokens import create_scim_token, get_or_create_org
@@ -28,19 +29,12 @@ from tests.support.scim_client import Scim, make_settings, user_body
 SCIM_JSON = "application/scim+json"
 
 
-class Seen:
+class Seen(HttpMiddleware):
     """A pure ASGI middleware that notes the path and status of every request."""
 
     log: ClassVar[list[tuple[str, int]]] = []
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def noting(message: Any) -> None:
             if message["type"] == "http.response.start":
                 Seen.log.append((scope["path"], int(message["status"])))
