@@ -90,15 +90,19 @@ def _print_status(status: dict[str, Any]) -> None:
                 f"    last error {err['at']} {err['method']} {err['path']} -> {err['status']} "
                 f"{err['scim_type'] or ''} {err['detail'] or ''}".rstrip()
             )
-    pull = status["idp_pull"]
-    if pull is not None:
-        click.echo(_line(f"idp pull ({pull['connection']})", pull["verdict"]))
+    pulls = [status["idp_pull"]] if status["idp_pull"] is not None else []
+    for pull in [*pulls, *status.get("idp_connections", [])]:
+        label = pull.get("name") or pull["connection"]
+        click.echo(_line(f"idp pull ({label})", pull["verdict"]))
         run = pull["last_run"]
+        if run is None:
+            continue
         click.echo(
             f"    last run {run['started_at']} {run['status']} in {run['duration_s']} s: "
             f"users +{run['users_created']} ~{run['users_updated']} "
             f"-{run['users_deactivated']}, groups +{run['groups_created']} "
-            f"~{run['groups_updated']}"
+            f"~{run['groups_updated']}, members +{run['members_added']} "
+            f"-{run['members_removed']}"
         )
     cache = status["cache"]
     click.echo(_line("cache", cache["verdict"]))

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from models.db.migrate import SchemaNotReady
+from models.secret_box import SecretKeyError
 
 MASK = "***"
 
@@ -58,6 +59,8 @@ def settings_error(exc: ValidationError) -> str:
 def describe(exc: BaseException, *, database_url: str, redis_url: str | None) -> str | None:
     """One line for an operator mistake, or None when ``exc`` is a bug (keep its
     traceback)."""
+    if isinstance(exc, SecretKeyError):
+        return str(exc)  # names the variable; never the key or a secret
     if isinstance(exc, SchemaNotReady):
         return f"{exc}: run `idsync db upgrade` (database {mask_url(database_url)})"
     if isinstance(exc, ValidationError):

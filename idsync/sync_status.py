@@ -12,6 +12,9 @@ Parts (docs/operations.md#sync-status):
 - **the IdP pull** (``idp_pull_runs``): last run, duration, counts; ``failing`` when
   the last run failed (a page that failed midway fails the run: it applied nothing),
   ``degraded`` when the last good run is older than ``STALE_PULL_INTERVALS`` intervals.
+  One part for the IDSYNC_IDP_* connection (``idp_pull``) and one per IdP connection of
+  the organization (``idp_connections``, each over its own runs; dry runs and runs an
+  operator's request found busy are shown, not judged).
 - **the cache**: revision lag, oldest pending change, backlog; ``failing`` when it is
   not built or a change waits longer than ``FAILING_LAG_S``, ``degraded`` above
   ``DEGRADED_LAG_S``.
@@ -32,6 +35,7 @@ from sqlalchemy.orm import Session
 from models.cache.connection import CacheRedis
 from models.cache.layout import OrgKeys
 from models.db.database import Database
+from models.db.idp_connections import list_connections
 from models.db.observability_tables import IdpPullRun, ScimRequestLog
 from models.db.tables import Change, Organization, ScimToken
 
@@ -187,17 +191,29 @@ def _token_verdict(
 
 
 def pull_part(
-    session: Session, org_id: str, now: datetime, interval_s: float | None
+    session: Session,
+    org_id: str,
+    now: datetime,
+    interval_s: float | None,
+    connection: str = "env",
 ) -> dict[str, Any] | None:
-    """The IdP pull of the organization (None: it has never had one)."""
+    """One IdP connection of the organization (None: it has never run)."""
     r = IdpPullRun
     runs = session.scalars(
-        select(r).where(r.org_id == org_id).order_by(r.started_at.desc(), r.id.desc()).limit(20)
+        select(r)
+        .where(
+            r.org_id == org_id,
+            r.connection == connection,
+            r.dry_run.is_(False),
+            r.status != "skipped",
+        )
+        .order_by(r.started_at.desc(), r.id.desc())
+        .limit(20)
     ).all()
     if not runs:
         return None
     last = runs[0]
-    finished = [x for x in runs if x.status != "running"]
+    finished = [x for x in runs if x.status not in ("running", "queued")]
     last_done = finished[0] if finished else None
     failures = [
         {
@@ -230,7 +246,7 @@ def pull_part(
     return {
         "connection": shown.connection,
         "source": shown.source,
-        "running": last.status == "running",
+        "running": last.status in ("running", "queued"),
         "last_run": {
             "started_at": _iso(shown.started_at),
             "finished_at": _iso(shown.finished_at),
@@ -241,12 +257,34 @@ def pull_part(
             "users_deactivated": shown.users_deactivated,
             "groups_created": shown.groups_created,
             "groups_updated": shown.groups_updated,
+            "members_added": shown.members_added,
+            "members_removed": shown.members_removed,
             "error": shown.error,
             "upstream_status": shown.upstream_status,
         },
         "failures_last_day": failures,
         "verdict": verdict.as_json(),
     }
+
+
+def connections_part(session: Session, org_id: str, now: datetime) -> list[dict[str, Any]]:
+    """Every IdP connection of the organization, each judged over its own runs."""
+    out = []
+    for conn in list_connections(session, org_id):
+        part = pull_part(session, org_id, now, conn.interval_s, conn.id) or {
+            "connection": conn.id,
+            "source": conn.kind,
+            "running": False,
+            "last_run": None,
+            "failures_last_day": [],
+            "verdict": (
+                Verdict(DEGRADED, "no run yet")
+                if conn.enabled
+                else Verdict(HEALTHY, "disabled, never run")
+            ).as_json(),
+        }
+        out.append({"name": conn.name, "kind": conn.kind, "enabled": conn.enabled, **part})
+    return out
 
 
 def cache_part(
@@ -311,11 +349,13 @@ def sync_status(
             raise LookupError(org_id)
         tokens = token_part(session, org_id, now)
         pull = pull_part(session, org_id, now, pull_interval_s)
+        connections = connections_part(session, org_id, now)
         cache_state = cache_part(session, org_id, int(org.revision), cache, now.timestamp())
         name = org.name
     verdicts = [Verdict(**t["verdict"]) for t in tokens]
     if pull is not None:
         verdicts.append(Verdict(**pull["verdict"]))
+    verdicts += [Verdict(**c["verdict"]) for c in connections]
     verdicts.append(Verdict(**cache_state["verdict"]))
     return {
         "organization": name,
@@ -323,5 +363,6 @@ def sync_status(
         "verdict": worst(verdicts).as_json(),
         "scim_tokens": tokens,
         "idp_pull": pull,
+        "idp_connections": connections,
         "cache": cache_state,
     }

@@ -23,7 +23,14 @@ from redis.exceptions import LockError
 
 from models.cache.layout import beat_lock_key
 from models.settings import Settings
-from worker.broker import TASK_IDP_PULL, TASK_PRUNE_SCIM_LOG, TASK_RECONCILE_ALL, TASK_SWEEP
+from worker.broker import (
+    TASK_DISPATCH_CONNECTIONS,
+    TASK_IDP_PULL,
+    TASK_PRUNE_PULL_RUNS,
+    TASK_PRUNE_SCIM_LOG,
+    TASK_RECONCILE_ALL,
+    TASK_SWEEP,
+)
 
 log = logging.getLogger("idsync.beat")
 
@@ -41,6 +48,15 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "reconcile": {"task": TASK_RECONCILE_ALL, "schedule": settings.reconcile_interval_s},
         "scim-log-prune": {
             "task": TASK_PRUNE_SCIM_LOG,
+            "schedule": settings.scim_log_prune_interval_s,
+        },
+        # IdP connections stored in SQL: the dispatcher sends one task per due connection
+        "idp-connections": {
+            "task": TASK_DISPATCH_CONNECTIONS,
+            "schedule": settings.idp_dispatch_interval_s,
+        },
+        "idp-run-prune": {
+            "task": TASK_PRUNE_PULL_RUNS,
             "schedule": settings.scim_log_prune_interval_s,
         },
     }

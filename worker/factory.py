@@ -8,6 +8,7 @@ from celery import Celery
 from models.settings import Settings, get_settings
 from worker.beat import beat_schedule
 from worker.broker import sender_app
+from worker.connection_tasks import register_connection_tasks
 from worker.heartbeat import HeartbeatStep
 from worker.maintenance import register_maintenance
 from worker.metrics import install as install_metrics
@@ -22,6 +23,7 @@ def create_celery(settings: Settings | None = None, broker_url: str | None = Non
     app = sender_app(settings, broker_url)
     register(app)
     register_maintenance(app, COMMON)
+    register_connection_tasks(app, COMMON)
     app.conf.beat_schedule = beat_schedule(settings)
     app.steps["worker"].add(HeartbeatStep)
     install_metrics(app)
