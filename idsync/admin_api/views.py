@@ -21,6 +21,7 @@ from idsync.admin_api.schemas import (
 from models.access.access_model import LegacyConflict, WhatCan
 from models.access.mapping_rules import MappingProblem
 from models.access.roles import LegacyRole, Role, V2Role
+from models.db.config_store import BindingRow
 from models.db.config_tables import (
     ConfigSpace,
     ConfigWorkspace,
@@ -34,20 +35,11 @@ from models.db.rule_application import BindingKey, RuleApplication
 
 
 def workspace_out(ws: ConfigWorkspace) -> WorkspaceOut:
-    return WorkspaceOut(
-        id=ws.id,
-        name=ws.name,
-        permissions_model=ws.permissions_model,
-        spaces_enabled=ws.spaces_enabled,
-        approvals_required=ws.approvals_required,
-        parent_workspace_id=ws.parent_workspace_id,
-        created_at=ws.created_at,
-        updated_at=ws.updated_at,
-    )
+    return WorkspaceOut.model_validate(ws, from_attributes=True)
 
 
 def space_out(sp: ConfigSpace) -> SpaceOut:
-    return SpaceOut(id=sp.id, workspace_id=sp.workspace_id, name=sp.name, created_at=sp.created_at)
+    return SpaceOut.model_validate(sp, from_attributes=True)
 
 
 def custom_role_out(row: CustomRole) -> RoleOut:
@@ -83,53 +75,22 @@ def builtin_role_out(role: Role) -> RoleOut:
     )
 
 
-def binding_out(row: OrgAdminBindingRow | RoleBindingRow | SpaceAssignmentRow) -> BindingOut:
-    if isinstance(row, OrgAdminBindingRow):
-        return BindingOut(
-            id=row.id,
-            kind="org_admin_binding",
-            group_id=row.group_id,
-            source=row.source,
-            created_at=row.created_at,
-        )
-    if isinstance(row, RoleBindingRow):
-        return BindingOut(
-            id=row.id,
-            kind="role_binding",
-            group_id=row.group_id,
-            workspace_id=row.workspace_id,
-            role_id=row.role_id,
-            source=row.source,
-            created_at=row.created_at,
-        )
-    return BindingOut(
-        id=row.id,
-        kind="space_assignment",
-        group_id=row.group_id,
-        workspace_id=row.workspace_id,
-        space_id=row.space_id,
-        source=row.source,
-        created_at=row.created_at,
-    )
+_BINDING_KINDS: dict[type[BindingRow], str] = {
+    OrgAdminBindingRow: "org_admin_binding",
+    RoleBindingRow: "role_binding",
+    SpaceAssignmentRow: "space_assignment",
+}
+
+
+def binding_out(row: BindingRow) -> BindingOut:
+    """The row's columns (an organization admin binding has no workspace, role or Space)
+    and its kind."""
+    fields = {name: getattr(row, name, None) for name in BindingOut.model_fields}
+    return BindingOut.model_validate({**fields, "kind": _BINDING_KINDS[type(row)]})
 
 
 def rule_out(row: MappingRuleRow) -> RuleOut:
-    return RuleOut(
-        id=row.id,
-        description=row.description,
-        attribute=row.attribute,
-        match=row.match,
-        pattern=row.pattern,
-        ignore_case=row.ignore_case,
-        kind=row.kind,
-        workspace=row.workspace,
-        role=row.role,
-        space=row.space,
-        enabled=row.enabled,
-        position=row.position,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return RuleOut.model_validate(row, from_attributes=True)
 
 
 def _binding_key_out(key: BindingKey) -> RuleBindingOut:
