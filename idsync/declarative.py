@@ -24,11 +24,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import func, select
+from sqlalchemy import ScalarResult, func, select
 from sqlalchemy.orm import Session
 
 from idsync.config_inputs import RoleIn, RuleIn, SubsetCategoryIn, role_definition, rule_spec
@@ -81,6 +82,7 @@ class WorkspaceInFile(store.WorkspaceSpec):
 
 
 GroupRef = str | dict[str, str]
+_Binding = TypeVar("_Binding", OrgAdminBindingRow, RoleBindingRow, SpaceAssignmentRow)
 
 
 class OrgAdminDecl(_Strict):
@@ -381,27 +383,21 @@ class _Applier:
                 definition = role_definition(role)
             row = current.get(role.id)
             if row is None:
-                with _under(where):
-                    store.create_role(
-                        self.s,
-                        self.ctx,
-                        role.id,
-                        name=role.name,
-                        model=role.model,
-                        definition=definition,
-                    )
-                self.diff.append(f"+ role {role.id} ({role.model})")
+                write, line = store.create_role, f"+ role {role.id} ({role.model})"
             elif (row.name, row.model, row.definition) != (role.name, role.model, definition):
-                with _under(where):
-                    store.update_role(
-                        self.s,
-                        self.ctx,
-                        role.id,
-                        name=role.name,
-                        model=role.model,
-                        definition=definition,
-                    )
-                self.diff.append(f"~ role {role.id}")
+                write, line = store.update_role, f"~ role {role.id}"
+            else:
+                continue
+            with _under(where):
+                write(
+                    self.s,
+                    self.ctx,
+                    role.id,
+                    name=role.name,
+                    model=role.model,
+                    definition=definition,
+                )
+            self.diff.append(line)
 
     def delete_roles(self, decls: list[RoleIn]) -> None:
         wanted = {r.id for r in decls}
@@ -417,14 +413,7 @@ class _Applier:
 
     def bindings(self, decl: BindingsDecl) -> None:
         if decl.org_admins is not None:
-            current = {
-                row.group_id: row
-                for row in self.s.scalars(
-                    select(OrgAdminBindingRow).where(
-                        OrgAdminBindingRow.org_id == self.org, OrgAdminBindingRow.source == MANUAL
-                    )
-                )
-            }
+            current = {row.group_id: row for row in self._manual(OrgAdminBindingRow)}
             for i, oa in enumerate(decl.org_admins):
                 where = f"bindings.org_admins[{i}]"
                 gid, name = _resolve_group(self.s, self.org, oa.group, where)
@@ -437,11 +426,7 @@ class _Applier:
         if decl.roles is not None:
             current_rb: dict[tuple[str, str, str], RoleBindingRow] = {
                 (row.group_id, row.workspace_id, row.role_id): row
-                for row in self.s.scalars(
-                    select(RoleBindingRow).where(
-                        RoleBindingRow.org_id == self.org, RoleBindingRow.source == MANUAL
-                    )
-                )
+                for row in self._manual(RoleBindingRow)
             }
             wanted: list[tuple[int, str, str, RoleBindingDecl]] = []
             for i, rb in enumerate(decl.roles):
@@ -468,11 +453,7 @@ class _Applier:
         if decl.spaces is not None:
             current_sa: dict[tuple[str, str, str], SpaceAssignmentRow] = {
                 (row.group_id, row.workspace_id, row.space_id): row
-                for row in self.s.scalars(
-                    select(SpaceAssignmentRow).where(
-                        SpaceAssignmentRow.org_id == self.org, SpaceAssignmentRow.source == MANUAL
-                    )
-                )
+                for row in self._manual(SpaceAssignmentRow)
             }
             for i, sa in enumerate(decl.spaces):
                 where = f"bindings.spaces[{i}]"
@@ -485,6 +466,10 @@ class _Applier:
                 self._delete_binding(
                     "space_assignment", sa_row.id, f"- space assignment {g} -> {w}/{sp}"
                 )
+
+    def _manual(self, table: type[_Binding]) -> ScalarResult[_Binding]:
+        """The organization's manual bindings in ``table`` (rule-made ones follow their rule)."""
+        return self.s.scalars(select(table).where(table.org_id == self.org, table.source == MANUAL))
 
     def _delete_binding(self, kind: str, binding_id: str, line: str) -> None:
         with _under("bindings"):
