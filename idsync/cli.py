@@ -38,6 +38,7 @@ LAZY_COMMANDS: Final = {
     "serve": "idsync.serve_cli:serve",
     "sync": "idsync.observe_cli:sync_group",
     "up": "idsync.serve_cli:up",
+    "webhook": "idsync.webhook_cli:webhook_group",
     "worker": "idsync.worker_cli:worker_cmd",
 }
 """Command name -> ``module:attribute``, imported on first use."""

@@ -8,10 +8,12 @@ import os
 
 import click
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from idsync.operator_errors import settings_error
 from models.db.database import Database
 from models.db.migrate import require_current
+from models.db.tables import Organization
 from models.embedded_redis import ensure_redis_url
 from models.settings import Settings, get_settings
 
@@ -42,3 +44,12 @@ def cli_database(settings: Settings, *, require_schema: bool = True) -> Database
     if require_schema:
         require_current(url)
     return Database(url, pool_size=settings.db_pool_size)
+
+
+def cli_org_id(database: Database, name: str) -> str:
+    """The id of the organization named ``name``; a ``ClickException`` when there is none."""
+    with database.read() as session:
+        org_id = session.scalar(select(Organization.id).where(Organization.name == name))
+    if org_id is None:
+        raise click.ClickException(f"no organization named {name!r}")
+    return str(org_id)

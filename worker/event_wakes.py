@@ -21,7 +21,7 @@ from celery import Celery
 from models.cache.connection import CacheRedis
 from models.db.database import CommittedChange, Database
 from models.settings import Settings
-from worker.broker import ROUTES, TASK_EVENTS_DERIVE, sender_app
+from worker.broker import ROUTES, TASK_EVENTS_DELIVER, TASK_EVENTS_DERIVE, sender_app
 from worker.hooks import hook_client
 
 log = logging.getLogger("idsync.worker")
@@ -45,7 +45,7 @@ def deliver_again(org_id: str, sub_id: str) -> str:
     return f"idsync:{{{org_id}}}:events:deliver:{sub_id}:again"
 
 
-def wake(client: CacheRedis, flag: str, send: Callable[[], None]) -> bool:
+def wake(client: CacheRedis, flag: str, send: Callable[[], object]) -> bool:
     """Set ``flag`` and send the task when it was not set; -> whether it was sent."""
     if client.set(flag, "1", nx=True, px=WAKE_MS):
         send()
@@ -75,6 +75,17 @@ class EventsHook:
                 wake(client, derive_flag(org_id), partial(send_derive, self.app, org_id))
             except Exception:  # the events sweep finds the change rows anyway
                 log.warning("events wake-up failed", exc_info=True, extra={"org_id": org_id})
+
+    def wake_delivery(self, org_id: str, sub_id: str) -> None:
+        """Send the subscription's deliver task now (an operator asked for a redelivery)."""
+        if self._client is None:
+            self._client = self._connect()
+        queue = ROUTES[TASK_EVENTS_DELIVER]["queue"]
+        wake(
+            self._client,
+            deliver_flag(org_id, sub_id),
+            partial(self.app.send_task, TASK_EVENTS_DELIVER, args=[sub_id], queue=queue),
+        )
 
 
 def install_events_hook(database: Database, settings: Settings) -> EventsHook | None:

@@ -9,6 +9,7 @@ from models.settings import Settings, get_settings
 from worker.beat import beat_schedule
 from worker.broker import sender_app
 from worker.connection_tasks import register_connection_tasks
+from worker.events.tasks import events_schedule, register_events
 from worker.heartbeat import HeartbeatStep
 from worker.maintenance import register_maintenance
 from worker.metrics import install as install_metrics
@@ -24,7 +25,8 @@ def create_celery(settings: Settings | None = None, broker_url: str | None = Non
     register(app)
     register_maintenance(app, COMMON)
     register_connection_tasks(app, COMMON)
-    app.conf.beat_schedule = beat_schedule(settings)
+    register_events(app, COMMON)
+    app.conf.beat_schedule = {**beat_schedule(settings), **events_schedule(settings)}
     app.steps["worker"].add(HeartbeatStep)
     install_metrics(app)
     install_task_spans()  # OTEL_* set: trace context through the tasks (worker.task_spans)

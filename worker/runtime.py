@@ -12,6 +12,7 @@ from models.cache.writer import CacheWriter
 from models.db.database import Database
 from models.settings import Settings
 from worker.broker import enqueue_drain, resolve_broker_url
+from worker.event_wakes import install_events_hook
 from worker.hooks import install_change_hook
 
 
@@ -68,4 +69,5 @@ def runtime(app: Celery) -> Runtime:
         )
         # writes made by the worker itself (mapping rules, IdP pull) take the fast path too
         install_change_hook(_RUNTIME.database, settings)
+        install_events_hook(_RUNTIME.database, settings)
     return _RUNTIME

@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from idsync.admin_api import access_routes, config_routes, connection_routes, observe_routes
+from idsync.admin_api import (
+    access_routes,
+    config_routes,
+    connection_routes,
+    event_routes,
+    observe_routes,
+)
 from idsync.admin_api.errors import (
     API_PREFIX,
     UNAVAILABLE,
@@ -27,6 +33,7 @@ def install_admin_api(app: FastAPI) -> None:
     api.include_router(access_routes.router)
     api.include_router(observe_routes.router)
     api.include_router(connection_routes.router)
+    api.include_router(event_routes.router)
     app.include_router(api)
     app.add_exception_handler(ConfigError, config_error_handler)
     app.add_exception_handler(AccessValidationError, access_error_handler)

@@ -311,3 +311,56 @@ def rotate_secrets(session: Session, box: SecretBox) -> int:
             )
             changed += 1
     return changed
+
+
+def subscriptions_with_redeliveries(session: Session) -> list[tuple[str, str]]:
+    """``(subscription id, org id)`` of active subscriptions with a redelivery waiting."""
+    rows = session.execute(
+        select(WebhookSubscription.id, WebhookSubscription.org_id)
+        .join(WebhookDelivery, WebhookDelivery.subscription_id == WebhookSubscription.id)
+        .where(WebhookDelivery.redeliver == 1, WebhookSubscription.state == ACTIVE)
+        .distinct()
+    )
+    return [(r.id, r.org_id) for r in rows]
+
+
+def _when(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds")
+
+
+def subscription_json(sub: WebhookSubscription, last_seq: int) -> dict[str, Any]:
+    """A subscription as the API and the CLI show it (never its secret). ``backlog``:
+    events in the log past its cursor (of every type)."""
+    return {
+        "id": sub.id,
+        "org_id": sub.org_id,
+        "url": sub.url,
+        "events": list(sub.event_types or []),
+        "description": sub.description,
+        "state": sub.state,
+        "cursor": sub.cursor,
+        "backlog": max(0, last_seq - int(sub.cursor)),
+        "created_at": _when(sub.created_at),
+        "last_attempt_at": _when(sub.last_attempt_at),
+        "last_success_at": _when(sub.last_success_at),
+        "last_status_code": sub.last_status_code,
+        "last_error": sub.last_error,
+        "failing_since": _when(sub.failing_since),
+        "next_attempt_at": _when(sub.next_attempt_at),
+    }
+
+
+def delivery_json(d: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "event_id": d.event_id,
+        "sequence": d.seq,
+        "type": d.event_type,
+        "status": d.status,
+        "attempts": d.attempts,
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "first_attempt_at": _when(d.first_attempt_at),
+        "last_attempt_at": _when(d.last_attempt_at),
+        "delivered_at": _when(d.delivered_at),
+        "redelivery_pending": bool(d.redeliver),
+    }

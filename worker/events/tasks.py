@@ -24,7 +24,11 @@ from models.db.base import utcnow
 from models.db.event_log import events_after
 from models.db.event_tables import EventCursor, WebhookSubscription
 from models.db.tables import Organization
-from models.db.webhooks import active_subscriptions, due_subscriptions
+from models.db.webhooks import (
+    active_subscriptions,
+    due_subscriptions,
+    subscriptions_with_redeliveries,
+)
 from models.settings import Settings
 from worker.broker import (
     MAX_COUNTDOWN_S,
@@ -137,9 +141,10 @@ def register_events(app: Celery, common: dict[str, Any]) -> None:
                 for sub_id, org_id, cursor, types in due_subscriptions(session, utcnow())
                 if events_after(session, org_id, cursor, 1, types)
             ]
+            due += subscriptions_with_redeliveries(session)
         for org_id in behind:
             wake(rt.cache, derive_flag(org_id), partial(_send, rt, TASK_EVENTS_DERIVE, org_id))
-        sent = sum(wake_deliver(rt, org_id, sub_id) for sub_id, org_id in due)
+        sent = sum(wake_deliver(rt, org_id, sub_id) for sub_id, org_id in set(due))
         return {"derive": len(behind), "deliver": sent}
 
     _ = (derive_events, deliver_events, sweep_events)
