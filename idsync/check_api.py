@@ -1,4 +1,4 @@
-"""HTTP check API (for services not written in Python): ``/api/v1/check…``.
+"""Layer: app. HTTP check API (for services not written in Python): ``/api/v1/check…``.
 
 Every answer comes from the Redis permission cache through ``AsyncCheckClient`` (one
 Redis round trip per request, batches included, on the event loop: ``redis.asyncio``

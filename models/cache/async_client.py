@@ -1,5 +1,5 @@
-"""The check client over ``redis.asyncio``: the same reads and answers as ``CheckClient``
-(``models.cache.reading``), for servers that must never block their event loop.
+"""Layer: store. The check client over ``redis.asyncio``: the same reads and answers as
+``CheckClient`` (``models.cache.reading``), for servers that must never block their event loop.
 
 Every round trip is bounded by the client's ``socket_timeout`` / ``socket_connect_timeout``
 (a stalled Redis raises ``redis.TimeoutError``, an unreachable one

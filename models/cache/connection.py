@@ -1,4 +1,4 @@
-"""Connecting to the permission cache's Redis: one server, or a Redis Cluster.
+"""Layer: store. Connecting to the permission cache's Redis: one server, or a Redis Cluster.
 
 ``CACHE_REDIS_URL`` (else ``REDIS_URL``) names one server. With ``cluster=true`` in its
 query string (``redis://10.0.0.5:6379/0?cluster=true``; also ``1`` / ``yes``) it names

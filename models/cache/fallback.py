@@ -1,4 +1,4 @@
-"""Answers computed from SQL with the same pure decision functions as the cache path.
+"""Layer: store. Answers computed from SQL with the same pure decision functions as the cache path.
 
 Used when a caller asks for ``min_revision`` and the cache stays behind, and by the
 reconcile job as its source of truth.

@@ -1,4 +1,4 @@
-"""The Redis key layout of the permission cache (documented in docs/redis-layout.md).
+"""Layer: pure. The Redis key layout of the permission cache (documented in docs/redis-layout.md).
 
 Every key of an organization starts with ``idsync:{<org_id>}:`` — the braces are a
 Redis Cluster hash tag, so all keys of one organization live in one slot and the

@@ -1,4 +1,4 @@
-"""Group-set profiles: compile a group set once, store it once, point users at it.
+"""Layer: pure. Group-set profiles: compile a group set once, store it once, point users at it.
 
 Pure (no I/O): turns ``models.access`` compiled entries into the stored form of a
 group set (``layout.encode_set``) plus its content-addressed compiled blobs.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from models.access.compiled import Compiled, encode_compiled, group_set_key
 from models.access.compiler import Compiler
 from models.access.inputs import OrgConfig, User
-from models.cache.layout import NO_ACCESS, encode_set
+from models.cache.layout import NO_ACCESS, decode_set, encode_set
 
 
 def cid_of(encoded: str) -> str:
@@ -34,8 +34,6 @@ class SetPayload:
 
     @property
     def entries(self) -> dict[str, str]:
-        from models.cache.layout import decode_set
-
         return decode_set(self.value)[1]
 
 

@@ -1,4 +1,4 @@
-"""How a check client reads the permission cache, without I/O (docs/redis-layout.md,
+"""Layer: pure. How a check client reads the permission cache, without I/O (docs/redis-layout.md,
 "Reading"); the blocking ``CheckClient`` and the asyncio ``AsyncCheckClient`` only move
 the bytes.
 

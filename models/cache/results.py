@@ -1,4 +1,4 @@
-"""Questions to the permission cache and their answers (pure; no I/O).
+"""Layer: pure. Questions to the permission cache and their answers (pure; no I/O).
 
 The decision is made by the pure functions of ``models.access.compiled_checks`` over
 the fetched compiled entry, so Redis-backed and SQL-backed answers can never disagree,

@@ -1,4 +1,5 @@
-"""The Lua scripts of the permission cache (one place; writer and reader both use them).
+"""Layer: pure. The Lua scripts of the permission cache (one place; writer and reader both
+use them).
 
 Every script declares all keys it touches in KEYS (no key names built inside Lua),
 and they all carry the organization's hash tag, so the scripts run on Redis Cluster.

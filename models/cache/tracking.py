@@ -1,4 +1,4 @@
-"""Server-assisted invalidation: Redis tells this process when an organization's cache
+"""Layer: store. Server-assisted invalidation: Redis tells this process when an organization's cache
 keys change, so answers read from them may be kept in process memory meanwhile.
 
 One connection per process (``Invalidations.run``, an asyncio task), in RESP2:

@@ -1,4 +1,4 @@
-"""The writer side of the permission cache: atomic, revision-guarded writes.
+"""Layer: store. The writer side of the permission cache: atomic, revision-guarded writes.
 
 All writes go through Lua scripts (``scripts.py``) so that a write is atomic per
 call and can never overwrite a newer revision: a recompute that started earlier and

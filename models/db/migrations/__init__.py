@@ -1,1 +1,1 @@
-"""Alembic migrations for the idsync schema (run them via `models.db.migrate`)."""
+"""Layer: store. Alembic migrations for the idsync schema (run them via `models.db.migrate`)."""
