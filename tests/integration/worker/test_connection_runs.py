@@ -41,7 +41,9 @@ def _settings(key: str | None = KEY) -> Settings:
 
 def _connect(database: Database, org_id: str, kind: str, **kw: Any) -> str:
     url = {"scim": SCIM, "okta": OKTA, "graph": ""}[kind]
-    extra = {"client_id": "app-1", "token_url": TOKEN_URL} if kind == "graph" else {}
+    extra: dict[str, Any] = (
+        {"client_id": "app-1", "token_url": TOKEN_URL} if kind == "graph" else {}
+    )
     spec = ConnectionSpec(kind=kind, url=url, **extra, **kw)
     with database.write() as s:
         return create_connection(s, org_id, spec, SECRET, SecretBox(KEY)).id
