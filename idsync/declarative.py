@@ -15,6 +15,9 @@ or ``{id: ...}`` / ``{externalId: ...}`` / ``{displayName: ...}``.
 
 A dry run performs the whole apply inside a transaction that is rolled back, so it
 validates exactly like the real thing and prints the same diff.
+
+IdP connections (``connections:``, credentials named by environment variable, never
+inlined) are ``idsync.declared_connections``'s.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from sqlalchemy import ScalarResult, func, select
 from sqlalchemy.orm import Session
 
 from idsync.config_inputs import RoleIn, RuleIn, SubsetCategoryIn, role_definition, rule_spec
+from idsync.connection_inputs import ConnectionInFile
+from idsync.declared_connections import apply_connections
 from models.access.config_checks import config_problems
 from models.access.inputs import MANUAL
 from models.db import config_store as store
@@ -117,6 +122,7 @@ class ConfigFile(_Strict):
     roles: list[RoleIn] | None = None
     bindings: BindingsDecl | None = None
     mapping_rules: list[RuleDecl] | None = None
+    connections: list[ConnectionInFile] | None = None
 
 
 def _pydantic_field(exc: PydanticValidationError) -> tuple[str, str]:
@@ -519,6 +525,8 @@ def apply_config(session: Session, org_id: str, config: ConfigFile, *, actor: st
         applier.rules(config.mapping_rules)
     if config.bindings is not None:
         applier.bindings(config.bindings)
+    if config.connections is not None:
+        applier.diff += apply_connections(session, org_id, config.connections)
     # deletions, dependents first
     if config.workspaces is not None:
         applier.delete_workspaces(config.workspaces)
