@@ -17,11 +17,11 @@ from idsync.admin_api.worker_link import SEND_ERRORS, Worker, broker_unavailable
 from idsync.connection_inputs import ConnectionIn, ConnectionPatch
 from models.db.config_errors import ConfigError, NotFoundError
 from models.db.idp_connections import (
-    ConnectionSpec,
     create_connection,
     get_connection,
     list_connections,
     remove_connection,
+    spec_of,
     update_connection,
     view,
 )
@@ -98,19 +98,7 @@ def connection_patch(
     box = _box(request) if secret else None
     with db.write() as session:
         conn = get_connection(session, admin.org_id, connection_id)
-        current = ConnectionSpec(
-            kind=conn.kind,
-            url=conn.url,
-            name=conn.name,
-            client_id=conn.client_id,
-            token_url=conn.token_url,
-            scope=conn.scope,
-            interval_s=conn.interval_s,
-            deactivate_missing=conn.deactivate_missing,
-            rate_limit_per_s=conn.rate_limit_per_s,
-            enabled=conn.enabled,
-        )
-        wanted = replace(current, **given)
+        wanted = replace(spec_of(conn), **given)
         update_connection(session, conn, wanted, secret, box)
         return view(session, conn)
 

@@ -70,6 +70,11 @@ class ConnectionSpec:
         return replace(self, url=url, scope=scope)
 
 
+def spec_of(conn: IdpConnection) -> ConnectionSpec:
+    """What the stored connection is (to change a few fields of it)."""
+    return ConnectionSpec(**{f.name: getattr(conn, f.name) for f in fields(ConnectionSpec)})
+
+
 def needs_secret(kind: str) -> bool:
     """okta and graph cannot read without a credential; a SCIM upstream may be open."""
     return kind in ("okta", "graph")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
 
 from models.db.database import Database
 from models.db.observability_tables import IdpPullRun
@@ -71,19 +72,25 @@ def queue_run(
 ) -> int:
     """A ``queued`` run row for a run asked for now (its task takes it over)."""
     with database.write() as session:
-        run_id: int = session.execute(
-            insert(IdpPullRun)
-            .values(
-                org_id=org_id,
-                connection=connection,
-                source=source,
-                started_at=datetime.now(UTC),
-                status="queued",
-                dry_run=dry_run,
-                **_ZERO,
-            )
-            .returning(IdpPullRun.id)
-        ).scalar_one()
+        return _insert(session, org_id, source, connection, "queued", dry_run)
+
+
+def _insert(
+    session: Session, org_id: str, source: str, connection: str, status: str, dry_run: bool
+) -> int:
+    run_id: int = session.execute(
+        insert(IdpPullRun)
+        .values(
+            org_id=org_id,
+            connection=connection,
+            source=source,
+            started_at=datetime.now(UTC),
+            status=status,
+            dry_run=dry_run,
+            **_ZERO,
+        )
+        .returning(IdpPullRun.id)
+    ).scalar_one()
     return run_id
 
 
@@ -113,19 +120,7 @@ class PullRun:
                 )
                 self.id = queued
                 return
-            self.id = session.execute(
-                insert(IdpPullRun)
-                .values(
-                    org_id=org_id,
-                    connection=connection,
-                    source=source,
-                    started_at=datetime.now(UTC),
-                    status="running",
-                    dry_run=dry_run,
-                    **_ZERO,
-                )
-                .returning(IdpPullRun.id)
-            ).scalar_one()
+            self.id = _insert(session, org_id, source, connection, "running", dry_run)
 
     def finish(self, report: PullReport) -> None:
         failed = not report.complete or report.error is not None

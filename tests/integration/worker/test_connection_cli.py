@@ -33,28 +33,18 @@ def _block(name: str) -> str:
     return match.group(1)
 
 
-def _bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False
     )
+
+
+def _bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return _run(["bash", "-c", "set -euo pipefail\n" + script], env)
 
 
 def _idsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "idsync.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return _run([sys.executable, "-m", "idsync.cli", *args], env)
 
 
 def _counts(out: str) -> list[dict[str, int]]:
