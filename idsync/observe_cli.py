@@ -104,6 +104,8 @@ def _print_status(status: dict[str, Any]) -> None:
             f"~{run['groups_updated']}, members +{run['members_added']} "
             f"-{run['members_removed']}"
         )
+    for hook in status.get("webhooks", []):
+        click.echo(_line(f"webhook {hook['id'][:8]}", hook["verdict"]))
     cache = status["cache"]
     click.echo(_line("cache", cache["verdict"]))
     if "revision_lag" in cache:

@@ -35,9 +35,12 @@ from sqlalchemy.orm import Session
 from models.cache.connection import CacheRedis
 from models.cache.layout import OrgKeys
 from models.db.database import Database
+from models.db.event_log import last_seq
 from models.db.idp_connections import list_connections
 from models.db.observability_tables import IdpPullRun, ScimRequestLog
 from models.db.tables import Change, Organization, ScimToken
+from models.db.webhooks import FAILING as WEBHOOK_FAILING
+from models.db.webhooks import list_subscriptions, subscription_json
 
 HEALTHY: Final = "healthy"
 DEGRADED: Final = "degraded"
@@ -287,6 +290,24 @@ def connections_part(session: Session, org_id: str, now: datetime) -> list[dict[
     return out
 
 
+def webhooks_part(session: Session, org_id: str) -> list[dict[str, Any]]:
+    """Every webhook subscription: ``failing`` once marked so (no more attempts until
+    resumed), ``degraded`` while its current event is being retried."""
+    end = last_seq(session, org_id)
+    out = []
+    for sub, _org in list_subscriptions(session, org_id):
+        view = subscription_json(sub, end)
+        if sub.state == WEBHOOK_FAILING:
+            since = _iso(sub.failing_since)
+            verdict = Verdict(FAILING, f"webhook {sub.id} failing since {since}: {sub.last_error}")
+        elif sub.failing_since is not None:
+            verdict = Verdict(DEGRADED, f"webhook {sub.id} retrying: {sub.last_error}")
+        else:
+            verdict = Verdict(HEALTHY, f"webhook {sub.id}: {view['backlog']} events behind")
+        out.append({**view, "verdict": verdict.as_json()})
+    return out
+
+
 def cache_part(
     session: Session, org_id: str, revision: int, cache: CacheRedis | None, now_s: float
 ) -> dict[str, Any]:
@@ -350,12 +371,14 @@ def sync_status(
         tokens = token_part(session, org_id, now)
         pull = pull_part(session, org_id, now, pull_interval_s)
         connections = connections_part(session, org_id, now)
+        webhooks = webhooks_part(session, org_id)
         cache_state = cache_part(session, org_id, int(org.revision), cache, now.timestamp())
         name = org.name
     verdicts = [Verdict(**t["verdict"]) for t in tokens]
     if pull is not None:
         verdicts.append(Verdict(**pull["verdict"]))
     verdicts += [Verdict(**c["verdict"]) for c in connections]
+    verdicts += [Verdict(**w["verdict"]) for w in webhooks]
     verdicts.append(Verdict(**cache_state["verdict"]))
     return {
         "organization": name,
@@ -364,5 +387,6 @@ def sync_status(
         "scim_tokens": tokens,
         "idp_pull": pull,
         "idp_connections": connections,
+        "webhooks": webhooks,
         "cache": cache_state,
     }
