@@ -25,6 +25,8 @@ from models.db.idp_connections import (
     take_lease,
     view,
 )
+from models.db.observability_tables import IdpPullRun
+from models.db.pull_runs import prune_runs, recent_runs
 from models.db.tokens import get_or_create_org
 from models.secret_box import SecretBox, SecretKeyError, generate_key
 
@@ -152,3 +154,23 @@ def test_due_connections_are_claimed_once_and_leases_are_per_connection(
         assert take_lease(s, one, "w3", -1)  # free again; an expired lease...
     with database.write() as s:
         assert take_lease(s, one, "w4", 60)  # ...is taken over (a killed run)
+
+
+def test_runs_older_than_the_retention_are_pruned(database: Database) -> None:
+    a, _b = _orgs(database)
+    now = utcnow()
+    with database.write() as s:
+        for age_days in (40, 31, 29, 1):
+            s.add(
+                IdpPullRun(
+                    org_id=a,
+                    connection="c1",
+                    source="okta",
+                    started_at=now - timedelta(days=age_days),
+                    status="ok",
+                )
+            )
+    assert prune_runs(database, 30 * 86_400) == 2
+    assert prune_runs(database, 30 * 86_400) == 0  # idempotent
+    with database.read() as s:
+        assert len(recent_runs(s, a, "c1")) == 2

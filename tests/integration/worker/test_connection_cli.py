@@ -94,6 +94,11 @@ def test_the_documented_commands_run_as_written(
         assert [(r.dry_run, r.status) for r in runs] == [(True, "ok"), (False, "ok")]
         conn_id = conn.id
 
+    status = _idsync(env, "sync", "status", "--org", "acme")
+    pull_line = next(x for x in status.stdout.splitlines() if x.startswith("idp pull (scim-"))
+    assert " healthy " in pull_line, status.stdout
+    assert "users +2 ~0 -0, groups +1 ~0, members +2 -0" in status.stdout
+
     # key rotation, as documented
     rotated = _bash(_block("rotate") + 'echo "NEW_KEY=$IDSYNC_SECRET_KEY"\n', env)
     assert rotated.returncode == 0, rotated.stderr[-3000:]

@@ -17,14 +17,19 @@ import pytest
 import respx
 from sqlalchemy import func, select
 
+import worker.runtime
 from models.db.database import Database
 from models.db.idp_connections import ConnectionSpec, create_connection, take_lease
 from models.db.observability_tables import IdpPullRun
 from models.db.tables import Change, Group, GroupMember, User
 from models.secret_box import SecretBox, generate_key
 from models.settings import Settings
+from tests.conftest import REDIS_TEST_URL
 from tests.integration.cache.world import World
-from worker.idp.connection_runs import run_connection
+from worker.beat import beat_schedule
+from worker.broker import TASK_CONNECTION_PULL, TASK_DISPATCH_CONNECTIONS, TASK_PRUNE_PULL_RUNS
+from worker.factory import create_celery
+from worker.idp.connection_runs import LEASE_S, run_connection
 from worker.idp.runs import queue_run
 
 KEY = generate_key()
@@ -224,3 +229,20 @@ def test_a_held_lease_skips_the_run(database: Database) -> None:
     assert "in progress" in (runs[0].error or "")
     again = run_connection(database, _settings(), conn_id, queued=queued)
     assert again.status == "skipped" and "already ended" in (again.error or "")
+
+
+def test_the_connection_task_is_long_running_on_its_queue_and_scheduled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Acknowledged on receipt with an hour's limits (not the short tasks' 20 s), routed
+    to idsync.pull; the beat dispatches due connections and prunes their runs."""
+    monkeypatch.setattr(worker.runtime, "_RUNTIME", None)
+    settings = Settings(REDIS_URL=REDIS_TEST_URL, DATABASE_URL="sqlite://")
+    app = create_celery(settings, REDIS_TEST_URL)
+    task = app.tasks[TASK_CONNECTION_PULL]
+    assert task.acks_late is False and task.soft_time_limit == 3600
+    assert task.time_limit == 3660 < LEASE_S
+    assert app.conf.task_routes[TASK_CONNECTION_PULL] == {"queue": "idsync.pull"}
+    schedule = beat_schedule(Settings(IDSYNC_IDP_DISPATCH_INTERVAL_S="3"))
+    assert schedule["idp-connections"] == {"task": TASK_DISPATCH_CONNECTIONS, "schedule": 3.0}
+    assert schedule["idp-run-prune"]["task"] == TASK_PRUNE_PULL_RUNS
