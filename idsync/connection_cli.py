@@ -30,6 +30,7 @@ from models.db.idp_connections import (
 from models.db.pull_runs import COUNTS, get_run, recent_runs, run_view
 from models.db.tables import Organization
 from models.db.tokens import get_or_create_org
+from models.db.webhooks import rotate_webhook_secrets
 from models.secret_box import generate_key
 from worker.broker import sender_app
 from worker.connection_tasks import send_connection_run
@@ -236,8 +237,10 @@ def secrets_rotate() -> None:
     database = cli_database(settings)
     with database.write() as session:
         rotated, current = rotate_secrets(session, box)
+        hooks, hooks_current = rotate_webhook_secrets(session, box)  # docs/events.md
     click.echo(
-        f"re-encrypted {rotated} credential(s) under the current key ({current} already were); "
+        f"re-encrypted {rotated} credential(s) and {hooks} webhook signing secret(s) under the "
+        f"current key ({current + hooks_current} already were); "
         "the old keys may now be dropped from IDSYNC_SECRET_KEYS_OLD"
     )
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models.db.base import new_id, utcnow
@@ -297,20 +297,18 @@ def failing_subscriptions(session: Session, org_id: str) -> list[WebhookSubscrip
     )
 
 
-def rotate_secrets(session: Session, box: SecretBox) -> int:
-    """Re-encrypt every signing secret under the current key; -> how many changed."""
-    changed = 0
-    for sub_id, sealed in session.execute(
-        select(WebhookSubscription.id, WebhookSubscription.secret_sealed)
-    ):
-        if not box.is_current(sealed):
-            session.execute(
-                update(WebhookSubscription)
-                .where(WebhookSubscription.id == sub_id)
-                .values(secret_sealed=box.rotate(sealed))
-            )
-            changed += 1
-    return changed
+def rotate_webhook_secrets(session: Session, box: SecretBox) -> tuple[int, int]:
+    """Re-encrypt every signing secret under the current key: (rotated, already current).
+    Raises SecretKeyError when one opens with none of the keys (the caller rolls back)."""
+    rotated = current = 0
+    for sub in session.scalars(select(WebhookSubscription).with_for_update()):
+        if box.is_current(sub.secret_sealed):
+            current += 1
+            continue
+        sub.secret_sealed = box.rotate(sub.secret_sealed)
+        rotated += 1
+    session.flush()
+    return rotated, current
 
 
 def subscriptions_with_redeliveries(session: Session) -> list[tuple[str, str]]:

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from models.db.database import Database
 from models.db.event_tables import Event, WebhookSubscription
 from models.db.tables import Organization
-from models.secret_box import generate_key
+from models.db.webhooks import open_secret
+from models.secret_box import SecretBox, generate_key
 from scim.context import ScimContext
 from scim.users import create_user
 from tests.support.scim_client import user_body
@@ -146,6 +147,25 @@ def test_the_documented_webhook_commands(tmp_path: Path) -> None:
         "nope",
     )
     assert bad.returncode == 1 and "unknown event type" in bad.stderr
+
+    # a new key: `idsync secrets rotate` re-encrypts the signing secret under it
+    rotated_env = {
+        **env,
+        "IDSYNC_SECRET_KEY": generate_key(),
+        "IDSYNC_SECRET_KEYS_OLD": env["IDSYNC_SECRET_KEY"],
+    }
+    rotation = _idsync(rotated_env, "secrets", "rotate")
+    assert rotation.returncode == 0, rotation.stderr
+    assert "1 webhook signing secret(s)" in rotation.stdout
+    db = Database(url)
+    try:
+        with db.read() as s:
+            stored = s.get(WebhookSubscription, sub_id)
+            assert stored is not None
+            box = SecretBox(rotated_env["IDSYNC_SECRET_KEY"])  # the new key alone opens it
+            assert open_secret(box, stored.secret_sealed) == secret.group(1)
+    finally:
+        db.dispose()
 
     deliveries = _idsync(env, "webhook", "deliveries", sub_id)
     assert deliveries.returncode == 0 and "state=active" in deliveries.stdout
