@@ -96,14 +96,16 @@ def connection_add(
     rate_limit: float | None,
 ) -> None:
     """Add a connection; its id is printed as the last line."""
-    if kind == "graph":
-        if token_env is not None:
-            raise click.ClickException("graph: use --client-secret-env, not --token-env")
-        secret = _env_secret(client_secret_env, "--client-secret-env")
-    else:
-        if client_secret_env is not None:
-            raise click.ClickException(f"{kind}: use --token-env, not --client-secret-env")
-        secret = _env_secret(token_env, "--token-env")
+    option, var, other = (
+        ("--client-secret-env", client_secret_env, token_env)
+        if kind == "graph"
+        else ("--token-env", token_env, client_secret_env)
+    )
+    if other is not None:
+        raise click.ClickException(f"{kind}: the credential's variable is given with {option}")
+    if var is None and kind != "scim":
+        raise click.ClickException(f"{kind}: {option} VAR is required (the credential's variable)")
+    secret = _env_secret(var, option)
     settings = cli_settings()
     box = settings.secret_box() if secret else None  # SecretKeyError: one line
     spec = ConnectionSpec(
