@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from idsync.config_inputs import RoleIn, RuleIn, SubsetCategoryIn, role_definition, rule_spec
 from idsync.connection_inputs import ConnectionInFile
 from idsync.declared_connections import apply_connections
+from idsync.declared_webhooks import WebhookInFile, apply_webhooks
 from models.access.config_checks import config_problems
 from models.access.inputs import MANUAL
 from models.db import config_store as store
@@ -123,6 +124,7 @@ class ConfigFile(_Strict):
     bindings: BindingsDecl | None = None
     mapping_rules: list[RuleDecl] | None = None
     connections: list[ConnectionInFile] | None = None
+    webhooks: list[WebhookInFile] | None = None  # docs/events.md
 
 
 def _pydantic_field(exc: PydanticValidationError) -> tuple[str, str]:
@@ -527,6 +529,8 @@ def apply_config(session: Session, org_id: str, config: ConfigFile, *, actor: st
         applier.bindings(config.bindings)
     if config.connections is not None:
         applier.diff += apply_connections(session, org_id, config.connections)
+    if config.webhooks is not None:
+        applier.diff += apply_webhooks(session, org_id, config.webhooks)
     # deletions, dependents first
     if config.workspaces is not None:
         applier.delete_workspaces(config.workspaces)

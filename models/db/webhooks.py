@@ -9,6 +9,7 @@ returned by the API or printed by the CLI.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,6 +85,22 @@ def create_subscription(
     session.add(row)
     session.flush()
     return row
+
+
+def update_subscription(
+    session: Session, sub: WebhookSubscription, new: NewSubscription, box: SecretBox
+) -> bool:
+    """Make ``sub`` match ``new`` (types, description, secret); -> whether anything changed.
+    The secret is compared with the stored one in constant time, re-sealed only if it
+    differs."""
+    changed = False
+    if sorted(sub.event_types or []) != sorted(new.event_types):
+        sub.event_types, changed = list(new.event_types), True
+    if sub.description != new.description:
+        sub.description, changed = new.description, True
+    if not hmac.compare_digest(open_secret(box, sub.secret_sealed), check_secret(new.secret)):
+        sub.secret_sealed, changed = seal_secret(box, new.secret), True
+    return changed
 
 
 def list_subscriptions(

@@ -10,9 +10,12 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from idsync.declarative import apply_config, parse_config
+from models.db.config_errors import ConfigError
 from models.db.event_tables import Event, WebhookSubscription
 from models.db.webhooks import open_secret
 from models.secret_box import generate_key
+from models.settings import get_settings
 from scim.context import ScimContext
 from scim.users import patch_user
 from tests.integration.admin.conftest import Api, Two
@@ -188,3 +191,41 @@ def test_webhooks_are_org_scoped_and_the_secret_is_write_only(two: Two) -> None:
     assert queued["redelivery_pending"] is True
     a.ok("delete", f"/webhooks/{sub['id']}")
     assert a.ok("get", "/webhooks")["webhooks"] == []
+
+
+def test_declared_webhooks_are_applied_idempotently(
+    two: Two, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IDSYNC_SECRET_KEY", generate_key())
+    get_settings.cache_clear()
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    text = """
+organization: acme
+webhooks:
+  - url: https://hooks.example/a
+    events: [user.created]
+    secret_env: HOOK_SECRET
+  - url: https://hooks.example/b
+    secret_env: HOOK_SECRET
+"""
+    config = parse_config(text)
+    try:
+        with two.a.db.write() as s:
+            first = apply_config(s, two.a.org_id, config, actor="test")
+        assert sorted(first.diff) == [
+            "+ webhook https://hooks.example/a",
+            "+ webhook https://hooks.example/b",
+        ]
+        with two.a.db.write() as s:
+            assert apply_config(s, two.a.org_id, config, actor="test").diff == []
+        monkeypatch.setenv("HOOK_SECRET", SECRET + "-rotated")
+        fewer = parse_config(text.split("  - url: https://hooks.example/b", maxsplit=1)[0])
+        with two.a.db.write() as s:
+            diff = apply_config(s, two.a.org_id, fewer, actor="test").diff
+        assert diff == ["~ webhook https://hooks.example/a", "- webhook https://hooks.example/b"]
+        assert two.b.ok("get", "/webhooks")["webhooks"] == []
+        monkeypatch.delenv("HOOK_SECRET")
+        with pytest.raises(ConfigError, match="HOOK_SECRET is not set"), two.a.db.write() as s:
+            apply_config(s, two.a.org_id, fewer, actor="test")
+    finally:
+        get_settings.cache_clear()
