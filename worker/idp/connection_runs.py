@@ -23,7 +23,7 @@ from models.db.observability_tables import IdpPullRun
 from models.secret_box import SecretKeyError
 from models.settings import Settings
 from worker.idp.pull import pull
-from worker.idp.runs import ENV_CONNECTION, PullReport, PullRun
+from worker.idp.runs import ENV_CONNECTION, PullReport, PullRun, close_interrupted
 from worker.idp.sources import Source
 from worker.idp.upstreams import Upstream, open_source, source_from_settings, upstream_of
 
@@ -96,6 +96,7 @@ def run_connection(
             PullRun(database, org_id, kind, connection_id, queued=queued).skip(busy)
         return RunOutcome(connection_id, "skipped", queued, error=busy)
     try:
+        close_interrupted(database, connection_id)  # the lease is ours: those runs died
         run = PullRun(database, org_id, kind, connection_id, dry_run=dry_run, queued=queued)
         if upstream is None:
             assert problem is not None

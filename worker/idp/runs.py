@@ -94,6 +94,23 @@ def _insert(
     return run_id
 
 
+def close_interrupted(database: Database, connection: str) -> int:
+    """Mark the connection's ``running`` rows ``failed``: called by a run that holds the
+    connection's lease, so any such row is a run whose worker died (SIGKILL, a lost
+    machine) before it could record its end."""
+    with database.write() as session:
+        done = session.execute(
+            update(IdpPullRun)
+            .where(IdpPullRun.connection == connection, IdpPullRun.status == "running")
+            .values(
+                status="failed",
+                finished_at=datetime.now(UTC),
+                error="interrupted: the worker running it stopped before it ended",
+            )
+        )
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]
+
+
 class PullRun:
     """One run's row: ``start`` on creation, then ``finish`` or ``fail``."""
 

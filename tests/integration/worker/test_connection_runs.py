@@ -202,6 +202,26 @@ def test_a_missing_or_wrong_key_fails_the_run_in_one_line(
 
 
 @respx.mock
+def test_a_run_whose_worker_died_is_closed_by_the_next_run(database: Database) -> None:
+    w = World.create(database)
+    conn_id = _connect(database, w.org_id, "okta")
+    _mock("okta")
+    with database.write() as s:
+        dead = IdpPullRun(org_id=w.org_id, connection=conn_id, source="okta", status="running")
+        s.add(dead)
+        s.flush()
+        dead_id = dead.id
+    assert run_connection(database, _settings(), conn_id).status == "ok"
+    with database.read() as s:
+        runs = {r.id: (r.status, r.error) for r in s.scalars(select(IdpPullRun))}
+    assert runs.pop(dead_id) == (
+        "failed",
+        "interrupted: the worker running it stopped before it ended",
+    )
+    assert [status for status, _ in runs.values()] == ["ok"]
+
+
+@respx.mock
 def test_the_connection_rate_limit_spaces_requests(database: Database) -> None:
     w = World.create(database)
     conn_id = _connect(database, w.org_id, "scim", rate_limit_per_s=10)
