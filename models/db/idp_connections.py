@@ -270,6 +270,16 @@ def take_lease(session: Session, conn_id: str, owner: str, seconds: float) -> bo
     return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def renew_lease(session: Session, conn_id: str, owner: str, seconds: float) -> bool:
+    """Extend ``owner``'s lease; False when it is not the holder any more."""
+    done = session.execute(
+        update(IdpConnection)
+        .where(IdpConnection.id == conn_id, IdpConnection.lease_owner == owner)
+        .values(lease_until=utcnow() + timedelta(seconds=seconds))
+    )
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def drop_lease(session: Session, conn_id: str, owner: str) -> None:
     session.execute(
         update(IdpConnection)

@@ -22,6 +22,7 @@ from models.db.idp_connections import drop_lease, get_connection, take_lease
 from models.db.observability_tables import IdpPullRun
 from models.secret_box import SecretKeyError
 from models.settings import Settings
+from worker.idp.lease_keeper import LeaseKeeper
 from worker.idp.pull import pull
 from worker.idp.runs import ENV_CONNECTION, PullReport, PullRun, close_interrupted
 from worker.idp.sources import Source
@@ -30,9 +31,11 @@ from worker.idp.upstreams import Upstream, open_source, source_from_settings, up
 log = logging.getLogger("idsync.idp")
 
 RUN_SOFT_TIME_LIMIT_S: Final = 3600
-LEASE_S: Final = RUN_SOFT_TIME_LIMIT_S + 120
-"""A run's lease outlives its hard time limit: a run killed midway (SIGKILL) frees its
-connection once this has passed."""
+LEASE_S: Final = 120.0
+LEASE_RENEW_S: Final = 30.0
+"""A run holds its connection's lease for ``LEASE_S``, renewed every ``LEASE_RENEW_S`` while
+it goes on (``LeaseKeeper``): a run killed midway frees its connection within two
+minutes."""
 
 
 @dataclass
@@ -96,21 +99,22 @@ def run_connection(
             PullRun(database, org_id, kind, connection_id, queued=queued).skip(busy)
         return RunOutcome(connection_id, "skipped", queued, error=busy)
     try:
-        close_interrupted(database, connection_id)  # the lease is ours: those runs died
-        run = PullRun(database, org_id, kind, connection_id, dry_run=dry_run, queued=queued)
-        if upstream is None:
-            assert problem is not None
-            log.error("idp connection %s: %s", connection_id, problem)
-            run.fail(problem, plain=True)
-            return RunOutcome(connection_id, "failed", run.id, error=str(problem))
-        return _pull_and_record(
-            database,
-            run,
-            open_source(upstream),
-            org_id=org_id,
-            deactivate=deactivate,
-            dry_run=dry_run,
-        )
+        with LeaseKeeper(database, connection_id, owner, LEASE_S, LEASE_RENEW_S):
+            close_interrupted(database, connection_id)  # the lease is ours: those runs died
+            run = PullRun(database, org_id, kind, connection_id, dry_run=dry_run, queued=queued)
+            if upstream is None:
+                assert problem is not None
+                log.error("idp connection %s: %s", connection_id, problem)
+                run.fail(problem, plain=True)
+                return RunOutcome(connection_id, "failed", run.id, error=str(problem))
+            return _pull_and_record(
+                database,
+                run,
+                open_source(upstream),
+                org_id=org_id,
+                deactivate=deactivate,
+                dry_run=dry_run,
+            )
     finally:
         with database.write() as session:
             drop_lease(session, connection_id, owner)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,6 +19,7 @@ import respx
 from sqlalchemy import func, select
 
 import worker.runtime
+from models.db.connection_tables import IdpConnection
 from models.db.database import Database
 from models.db.idp_connections import ConnectionSpec, create_connection, take_lease
 from models.db.observability_tables import IdpPullRun
@@ -29,7 +31,8 @@ from tests.integration.cache.world import World
 from worker.beat import beat_schedule
 from worker.broker import TASK_CONNECTION_PULL, TASK_DISPATCH_CONNECTIONS, TASK_PRUNE_PULL_RUNS
 from worker.factory import create_celery
-from worker.idp.connection_runs import LEASE_S, run_connection
+from worker.idp.connection_runs import run_connection
+from worker.idp.lease_keeper import LeaseKeeper
 from worker.idp.runs import queue_run
 
 KEY = generate_key()
@@ -261,8 +264,34 @@ def test_the_connection_task_is_long_running_on_its_queue_and_scheduled(
     app = create_celery(settings, REDIS_TEST_URL)
     task = app.tasks[TASK_CONNECTION_PULL]
     assert task.acks_late is False and task.soft_time_limit == 3600
-    assert task.time_limit == 3660 < LEASE_S
+    assert task.time_limit == 3660
     assert app.conf.task_routes[TASK_CONNECTION_PULL] == {"queue": "idsync.pull"}
     schedule = beat_schedule(Settings(IDSYNC_IDP_DISPATCH_INTERVAL_S="3"))
     assert schedule["idp-connections"] == {"task": TASK_DISPATCH_CONNECTIONS, "schedule": 3.0}
     assert schedule["idp-run-prune"]["task"] == TASK_PRUNE_PULL_RUNS
+
+
+def test_a_run_keeps_its_lease_and_a_dead_one_lets_it_lapse(database: Database) -> None:
+    w = World.create(database)
+    conn_id = _connect(database, w.org_id, "okta")
+
+    def lease_until() -> datetime:
+        with database.read() as s:
+            until = s.scalar(select(IdpConnection.lease_until).where(IdpConnection.id == conn_id))
+        assert until is not None
+        return until
+
+    with database.write() as s:
+        assert take_lease(s, conn_id, "run-1", 1.0)
+    first = lease_until()
+    with LeaseKeeper(database, conn_id, "run-1", 1.0, 0.2) as keeper:
+        time.sleep(1.5)  # longer than the lease: renewed meanwhile
+        with database.write() as s:
+            assert not take_lease(s, conn_id, "run-2", 60)
+    assert keeper.renewals >= 5 and lease_until() > first
+    time.sleep(1.1)  # no renewals any more (the process "died"): the lease lapses
+    with database.write() as s:
+        assert take_lease(s, conn_id, "run-2", 60)
+    with LeaseKeeper(database, conn_id, "run-1", 1.0, 0.1) as lost:
+        time.sleep(0.3)
+    assert lost.renewals == 1  # not the holder any more: it stops at once
