@@ -448,15 +448,20 @@ class Checker:
     async def _sql(self, org_id: str, queries: Sequence[Query]) -> list[Result]:
         return await in_thread(answer_from_sql, self.database, org_id, queries)
 
+    def from_memory(
+        self, org_id: str, queries: list[Query], min_revision: int | None
+    ) -> list[Result] | None:
+        """Every answer from process memory, or None (``run`` asks Redis)."""
+        local = self.local
+        return None if local is None else local.answers(org_id, queries, min_revision)
+
     async def run(
         self, org_id: str, queries: list[Query], min_revision: int | None
     ) -> list[Result]:
+        """Answers read from Redis now (kept in memory for next time when they may be)."""
         client = self._client(org_id)
         local = self.local
         if local is not None:
-            found = local.answers(org_id, queries, min_revision)
-            if found is not None:
-                return found
             epoch = local.epoch(org_id)
         try:
             results = await client.batch(queries, min_revision=min_revision)
@@ -668,6 +673,11 @@ class CheckMetrics:
             for o in ("allow", "deny", "unknown", "error")
         }
         self._duration = {e: found.check_duration.labels(e) for e in ENDPOINTS}
+        self._from_memory = {e: found.check_from_memory.labels(e) for e in ENDPOINTS}
+
+    def from_memory(self, endpoint: str, answers: int) -> None:
+        if self.enabled:
+            self._from_memory[endpoint].inc(answers)
 
     def record(self, endpoint: str, results: Sequence[Result] | None, started: float) -> None:
         if not self.enabled:
@@ -722,7 +732,7 @@ def check_router(settings: Settings, database: Database) -> APIRouter:
     router = APIRouter(
         prefix="/api/v1/check", tags=["check"], dependencies=[Depends(storable_input)]
     )
-    checker = Checker(url, database) if url else None
+    checker = Checker(url, database, local=settings.check_local_answers) if url else None
     auth = CheckAuth(
         Settings.reveal(settings.check_api_token), database, settings.scim_token_cache_s
     )
@@ -737,6 +747,10 @@ def check_router(settings: Settings, database: Database) -> APIRouter:
             org_id = await auth.org(request, org)
             if checker is None:
                 raise HTTPException(503, "no permission cache configured (REDIS_URL)")
+            results = checker.from_memory(org_id, queries, rev)
+            if results is not None:
+                counted.from_memory(endpoint, len(results))
+                return results
             results = await checker.run(org_id, queries, rev)
             return results
         except UnknownWorkspaceError as exc:
@@ -775,6 +789,17 @@ def check_router(settings: Settings, database: Database) -> APIRouter:
         ],
     )
 
+    _add_explain_route(router, database, checker, auth, counted)
+    return router
+
+
+def _add_explain_route(
+    router: APIRouter,
+    database: Database,
+    checker: Checker | None,
+    auth: CheckAuth,
+    counted: CheckMetrics,
+) -> None:
     @router.post("/explain", response_model=ExplainAnswer, responses=RESPONSES)
     async def explain(body: ExplainIn, request: Request) -> Response:
         """Why: what ``POST /api/v1/explain`` answers (from SQL: groups, roles, bindings,
@@ -797,8 +822,6 @@ def check_router(settings: Settings, database: Database) -> APIRouter:
         cached = (await checker.run(org_id, [query], None))[0]
         counted.record("explain", [cached], started)
         return _json({"cache": render(cached), "explanation": _jsonable(explanation)})
-
-    return router
 
 
 def _jsonable(value: Any) -> Any:

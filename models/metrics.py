@@ -56,6 +56,7 @@ class Metrics:
     http_requests: Counter
     http_duration: Histogram
     check_answers: Counter
+    check_from_memory: Counter
     check_duration: Histogram
     task_duration: Histogram
     task_retries: Counter
@@ -93,6 +94,12 @@ def metrics() -> Metrics:
             "Permission check answers of the HTTP check API, by endpoint and outcome "
             "(allow, deny, unknown; error: no answer, 4xx/5xx)",
             ["endpoint", "outcome"],
+        ),
+        check_from_memory=Counter(
+            "idsync_check_answers_from_memory",
+            "Check API answers given from process memory (no Redis round trip; "
+            "IDSYNC_CHECK_LOCAL_ANSWERS), by endpoint",
+            ["endpoint"],
         ),
         check_duration=Histogram(
             "idsync_check_duration_seconds",

@@ -158,6 +158,12 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_CHECK_API_TOKEN",
         description="Service token for /api/v1/check (any org); org admin keys work too",
     )
+    check_local_answers: bool = Field(
+        default=True,
+        validation_alias="IDSYNC_CHECK_LOCAL_ANSWERS",
+        description="Answer repeated checks from memory while Redis reports no change "
+        "(CLIENT TRACKING); off: every check is a Redis round trip",
+    )
     # --- observability (docs/operations.md: metrics, tracing, sync status, request log) ---
     metrics_enabled: bool = Field(
         default=True,

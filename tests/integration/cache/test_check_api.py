@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,9 +24,7 @@ def test_check_api(database: Database) -> None:
     cache = redis.Redis.from_url(REDIS_TEST_URL)
     w = World.create(database)
     w.workspace("ws1", spaces_enabled=True)
-    w.user("alice")
-    w.group("eng", ["alice"])
-    w.bind("eng", "ws1", "editor")
+    w.team("eng", ["alice"], "ws1", "editor")
     settings = Settings(CACHE_REDIS_URL=REDIS_TEST_URL, IDSYNC_CHECK_API_TOKEN="t0k")
     client = TestClient(create_app(settings, database))
     auth = {"Authorization": "Bearer t0k"}
@@ -86,10 +86,8 @@ def test_check_api_needs_a_credential_and_admin_keys_are_scoped(database: Databa
     cache = redis.Redis.from_url(REDIS_TEST_URL)
     w = World.create(database)
     w.workspace("ws1")
-    w.user("alice")
-    w.group("eng", ["alice"])
-    w.bind("eng", "ws1", "editor")
-    rebuild(database, CacheWriter(cache, w.org_id), w.org_id)
+    w.team("eng", ["alice"], "ws1", "editor")
+    w.cached(cache)
     with database.write() as session:
         own = create_admin_key(session, session.get_one(Organization, w.org_id))
         other = create_admin_key(session, get_or_create_org(session, "someone-else"))
@@ -127,10 +125,8 @@ def _org_with_alice(database: Database) -> tuple[World, str, str]:
 
     w = World.create(database)
     w.workspace("ws1")
-    w.user("alice")
-    w.group("eng", ["alice"])
-    w.bind("eng", "ws1", "editor")
-    rebuild(database, CacheWriter(redis.Redis.from_url(REDIS_TEST_URL), w.org_id), w.org_id)
+    w.team("eng", ["alice"], "ws1", "editor")
+    w.cached(redis.Redis.from_url(REDIS_TEST_URL))
     with database.write() as session:
         own = create_admin_key(session, session.get_one(Organization, w.org_id))
         other = create_admin_key(session, get_or_create_org(session, f"other-{w.org_id[:8]}"))
@@ -414,3 +410,37 @@ def test_an_admin_key_whose_window_ended_is_verified_once_for_all_waiting(
 
     assert asyncio.run(eight()) == [w.org_id] * 8
     assert lookups == [own]  # one SQL lookup for the eight requests
+
+
+@pytest.mark.parametrize("local", ["true", "false"])
+def test_repeated_checks_come_from_memory_unless_local_answers_are_off(
+    database: Database, local: str
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    w, _own, _other = _org_with_alice(database)
+    auth = {"Authorization": "Bearer t0k"}
+    body = {"org": w.org_id, "user": w.users["alice"], "workspace": "ws1", "grant": "read"}
+
+    def from_memory(client: TestClient) -> float:
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for s in family.samples
+            if s.name == "idsync_check_answers_from_memory_total"
+            and s.labels.get("endpoint") == "check"
+        )
+
+    with _client(database, IDSYNC_CHECK_LOCAL_ANSWERS=local) as client:
+        before = from_memory(client)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # the invalidation connection comes up first
+            answer = client.post("/api/v1/check", json=body, headers=auth).json()
+            assert answer["status"] == "allow"
+            if from_memory(client) > before:
+                break
+            time.sleep(0.02)
+        if local == "true":
+            assert from_memory(client) > before
+        else:
+            assert from_memory(client) == before
