@@ -22,6 +22,8 @@ class Tenant:
     fail_status: int | None = None
     throttle: int = 0
     """Answer this many requests with 429 ``Retry-After: 1`` first."""
+    fail_first: int = 0
+    """Answer this many requests with 503 (no ``Retry-After``) first."""
     seen: list[tuple[float, str | None]] = field(default_factory=list)
     """(monotonic time, Authorization header) of every request."""
 
@@ -57,6 +59,9 @@ class FakeIdp:
             if tenant.throttle > 0:
                 tenant.throttle -= 1
                 return JSONResponse({}, status_code=429, headers={"Retry-After": "1"})
+            if tenant.fail_first > 0:
+                tenant.fail_first -= 1
+                return JSONResponse({"detail": "unavailable"}, status_code=503)
             if tenant.fail_status is not None:
                 return JSONResponse({"detail": "failing"}, status_code=tenant.fail_status)
             items = tenant.users if resource == "Users" else tenant.groups

@@ -192,6 +192,27 @@ def test_a_slow_and_a_failing_idp_delay_no_other_organization(
     assert len(failing.seen) == 1
 
 
+def test_a_transient_upstream_failure_is_recorded_and_retried_by_the_task(
+    workers: WorkerProcess, pg_database: Database, tmp_path: Path
+) -> None:
+    idp = FakeIdp()
+    flaky = idp.tenant("flaky", "tok-flaky")
+    flaky.user("f1", "flo@flaky.test")
+    flaky.fail_first = 5  # every attempt of the HTTP client's first request
+    key = generate_key()
+    db = pg_database
+    org_id = _org(db, "flaky")
+    with live_server(idp.app()) as base:
+        conn_id = _connect(db, org_id, f"{base}/flaky/scim/v2", "tok-flaky", key, interval_s=3600)
+        workers.start(IDSYNC_SECRET_KEY=key)
+        with beat(workers, tmp_path / "beat.log", IDSYNC_SECRET_KEY=key):
+            wait_until(lambda: _users(db, org_id) == {"flo@flaky.test": True}, timeout=60)
+    runs = _runs(db, conn_id)
+    # one slot (interval 3600 s): the second run is the task's retry, not the schedule's
+    assert [(r.status, r.upstream_status) for r in runs] == [("failed", 503), ("ok", None)]
+    assert "giving up after 5 attempts" in (runs[0].error or "")
+
+
 def test_run_now_and_dry_run_through_the_admin_api(
     workers: WorkerProcess, pg_database: Database, tmp_path: Path
 ) -> None:
