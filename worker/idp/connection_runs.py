@@ -20,6 +20,7 @@ from models.db.config_errors import NotFoundError
 from models.db.database import Database
 from models.db.idp_connections import drop_lease, get_connection, take_lease
 from models.db.observability_tables import IdpPullRun
+from models.redaction import redact_text
 from models.secret_box import SecretKeyError
 from models.settings import Settings
 from worker.idp.lease_keeper import LeaseKeeper
@@ -50,12 +51,13 @@ class RunOutcome:
     transient: bool = False
 
     def as_dict(self) -> dict[str, Any]:
+        """The task's result (Celery logs it): the error text with credentials masked."""
         return {
+            **self.report,
             "connection": self.connection,
             "status": self.status,
             "run_id": self.run_id,
-            "error": self.error,
-            **self.report,
+            "error": redact_text(self.error) if self.error else None,
         }
 
 
@@ -141,7 +143,8 @@ def _pull_and_record(
         close()
     run.finish(report)
     status = "ok" if report.complete and report.error is None else "failed"
-    log.info("idp pull", extra={"connection": run.connection, **report.as_dict()})
+    shown = {**report.as_dict(), "error": redact_text(report.error) if report.error else None}
+    log.info("idp pull", extra={"connection": run.connection, **shown})
     return RunOutcome(
         run.connection,
         status,

@@ -225,6 +225,25 @@ def test_a_run_whose_worker_died_is_closed_by_the_next_run(database: Database) -
 
 
 @respx.mock
+def test_an_upstream_echoing_the_credential_is_masked_everywhere(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = World.create(database)
+    conn_id = _connect(database, w.org_id, "scim")
+    respx.get(url__regex=rf"{SCIM}/Users").mock(
+        return_value=httpx.Response(403, text=f"Bearer {SECRET} is not allowed here")
+    )
+    caplog.set_level(logging.DEBUG)
+    outcome = run_connection(database, _settings(), conn_id)
+    assert outcome.status == "failed" and not outcome.transient
+    with database.read() as s:
+        run = s.scalars(select(IdpPullRun)).one()
+    assert run.upstream_status == 403 and "[REDACTED]" in (run.error or "")
+    assert SECRET not in str(outcome.as_dict()) and SECRET not in (run.error or "")
+    assert SECRET not in caplog.text
+
+
+@respx.mock
 def test_the_connection_rate_limit_spaces_requests(database: Database) -> None:
     w = World.create(database)
     conn_id = _connect(database, w.org_id, "scim", rate_limit_per_s=10)
