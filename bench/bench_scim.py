@@ -17,6 +17,10 @@ generator (this process) competes with neither for the GIL:
   script creates, migrates (`idsync db upgrade`'s code) and drops. PostgreSQL:
   $IDSYNC_BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432/postgres (admin
   connection).
+- **idsync (SQLite)**: the same command on the embedded backend (a throw-away SQLite
+  file, seeded with the same rows through sqlite3), as a second table beside the
+  PostgreSQL one (`--no-sqlite` leaves it out; no two-process row: SQLite has one
+  writer).
 - **scim2-server** (the python-scim reference server, in memory): this same file re-run
   with `--serve-scim2-server`, which builds the application exactly as the
   `scim2-server` command does (default RFC 7643 schemas, `InMemoryStorage`, bearer
@@ -33,7 +37,7 @@ scim2-server's are created through its storage API
 the wrapper adds next to the SCIM routes, because creating 100k users over HTTP at
 ~500/s would take minutes. Every *measured* operation goes over HTTP with bearer auth:
 httpx clients with keep-alive, a fixed number of iterations after a short warm-up,
-latencies from perf_counter, p50 and p99 by nearest rank.
+latencies from perf_counter, p50 and p99 by nearest rank, and the maximum of each.
 
 Both servers run at the same time, and every measurement alternates between them in
 rounds (idsync then scim2-server, then the other way round, six rounds in all): this
@@ -90,6 +94,7 @@ PG_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("IDSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
 PAGE_FILTER = "active eq true"
+SQLITE = "idsync (SQLite)"
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,20 @@ class IdsyncTarget(Target):
         return self._clock
 
     def seed_users(self, start: int, count: int) -> list[str]:
+        ids, rows = self._user_rows(start, count)
+        with self._pg() as conn, conn.cursor() as cur:
+            with cur.copy(
+                "COPY scim_users (id, org_id, user_name, user_name_norm, external_id,"
+                " display_name, active, attrs, version, created_at, updated_at) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            self._bump_revision(cur)
+        self._vacuum("scim_users")
+        return ids
+
+    def _user_rows(self, start: int, count: int) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Users `start`.. in the shape the API stores (the `normalize_resource` document)."""
         from scim.normalize import normalize_resource
         from scim.schemas import USER_RESOURCE
         from scim.users import with_default_active
@@ -258,16 +277,7 @@ class IdsyncTarget(Target):
                     ts,
                 )
             )
-        with self._pg() as conn, conn.cursor() as cur:
-            with cur.copy(
-                "COPY scim_users (id, org_id, user_name, user_name_norm, external_id,"
-                " display_name, active, attrs, version, created_at, updated_at) FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            self._bump_revision(cur)
-        self._vacuum("scim_users")
-        return ids
+        return ids, rows
 
     def _bump_revision(self, cur: Any) -> None:
         """What every API write does in its transaction (idsync counts on it: a list's
@@ -349,6 +359,75 @@ class IdsyncTarget(Target):
         finally:
             engine.dispose()
         return "\n\n".join(out)
+
+
+def _sqlite_time(value: datetime) -> str:
+    """A UTC time as SQLAlchemy's DateTime stores it in SQLite (naive, microseconds)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+class SqliteIdsyncTarget(IdsyncTarget):
+    """idsync on its embedded backend (SQLite), seeded with the same rows through
+    sqlite3 (`executemany` in one transaction, then ANALYZE)."""
+
+    name = SQLITE
+
+    def _insert(self, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+        import sqlite3
+
+        conn = sqlite3.connect(self.db_url.removeprefix("sqlite:///"), timeout=60)
+        try:
+            with conn:
+                marks = ", ".join("?" * len(rows[0]))
+                conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+                conn.execute(
+                    "UPDATE organizations SET revision = revision + 1 WHERE id = ?",
+                    (self.org_id,),
+                )
+            conn.execute("ANALYZE")
+        finally:
+            conn.close()
+
+    def seed_users(self, start: int, count: int) -> list[str]:
+        ids, rows = self._user_rows(start, count)
+        self._insert(
+            "scim_users",
+            "id, org_id, user_name, user_name_norm, external_id, display_name, active, attrs,"
+            " version, created_at, updated_at",
+            [(*r[:9], _sqlite_time(r[9]), _sqlite_time(r[10])) for r in rows],
+        )
+        return ids
+
+    def seed_group(self, name: str, member_ids: list[str]) -> str:
+        gid = str(uuid.uuid4())
+        ts = _sqlite_time(self._tick())
+        self._insert(
+            "scim_groups",
+            "id, org_id, display_name, display_name_norm, external_id, attrs, version,"
+            " created_at, updated_at",
+            [
+                (
+                    gid,
+                    self.org_id,
+                    name,
+                    name.lower(),
+                    None,
+                    json.dumps({"displayName": name}),
+                    1,
+                    ts,
+                    ts,
+                )
+            ],
+        )
+        self._insert(
+            "scim_group_members",
+            "group_id, user_id, org_id, created_at",
+            [(gid, uid, self.org_id, ts) for uid in member_ids],
+        )
+        return gid
+
+    def explain(self, user_name: str, start_index: int) -> str:
+        return ""
 
 
 class Scim2ServerTarget(Target):
@@ -466,6 +545,10 @@ class Latency:
     @property
     def p99(self) -> float:
         return self.pct(99)
+
+    @property
+    def max(self) -> float:
+        return max(self.samples) * 1000
 
 
 def timed(
@@ -749,7 +832,7 @@ def run_all(targets: list[Target], sizes: Sizes, log: Callable[[str], None]) -> 
         res[t.name].creates_per_s = created[t.name] / spent[t.name]
         res[t.name].create_client = client
         log(f"{t.name}: {res[t.name].creates_per_s:.0f} creates/s ({client})")
-        if isinstance(t, IdsyncTarget) and SCALED in created:
+        if isinstance(t, IdsyncTarget) and t.scaled_base and SCALED in created:
             res[t.name].creates_per_s_scaled = created[SCALED] / spent[SCALED]
             log(f"{SCALED}: {res[t.name].creates_per_s_scaled:.0f} creates/s")
 
@@ -817,23 +900,47 @@ def walk_all(target: Target, rounds: int) -> tuple[dict[str, float], int]:
 
 
 @contextlib.contextmanager
-def idsync_target() -> Iterator[IdsyncTarget]:
+def pg_database() -> Iterator[tuple[str, str]]:
+    """A throw-away PostgreSQL database: (SQLAlchemy URL, plain URL); dropped after."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from models.db.database import Database
-    from models.db.migrate import upgrade
     from models.db.session import normalize_url
-    from models.db.tokens import create_scim_token, get_or_create_org
 
     admin = create_engine(normalize_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
     name = f"idsync_bench_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(normalize_url(PG_ADMIN_URL)).set(database=name)
-    db_url = url.render_as_string(hide_password=False)
-    plain_url = url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
+        yield (
+            url.render_as_string(hide_password=False),
+            url.set(drivername="postgresql").render_as_string(hide_password=False),
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def sqlite_database() -> Iterator[tuple[str, str]]:
+    """A throw-away SQLite file: (URL, URL)."""
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{folder}/bench.db"
+        yield url, url
+
+
+@contextlib.contextmanager
+def idsync_target(backend: str = "postgresql") -> Iterator[IdsyncTarget]:
+    from models.db.database import Database
+    from models.db.migrate import upgrade
+    from models.db.tokens import create_scim_token, get_or_create_org
+
+    sqlite = backend == "sqlite"
+    with contextlib.ExitStack() as stack:
+        db_url, plain_url = stack.enter_context(sqlite_database() if sqlite else pg_database())
+        stack.callback(flush_redis)
         upgrade(db_url)
         db = Database(db_url)
         with db.write() as session:
@@ -863,24 +970,20 @@ def idsync_target() -> Iterator[IdsyncTarget]:
                 "--no-access-log", "--log-level", "warning",
             ]  # fmt: skip
             root = f"http://127.0.0.1:{port}"
-            # The same app as two processes (`idsync serve --workers 2`) on the same
-            # database, for the creates row of a two-core deployment.
-            port2 = free_port()
-            cmd2 = [str(port2) if part == str(port) else part for part in cmd]
-            cmd2 += ["--workers", "2"]
-            root2 = f"http://127.0.0.1:{port2}"
-            with (
-                server_process(cmd, env, f"{root}/healthz"),
-                server_process(cmd2, env, f"{root2}/healthz"),
-            ):
-                target = IdsyncTarget(f"{root}/scim/v2", token, db_url, org_id)
-                target.scaled_base = f"{root2}/scim/v2"
-                yield target
-    finally:
-        flush_redis()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+            with server_process(cmd, env, f"{root}/healthz"):
+                if sqlite:
+                    yield SqliteIdsyncTarget(f"{root}/scim/v2", token, db_url, org_id)
+                    return
+                # The same app as two processes (`idsync serve --workers 2`) on the same
+                # database, for the creates row of a two-core deployment.
+                port2 = free_port()
+                cmd2 = [str(port2) if part == str(port) else part for part in cmd]
+                cmd2 += ["--workers", "2"]
+                root2 = f"http://127.0.0.1:{port2}"
+                with server_process(cmd2, env, f"{root2}/healthz"):
+                    target = IdsyncTarget(f"{root}/scim/v2", token, db_url, org_id)
+                    target.scaled_base = f"{root2}/scim/v2"
+                    yield target
 
 
 def flush_redis() -> None:
@@ -913,6 +1016,7 @@ def table(a: Results, b: Results, sizes: Sizes) -> str:
         return f"{n // 1000}k" if n >= 1000 else str(n)
 
     rows: list[tuple[str, str, str, str, bool]] = []
+    maxes: list[tuple[str, float, float]] = []
     rows.append(
         (
             f"user creates/s, {sizes.concurrency} concurrent clients (at {k(sizes.small)} users;"
@@ -940,6 +1044,7 @@ def table(a: Results, b: Results, sizes: Sizes) -> str:
         for p in ("p50", "p99"):
             vx, vy = getattr(x, p), getattr(y, p)
             rows.append((f"{label} {p}", fmt_ms(vx), fmt_ms(vy), f"{vx / vy:.3f}", vx < vy))
+        maxes.append((label, x.max, y.max))
 
     lat(f"lookup `userName eq`, {k(sizes.small)} users", a.lookup_small, b.lookup_small)
     lat(f"lookup `userName eq`, {k(sizes.large)} users", a.lookup_large, b.lookup_large)
@@ -959,6 +1064,8 @@ def table(a: Results, b: Results, sizes: Sizes) -> str:
     header = "| operation | idsync | scim2-server | idsync/scim2-server | idsync ahead |"
     lines = [header, "|---|---:|---:|---:|:---:|"]
     lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {'yes' if r[4] else 'NO'} |" for r in rows]
+    lines += ["", "Maxima (one sample each: the tail the p99 does not show):", ""]
+    lines += [f"- {label}: {fmt_ms(mx)} vs {fmt_ms(my)}" for label, mx, my in maxes]
     return "\n".join(lines)
 
 
@@ -980,7 +1087,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="idsync vs scim2-server SCIM benchmark")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
-        "--only", choices=["idsync", "scim2-server"], help="run one server (for profiling)"
+        "--only",
+        choices=["idsync", "sqlite", "scim2-server"],
+        help="run one server (for profiling)",
+    )
+    parser.add_argument(
+        "--no-sqlite", action="store_true", help="leave out idsync on SQLite (the embedded backend)"
     )
     parser.add_argument("--serve-scim2-server", nargs=2, metavar=("PORT", "TOKEN"))
     args = parser.parse_args(argv)
@@ -998,14 +1110,20 @@ def main(argv: list[str] | None = None) -> int:
         targets: list[Target] = []
         if args.only in (None, "idsync"):
             targets.append(stack.enter_context(idsync_target()))
+        if args.only == "sqlite" or (args.only is None and not args.no_sqlite):
+            targets.append(stack.enter_context(idsync_target("sqlite")))
         if args.only in (None, "scim2-server"):
             targets.append(stack.enter_context(scim2_server_target()))
         results = run_all(targets, sizes, log)
 
     print(f"\n# idsync vs scim2-server ({'--quick' if args.quick else 'full'})")
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}\n")
-    if len(results) == 2:
-        print(table(results["idsync"], results["scim2-server"], sizes))
+    reference = results.get("scim2-server")
+    if reference is not None and len(results) > 1:
+        for name, r in results.items():
+            if name != "scim2-server":
+                print(f"\n## {name} (PostgreSQL)" if name == "idsync" else f"\n## {name}")
+                print(table(r, reference, sizes))
     else:
         for name, r in results.items():
             print(f"{name}: creates/s {r.creates_per_s:.0f}")
@@ -1018,7 +1136,7 @@ def main(argv: list[str] | None = None) -> int:
                 "group_read",
             ):
                 v = getattr(r, label)
-                print(f"  {label}: p50 {v.p50:.2f} ms  p99 {v.p99:.2f} ms")
+                print(f"  {label}: p50 {v.p50:.2f} ms  p99 {v.p99:.2f} ms  max {v.max:.2f} ms")
     walk = results["idsync"].walk if "idsync" in results else {}
     if walk:
         print(
