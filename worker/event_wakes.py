@@ -11,12 +11,14 @@ event cursor and due subscriptions itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Final
 
 from celery import Celery
+from redis.exceptions import LockError
 
 from models.cache.connection import CacheRedis
 from models.db.database import CommittedChange, Database
@@ -51,6 +53,41 @@ def wake(client: CacheRedis, flag: str, send: Callable[[], object]) -> bool:
         send()
         return True
     return False
+
+
+def derive_lock(org_id: str) -> str:
+    return f"idsync:{{{org_id}}}:events:derive:lease"
+
+
+def derive_again(org_id: str) -> str:
+    return f"idsync:{{{org_id}}}:events:derive:again"
+
+
+def exclusive(
+    client: CacheRedis, lock_key: str, again_key: str, ttl_s: float, work: Callable[[], bool]
+) -> bool:
+    """Run ``work`` (-> whether to stop) under the lease ``lock_key``, once more for every
+    request that came in meanwhile; -> False when another holder has it and will serve
+    this caller's request.
+
+    A caller that finds the lease held sets ``again_key`` and tries once more; the holder
+    clears it before each round, and after letting go checks it and takes the lease back
+    for another round. So a request is never left between a holder's last round and its
+    release: either the holder sees it, or its caller gets the lease."""
+    lock = client.lock(lock_key, timeout=ttl_s, blocking=False)
+    if not lock.acquire():
+        client.set(again_key, "1", px=int(ttl_s * 1000))
+        if not lock.acquire():
+            return False
+    while True:
+        client.delete(again_key)
+        try:
+            stop = work()
+        finally:
+            with contextlib.suppress(LockError):  # lapsed: another holder has it now
+                lock.release()
+        if stop or not client.exists(again_key) or not lock.acquire():
+            return True
 
 
 def send_derive(app: Celery, org_id: str) -> None:

@@ -37,13 +37,24 @@ from worker.broker import (
     TASK_EVENTS_DERIVE,
     TASK_EVENTS_SWEEP,
 )
-from worker.event_wakes import deliver_again, deliver_flag, deliver_lock, derive_flag, wake
-from worker.events.delivery import Policy, deliver, summary
-from worker.events.derive import derive
+from worker.event_wakes import (
+    deliver_again,
+    deliver_flag,
+    deliver_lock,
+    derive_again,
+    derive_flag,
+    derive_lock,
+    exclusive,
+    wake,
+)
+from worker.events.delivery import DeliverReport, Policy, deliver, summary
+from worker.events.derive import DeriveReport, derive
 from worker.runtime import Runtime, runtime
 
 log = logging.getLogger("idsync.worker")
 LEASE_MARGIN_S: Final = 5.0
+DERIVE_LEASE_S: Final = 30.0
+"""Longer than the task's hard time limit: a derivation never outlives its lease."""
 
 
 def _send(rt: Runtime, name: str, *args: Any, countdown: float | None = None) -> None:
@@ -77,21 +88,18 @@ def _deliver_once(rt: Runtime, sub_id: str) -> dict[str, Any]:
     policy = policy_of(rt)
     lease_s = policy.timeout_s + policy.budget_s + LEASE_MARGIN_S
     rt.cache.delete(deliver_flag(org_id, sub_id))
-    lock = rt.cache.lock(deliver_lock(org_id, sub_id), timeout=lease_s, blocking=False)
-    if not lock.acquire():  # the holder delivers once more before it lets go
-        rt.cache.set(deliver_again(org_id, sub_id), "1", px=int(lease_s * 1000))
-        return {"busy": True}
-    try:
+    reports: list[DeliverReport] = []
+
+    def one_round() -> bool:
         with httpx.Client(follow_redirects=False) as client:
-            while True:
-                report = deliver(rt.database, client, rt.settings.secret_box(), sub_id, policy)
-                if report.continuation or report.retry_in is not None:
-                    break
-                if not rt.cache.delete(deliver_again(org_id, sub_id)):
-                    break
-                lock.reacquire()
-    finally:
-        lock.release()
+            report = deliver(rt.database, client, rt.settings.secret_box(), sub_id, policy)
+        reports.append(report)
+        return report.continuation or report.retry_in is not None
+
+    lock, again = deliver_lock(org_id, sub_id), deliver_again(org_id, sub_id)
+    if not exclusive(rt.cache, lock, again, lease_s, one_round):
+        return {"busy": True}  # the holder delivers once more before it lets go
+    report = reports[-1]
     if report.continuation:
         _send(rt, TASK_EVENTS_DELIVER, sub_id)
     elif report.retry_in is not None and report.retry_in <= MAX_COUNTDOWN_S:
@@ -110,13 +118,22 @@ def register_events(app: Celery, common: dict[str, Any]) -> None:
         two derivations raced on SQLite; the retry finds the work done)."""
         rt = runtime(app)
         rt.cache.delete(derive_flag(org_id))
-        report = derive(rt.database, org_id)
-        if report.events:
-            with rt.database.read() as session:
-                subs = active_subscriptions(session, org_id)
-            for sub_id in subs:
-                wake_deliver(rt, org_id, sub_id)
-        return report.as_dict()
+        reports: list[DeriveReport] = []
+
+        def one_round() -> bool:
+            report = derive(rt.database, org_id)
+            reports.append(report)
+            if report.events:
+                with rt.database.read() as session:
+                    subs = active_subscriptions(session, org_id)
+                for sub_id in subs:
+                    wake_deliver(rt, org_id, sub_id)
+            return False
+
+        lock, again = derive_lock(org_id), derive_again(org_id)
+        if not exclusive(rt.cache, lock, again, DERIVE_LEASE_S, one_round):
+            return {"busy": True}  # the holder derives once more before it lets go
+        return {"rounds": [r.as_dict() for r in reports]}
 
     @app.task(name=TASK_EVENTS_DELIVER, **common)
     def deliver_events(self: Task[Any, Any], sub_id: str) -> dict[str, Any]:
