@@ -33,6 +33,7 @@ from models.metrics import metrics
 SCIM_PREFIX: Final = "/scim/v2"
 UNMATCHED: Final = "unmatched"
 ERROR_BODY_MAX: Final = 8192
+CHILDREN_KEPT: Final = 1024
 
 _RESOURCES: Final = {"Users": "User", "Groups": "Group"}
 _FIXED: Final = frozenset(
@@ -143,6 +144,10 @@ class RequestObserver(HttpMiddleware):
         m = metrics()
         self._requests = m.http_requests
         self._duration = m.http_duration
+        # Children by label values, bound once: a labels() lookup takes a lock and builds
+        # a key each time. Bounded like the labels themselves (route templates, methods
+        # and statuses are few); emptied past CHILDREN_KEPT all the same.
+        self._counted: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -167,8 +172,17 @@ class RequestObserver(HttpMiddleware):
             if rest is None:
                 route = getattr(scope.get("route"), "path", None) or UNMATCHED
             if self.count:
-                self._requests.labels(route, method, str(exchange.status)).inc()
-                self._duration.labels(route, method).observe(elapsed)
+                key = (route, method, exchange.status)
+                children = self._counted.get(key)
+                if children is None:
+                    if len(self._counted) >= CHILDREN_KEPT:
+                        self._counted.clear()
+                    children = self._counted[key] = (
+                        self._requests.labels(route, method, str(exchange.status)),
+                        self._duration.labels(route, method),
+                    )
+                children[0].inc()
+                children[1].observe(elapsed)
             if token is not None and self.request_log is not None:  # a captured SCIM request
                 observed_var.reset(token)
                 self.request_log.submit(

@@ -55,6 +55,9 @@ from scim.resources import GROUPS, USERS, Caller, ResourceOps, Row, ScimConfig
 from scim.schemas import LIST_RESPONSE, SCHEMAS
 from scim.totals import Totals
 
+BASE_URLS_KEPT = 64
+"""Base URLs remembered per (scheme, Host, root path); past it all are dropped."""
+
 
 def _projection_args(query: dict[str, str]) -> tuple[list[str] | None, list[str] | None]:
     return parse_params(query).projection()
@@ -73,13 +76,24 @@ class ScimApi:
         self.config = config
         self.tokens = tokens or VerifiedCache(config.token_cache_s)
         self.totals = Totals()  # list pages' totalResults by organization revision
+        self._base_urls: dict[tuple[Any, str | None, Any], str] = {}
 
     # -- plumbing -------------------------------------------------------------------
 
     def base_url(self, request: Request) -> str:
+        """The SCIM base URL resources' ``location`` starts with: the configured public
+        one, else the request's (scheme, Host, root path: remembered per combination, a
+        few dozen at most, as Starlette's URL building costs a create ~2% of its CPU)."""
         if self.config.public_base_url:
             return self.config.public_base_url.rstrip("/") + "/scim/v2"
-        return str(request.base_url).rstrip("/") + "/scim/v2"
+        scope = request.scope
+        key = (scope.get("scheme"), request.headers.get("host"), scope.get("root_path", ""))
+        found = self._base_urls.get(key)
+        if found is None:
+            if len(self._base_urls) >= BASE_URLS_KEPT:
+                self._base_urls.clear()
+            found = self._base_urls[key] = str(request.base_url).rstrip("/") + "/scim/v2"
+        return found
 
     def _identity(
         self, session: Session | Connection, presented: str

@@ -273,3 +273,12 @@ def test_a_user_create_is_one_statement_on_postgresql(orgs: Orgs) -> None:
         writes = [s.split()[0].upper() for s in statements if s != "BEGIN IMMEDIATE"]
         assert writes == ["INSERT", "UPDATE", "INSERT", "INSERT"], statements  # 409: 1st
     assert scim.get(f"/Users/{made.json()['id']}").json()["userName"] == "second@x.io"
+
+
+def test_locations_follow_the_host_each_request_names(scim: Scim) -> None:
+    for i, host in enumerate(("a.example", "b.example:8443", "a.example")):
+        created = scim.post("/Users", user_body(f"host-{i}@example.com"), headers={"Host": host})
+        assert created.status_code == 201, created.text
+        location = created.json()["meta"]["location"]
+        assert location.startswith(f"http://{host}/scim/v2/Users/"), location
+        assert created.headers["location"] == location
