@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from idsync.admin_api import install_admin_api
 from idsync.api_docs import install_api_docs
 from idsync.check_api import check_router
+from idsync.console import install_console
 from idsync.health import HealthProbe, Part
 from idsync.http_guards import install_http_guards
 from idsync.http_middleware import HttpMiddleware, NotingSend
@@ -174,6 +175,7 @@ def create_app(
     app.include_router(check_router(settings, database))
 
     install_admin_api(app)
+    install_console(app, settings, database)  # /console: the admin web console (docs/console.md)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

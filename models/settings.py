@@ -247,6 +247,18 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_WEBHOOK_FAILING_AFTER_S",
         description="A subscription failing this long without a success is marked failing",
     )
+    console_idle_s: float = Field(
+        default=1800.0,
+        gt=0,
+        validation_alias="IDSYNC_CONSOLE_IDLE_S",
+        description="A console session unused this long ends (docs/console.md)",
+    )
+    console_max_age_s: float = Field(
+        default=43_200.0,
+        gt=0,
+        validation_alias="IDSYNC_CONSOLE_MAX_AGE_S",
+        description="A console session ends this long after sign-in, used or not",
+    )
     fault_drain_pause_s: float = Field(
         default=0.0,
         validation_alias="IDSYNC_FAULT_DRAIN_PAUSE_S",

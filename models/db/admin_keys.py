@@ -18,6 +18,7 @@ from models.db.tables import Organization
 __all__ = [
     "LAST_USED_RESOLUTION",
     "AdminIdentity",
+    "admin_key_in_force",
     "create_admin_key",
     "list_admin_keys",
     "revoke_admin_key",
@@ -51,6 +52,13 @@ def verify_admin_key(session: Session, presented: str) -> AdminIdentity | None:
     if found is None:
         return None
     return AdminIdentity(found.credential_id, found.org_id, found.org_name, found.last_used_at)
+
+
+def admin_key_in_force(session: Session, key_id: str, org_id: str) -> bool:
+    """Whether key ``key_id`` of ``org_id`` exists and is not revoked (a console session
+    made with a key ends when the key is revoked)."""
+    row = session.get(AdminKey, key_id)
+    return row is not None and row.org_id == org_id and row.revoked_at is None
 
 
 def touch_admin_key(session: Session, key_id: str, now: datetime | None = None) -> None:
