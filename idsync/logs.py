@@ -14,6 +14,7 @@ Never log a raw request header mapping without this filter in place.
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import sys
@@ -61,13 +62,19 @@ def bind_request_id(request_id: str | None) -> Iterator[None]:
         request_id_var.reset(token)
 
 
+@functools.lru_cache(maxsize=1024)
+def _names_a_secret(key: str) -> bool:
+    """Whether an extra field's name looks like a credential's (names are few: kept)."""
+    return SECRET_KEY.search(key) is not None
+
+
 class RedactingFilter(logging.Filter):
     """Masks credentials in a record's extra fields and message, in place."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         for key in record.__dict__.keys() - _STANDARD_ATTRS:  # the extra fields only
             value = record.__dict__[key]
-            record.__dict__[key] = REDACTED if SECRET_KEY.search(key) else redact(value)
+            record.__dict__[key] = REDACTED if _names_a_secret(key) else redact(value)
         if record.args:
             try:
                 record.msg = record.getMessage()
