@@ -7,24 +7,13 @@ import json
 from typing import Any
 
 import click
-from sqlalchemy import select
 
-from idsync.cli_support import cli_database, cli_settings
+from idsync.cli_support import cli_database, cli_org_id, cli_settings
 from idsync.sync_status import sync_status
 from models.cache.connection import cache_redis
-from models.db.database import Database
 from models.db.request_log import LogQuery, parse_status, parse_time, prune, read_log
-from models.db.tables import Organization
 
 REDIS_TIMEOUT_S = 2.0
-
-
-def _org_id(database: Database, name: str) -> str:
-    with database.read() as session:
-        org_id = session.scalar(select(Organization.id).where(Organization.name == name))
-    if org_id is None:
-        raise click.ClickException(f"no organization named {name!r}")
-    return str(org_id)
 
 
 def _parse(option: str, value: str | None, parse: Any) -> Any:
@@ -56,7 +45,7 @@ def sync_status_cmd(org_name: str, as_json: bool) -> None:
         else None
     )
     try:
-        org_id = _org_id(database, org_name)
+        org_id = cli_org_id(database, org_name)
         interval = settings.idp_pull_interval_s if settings.idp_org == org_id else None
         status = sync_status(database, org_id, cache, pull_interval_s=interval)
     finally:
@@ -149,7 +138,7 @@ def scim_log_cmd(
     database = cli_database(settings)
     try:
         query = LogQuery(
-            org_id=_org_id(database, org_name),
+            org_id=cli_org_id(database, org_name),
             since=_parse("--since", since, parse_time),
             until=_parse("--until", until, parse_time),
             status=_parse("--status", status, parse_status),

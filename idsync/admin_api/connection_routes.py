@@ -13,9 +13,10 @@ from pydantic import BaseModel
 
 from idsync.admin_api.auth import DB, Admin
 from idsync.admin_api.config_routes import ERRORS
+from idsync.admin_api.secret_key import secret_box
 from idsync.admin_api.worker_link import SEND_ERRORS, Worker, broker_unavailable, no_worker
 from idsync.connection_inputs import ConnectionIn, ConnectionPatch
-from models.db.config_errors import ConfigError, NotFoundError
+from models.db.config_errors import NotFoundError
 from models.db.idp_connections import (
     create_connection,
     get_connection,
@@ -26,18 +27,10 @@ from models.db.idp_connections import (
     view,
 )
 from models.db.pull_runs import get_run, recent_runs, run_view
-from models.secret_box import SecretBox, SecretKeyError
-from models.settings import Settings
 from worker.connection_tasks import send_connection_run
 from worker.idp.runs import queue_run
 
 router = APIRouter(responses=ERRORS, tags=["IdP connections"])
-
-
-class KeyMissing(ConfigError):
-    """The server cannot encrypt or decrypt credentials: IDSYNC_SECRET_KEY (operator)."""
-
-    status = 503
 
 
 class ConnectionOut(BaseModel):
@@ -59,14 +52,6 @@ class ConnectionOut(BaseModel):
     created_at: str
 
 
-def _box(request: Request) -> SecretBox:
-    settings: Settings = request.app.state.settings
-    try:
-        return settings.secret_box()
-    except SecretKeyError as exc:
-        raise KeyMissing("secret", str(exc)) from None
-
-
 @router.get("/connections", response_model=list[ConnectionOut])
 def connections_list(admin: Admin, db: DB) -> list[dict[str, Any]]:
     with db.read() as session:
@@ -77,7 +62,7 @@ def connections_list(admin: Admin, db: DB) -> list[dict[str, Any]]:
 def connection_create(body: ConnectionIn, request: Request, admin: Admin, db: DB) -> dict[str, Any]:
     """A new connection, due at once. `secret` is stored encrypted and never returned."""
     secret = body.secret.get_secret_value() if body.secret else None
-    box = _box(request) if secret else None
+    box = secret_box(request) if secret else None
     with db.write() as session:
         conn = create_connection(session, admin.org_id, body.spec(), secret, box)
         return view(session, conn)
@@ -95,7 +80,7 @@ def connection_patch(
 ) -> dict[str, Any]:
     given = body.model_dump(exclude_unset=True, exclude={"secret"})
     secret = body.secret.get_secret_value() if body.secret else None
-    box = _box(request) if secret else None
+    box = secret_box(request) if secret else None
     with db.write() as session:
         conn = get_connection(session, admin.org_id, connection_id)
         wanted = replace(spec_of(conn), **given)

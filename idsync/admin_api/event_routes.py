@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from idsync.admin_api.auth import DB, Admin
 from idsync.admin_api.config_routes import ERRORS
+from idsync.admin_api.secret_key import secret_box
 from models.db.config_errors import ConfigError, NotFoundError
 from models.db.event_log import API_PAGE_MAX, envelope, event_at, events_after, last_seq
 from models.db.webhooks import (
@@ -30,8 +31,6 @@ from models.db.webhooks import (
     resume_subscription,
     subscription_json,
 )
-from models.secret_box import SecretBox, SecretKeyError
-from models.settings import Settings
 from worker.events.directory import EVENT_TYPES
 
 router = APIRouter(responses=ERRORS, tags=["events"])
@@ -49,14 +48,6 @@ class WebhookIn(BaseModel):
         json_schema_extra={"writeOnly": True},
     )
     description: str = Field(default="", max_length=200)
-
-
-def secret_box(request: Request) -> SecretBox:
-    settings: Settings = request.app.state.settings
-    try:
-        return settings.secret_box()
-    except SecretKeyError as exc:
-        raise ConfigError("secret", str(exc)) from None
 
 
 def _types(value: str | None) -> list[str]:

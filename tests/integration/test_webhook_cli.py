@@ -108,44 +108,16 @@ def test_the_documented_webhook_commands(tmp_path: Path) -> None:
     finally:
         db.dispose()
 
-    unset = {**env}
-    missing = _idsync(
-        unset,
-        "webhook",
-        "add",
-        "--org",
-        "acme",
-        "--url",
-        "https://x.example/h",
-        "--secret-env",
-        "NOT_SET_ANYWHERE",
-    )
+    def add(org: str, secret_env: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        url = "https://x.example/h"
+        args = ("webhook", "add", "--org", org, "--url", url, "--secret-env", secret_env)
+        return _idsync({**env, "S": "0123456789abcdef0"}, *args, *extra)
+
+    missing = add("acme", "NOT_SET_ANYWHERE")
     assert missing.returncode == 1 and "NOT_SET_ANYWHERE is not set" in missing.stderr
-    no_org = _idsync(
-        {**env, "S": "0123456789abcdef0"},
-        "webhook",
-        "add",
-        "--org",
-        "nobody",
-        "--url",
-        "https://x.example/h",
-        "--secret-env",
-        "S",
-    )
+    no_org = add("nobody", "S")
     assert no_org.returncode == 1 and "no organization named 'nobody'" in no_org.stderr
-    bad = _idsync(
-        {**env, "S": "0123456789abcdef0"},
-        "webhook",
-        "add",
-        "--org",
-        "acme",
-        "--url",
-        "https://x.example/h",
-        "--secret-env",
-        "S",
-        "--events",
-        "nope",
-    )
+    bad = add("acme", "S", "--events", "nope")
     assert bad.returncode == 1 and "unknown event type" in bad.stderr
 
     # a new key: `idsync secrets rotate` re-encrypts the signing secret under it
