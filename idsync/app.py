@@ -171,7 +171,9 @@ def create_app(
     app.state.request_log = request_log
 
     app.state.change_hook = install_change_hook(database, settings)
-    app.state.events_hook = install_events_hook(database, settings)  # docs/events.md
+    app.state.events_hook = install_events_hook(  # docs/events.md
+        database, settings, app.state.change_hook
+    )
     app.include_router(check_router(settings, database))
 
     install_admin_api(app)

@@ -24,7 +24,7 @@ from models.cache.connection import CacheRedis
 from models.db.database import CommittedChange, Database
 from models.settings import Settings
 from worker.broker import ROUTES, TASK_EVENTS_DELIVER, TASK_EVENTS_DERIVE, sender_app
-from worker.hooks import hook_client
+from worker.hooks import ChangeHook, hook_client
 
 log = logging.getLogger("idsync.worker")
 
@@ -125,11 +125,18 @@ class EventsHook:
         )
 
 
-def install_events_hook(database: Database, settings: Settings) -> EventsHook | None:
-    """Register the hook when a Redis is configured (as ``install_change_hook``)."""
+def install_events_hook(
+    database: Database, settings: Settings, change_hook: ChangeHook | None = None
+) -> EventsHook | None:
+    """Register the hook when a Redis is configured (as ``install_change_hook``). With
+    the change hook, the derive wake-up rides its marks' round trip (``ChangeHook.also``:
+    one Redis round trip per commit, not two); without it, the hook listens itself."""
     url = settings.resolved_cache_redis_url()
     if not url:
         return None
     hook = EventsHook(lambda: hook_client(url), sender_app(settings, settings.redis_url or url))
-    database.add_listener(hook)
+    if change_hook is not None:
+        change_hook.also.append((derive_flag, partial(send_derive, hook.app)))
+    else:
+        database.add_listener(hook)
     return hook

@@ -19,7 +19,8 @@ runtime (IdP pull and mapping-rule writes), in two parts:
   marks the affected users / groups dirty and sets a wake flag (on Redis Cluster one
   round trip per mark: cluster pipelines carry no scripts); when the flag was not
   set yet it enqueues one drain task (coalescing: a burst of changes enqueues one task,
-  not one per change). If Redis or the broker is unreachable it logs and returns; the
+  not one per change). Other wake-ups registered in ``also`` (the events' derive) ride
+  the same round trip. If Redis or the broker is unreachable it logs and returns; the
   worker catches up from the change log (the outbox), so nothing is lost.
 """
 
@@ -82,6 +83,10 @@ class ChangeHook:
         self._connect = client if callable(client) else None
         self.enqueue = enqueue
         self._writers: dict[str, CacheWriter] = {}
+        self.also: list[tuple[Callable[[str], str], Callable[[str], None]]] = []
+        """Other wake-ups each commit sends, in the marks' round trip: (the flag of an
+        organization, what to send when this commit set it) — the events' derive
+        (``worker.event_wakes``)."""
 
     @property
     def redis(self) -> CacheRedis:
@@ -160,7 +165,11 @@ class ChangeHook:
             for ch in changes
             for lane, members in lanes_for(ch.kind, ch.user_ids, ch.group_ids)
         ]
+        flags = [flag_of(org_id) for flag_of, _send in self.also]
         if not marks:
+            for (_flag_of, send), flag in zip(self.also, flags, strict=True):
+                if self.redis.set(flag, "1", nx=True, px=WAKE_MS):
+                    send(org_id)
             return set(), []
         writer = self._writer(org_id)
         pipe = writer.script_pipeline(transaction=False)
@@ -172,11 +181,17 @@ class ChangeHook:
             # alone, one round trip. A pipeline holding a script first asks SCRIPT EXISTS,
             # a second round trip per write (redis-py's Pipeline.load_scripts).
             (lane, revision, members), wake = marks[0], wakes[0]
-            results = [writer.mark(lane, revision, members, wake, WAKE_MS)]
+            results = [writer.mark(lane, revision, members, wake, WAKE_MS, also=flags)]
         else:
-            for (lane, revision, members), wake in zip(marks, wakes, strict=True):
-                writer.mark(lane, revision, members, wake, WAKE_MS, pipe)
+            for i, ((lane, revision, members), wake) in enumerate(zip(marks, wakes, strict=True)):
+                writer.mark(lane, revision, members, wake, WAKE_MS, pipe, flags if i == 0 else ())
             results = pipe.execute()[-len(marks) :]
+        if flags:  # the first mark set the other wake flags too: [drain, flag...]
+            first = list(results[0])
+            results[0] = first[0]
+            for (_flag_of, send), was_set in zip(self.also, first[1:], strict=True):
+                if was_set == 1:
+                    send(org_id)
         sent = sorted({w for w, res in zip(wakes, results, strict=True) if res == 1})
         for wake in sent:
             self.enqueue(org_id, wake)

@@ -68,6 +68,6 @@ def runtime(app: Celery) -> Runtime:
             pid=os.getpid(),
         )
         # writes made by the worker itself (mapping rules, IdP pull) take the fast path too
-        install_change_hook(_RUNTIME.database, settings)
-        install_events_hook(_RUNTIME.database, settings)
+        hook = install_change_hook(_RUNTIME.database, settings)
+        install_events_hook(_RUNTIME.database, settings, hook)
     return _RUNTIME

@@ -288,9 +288,11 @@ end
 return dropped
 """
 
-# KEYS: dirty, dirty_hi, wake, meta, again (the rerun request of the drain that wake wakes)
+# KEYS: dirty, dirty_hi, wake, meta, again (the rerun request of the drain that wake wakes),
+#       then any other wake flags of the organization to set in the same round trip
 # ARGV: rev, wake_px, is_config (0/1), member...
-# -> 1 when the caller should enqueue a drain (the wake flag was not set yet), else 0.
+# -> 1 when the caller should enqueue a drain (the wake flag was not set yet), else 0;
+# with other wake flags, {that, then 1/0 per flag: set now (send its task) or already}.
 # A flag already set means a drain task is on its way or running: the mark then also
 # sets ``again``, so a drain that has already read its lanes (or the outbox) reads them
 # once more before it lets its lease go (``RELEASE_IDLE``) — no wake is ever lost.
@@ -305,9 +307,19 @@ if ARGV[3] == '1' and built > 0 then
   local cur = tonumber(redis.call('HGET', KEYS[4], 'cfgrev') or '0')
   if tonumber(rev) > cur then redis.call('HSET', KEYS[4], 'cfgrev', rev) end
 end
-if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then return 1 end
-redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])
-return 0
+local drain = 0
+if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then
+  drain = 1
+else
+  redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])
+end
+if #KEYS == 5 then return drain end
+local out = {drain}
+for i = 6, #KEYS do
+  out[i - 4] = 0
+  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', ARGV[2]) then out[i - 4] = 1 end
+end
+return out
 """
 
 # KEYS: dirty, dirty_hi ; ARGV: revision the members were recomputed at, member...

@@ -328,9 +328,14 @@ class CacheWriter:
         wake: str,
         wake_ms: int,
         pipe: ScriptPipeline | None = None,
+        also: Sequence[str] = (),
     ) -> Any:
         """Mark members dirty at ``revision``; returns 1 when a drain should be enqueued
-        (else a drain is on its way or running, and is asked to look once more)."""
+        (else a drain is on its way or running, and is asked to look once more).
+
+        ``also``: other wake flags of the organization (keys with its hash tag) to set
+        (``NX``, ``wake_ms``) in the same round trip; the result is then ``[drain bit,
+        then 1 per flag set now / 0 per flag already set]``."""
         mem = list(members)
         keys = [
             self.keys.dirty(lane),
@@ -338,6 +343,7 @@ class CacheWriter:
             self.keys.wake(wake),
             self.keys.meta,
             self.keys.again(wake),
+            *also,
         ]
         args: list[Any] = [revision, wake_ms, 1 if lane == LANE_CONFIG else 0, *mem]
         if pipe is None:

@@ -4,9 +4,12 @@ the config store), so every write records its change row like production does.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.cache.connection import CacheRedis
+from models.cache.writer import CacheWriter
 from models.db.config_store import (
     WorkspaceSpec,
     WriteContext,
@@ -19,6 +22,7 @@ from models.db.tokens import get_or_create_org
 from scim.context import ScimContext
 from scim.groups import create_group, patch_group
 from scim.users import create_user, patch_user
+from worker.rebuild import rebuild
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -70,6 +74,22 @@ class World:
         with self.db.write() as s:
             row = create_role_binding(s, self.admin, self.groups[group], ws_id, role)
             return row.id
+
+    def team(self, group: str, members: Sequence[str], ws_id: str, role: str) -> str:
+        """The users ``members`` (those not created yet, in order), the group of them and
+        its binding to ``role`` in ``ws_id``; the group's id."""
+        for name in members:
+            if name not in self.users:
+                self.user(name)
+        self.group(group, list(members))
+        self.bind(group, ws_id, role)
+        return self.groups[group]
+
+    def cached(self, cache: CacheRedis) -> CacheWriter:
+        """Build the organization's cache from SQL (a full rebuild); its writer."""
+        writer = CacheWriter(cache, self.org_id)
+        rebuild(self.db, writer, self.org_id)
+        return writer
 
     def unbind(self, binding_id: str) -> None:
         with self.db.write() as s:

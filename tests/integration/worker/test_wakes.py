@@ -4,6 +4,7 @@ safety net, so none of these tests runs a beat."""
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import pytest
 import redis
@@ -15,10 +16,10 @@ from models.db.database import Database
 from models.settings import Settings
 from tests.integration.cache.world import World
 from tests.integration.worker.conftest import WorkerProcess, wait_until
+from worker.event_wakes import derive_flag
 from worker.hooks import ChangeHook, install_change_hook
 from worker.lanes import ALL_LANES
 from worker.pipeline import drain
-from worker.rebuild import rebuild
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -62,12 +63,8 @@ def test_a_change_marked_after_the_holders_last_read_is_drained_by_the_holder(
     removal waited for a countdown or the sweep. A must read once more before it lets go."""
     world = World.create(pg_database)
     world.workspace("ws1")
-    for name in ("alice", "bob", "carol"):
-        world.user(name)
-    world.group("eng", ["alice", "bob", "carol"])
-    world.bind("eng", "ws1", "editor")
-    writer = CacheWriter(cache, world.org_id)
-    rebuild(pg_database, writer, world.org_id)
+    world.team("eng", ["alice", "bob", "carol"], "ws1", "editor")
+    writer = world.cached(cache)
     queue = Queue(pg_database, writer)
     hook = ChangeHook(cache, queue.enqueue)
     pg_database.add_listener(hook)
@@ -111,7 +108,7 @@ def test_group_rename_applies_mapping_rules_without_the_sweep(
     with pg_database.write() as s:
         create_rule(s, world.admin, DS_RULE)
     world.group("team", ["alice"])
-    rebuild(pg_database, CacheWriter(cache, world.org_id), world.org_id)
+    world.cached(cache)
     install_change_hook(pg_database, settings)
     workers.start()
     checks = CheckClient(cache, world.org_id)
@@ -123,3 +120,45 @@ def test_group_rename_applies_mapping_rules_without_the_sweep(
 
     world.rename("team", "plain-team")  # and unbinds it again
     wait_until(lambda: not checks.check(alice, "ws1", "manage_workspace").allowed, timeout=15)
+
+
+class Counting(redis.Redis):
+    """A real client that notes the name of every command it sends."""
+
+    sent: list[str]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]).upper())
+        return super().execute_command(*args, **options)
+
+
+def test_other_wake_ups_ride_the_marks_round_trip_and_coalesce(
+    pg_database: Database, cache: redis.Redis
+) -> None:
+    """The events' derive wake-up (``ChangeHook.also``) is set by the marks' script, in the
+    same Redis round trip: a commit sends it when it set the flag, and a commit that finds
+    the flag still set sends nothing (the derive task on its way reads that commit too)."""
+    world = World.create(pg_database)
+    world.workspace("ws1")
+    world.team("eng", ["alice", "bob", "carol"], "ws1", "editor")
+    writer = world.cached(cache)
+    queue = Queue(pg_database, writer)
+    counting = Counting(connection_pool=cache.connection_pool)
+    counting.sent = []
+    hook = ChangeHook(counting, queue.enqueue)
+    sent: list[str] = []
+    hook.also.append((derive_flag, sent.append))
+    pg_database.add_listener(hook)
+    flag = derive_flag(world.org_id)
+    cache.delete(flag)
+
+    world.remove_member("eng", "bob")
+    assert list(queue.tasks) == [(world.org_id, "p")]
+    assert sent == [world.org_id]
+    assert cache.get(flag) == b"1"
+    world.remove_member("eng", "carol")  # the flag is still set: coalesced
+    assert sent == [world.org_id]
+    cache.delete(flag)  # the derive task took it
+    world.remove_member("eng", "alice")
+    assert sent == [world.org_id, world.org_id]
+    assert counting.sent == ["EVALSHA"] * 3  # one round trip per commit, marks and wakes
