@@ -1,4 +1,5 @@
-"""A TCP forwarder that a test can cut (to take PostgreSQL "down" for one client only)."""
+"""A TCP forwarder that a test can cut (to take PostgreSQL "down" for one client only) or
+stall (``flowing`` cleared: connections stay open, no byte moves)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class TcpProxy:
         self._conns: list[socket.socket] = []
         self._server: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self.flowing = threading.Event()
+        self.flowing.set()
 
     def start(self) -> None:
         server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -43,16 +46,20 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self.flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
         finally:
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_RDWR)
+
+    def restart(self) -> None:
+        """Serve again on the same port after `stop()`."""
+        self.start()
 
     def stop(self) -> None:
         """Refuse new connections and cut the open ones."""

@@ -34,12 +34,8 @@ def _world(db: Database) -> World:
     w = World.create(db)
     w.workspace("ws1", spaces_enabled=True)
     w.workspace("ws2")
-    for n in ("alice", "bob", "carol"):
-        w.user(n)
-    w.group("eng", ["alice", "bob"])
-    w.group("ops", ["carol"])
-    w.bind("eng", "ws1", "editor")
-    w.bind("ops", "ws2", "admin")
+    w.team("eng", ["alice", "bob"], "ws1", "editor")
+    w.team("ops", ["carol"], "ws2", "admin")
     return w
 
 
@@ -56,7 +52,7 @@ def test_unbuilt_cache_answers_unknown_then_known(database: Database, cache: red
     first = checks.check(alice, "ws1", "create_sources")
     assert first.status == "unknown" and not first.allowed and first.reason == "cache_not_built"
     assert checks.visible_spaces(alice, "ws1").spaces is None
-    rb.rebuild(database, CacheWriter(cache, w.org_id), w.org_id)
+    w.cached(cache)
     assert checks.check(alice, "ws1", "create_sources").status == "allow"
     assert checks.check(alice, "ws1", "manage_workspace").status == "deny"
     assert checks.check(alice, "ws2", "create_sources").reason == "no_role_in_workspace"
@@ -70,7 +66,7 @@ def test_batch_is_one_round_trip_and_matches_singles(
     database: Database, cache: redis.Redis
 ) -> None:
     w = _world(database)
-    rb.rebuild(database, CacheWriter(cache, w.org_id), w.org_id)
+    w.cached(cache)
     checks = CheckClient(cache, w.org_id)
     checks.check(w.users["alice"], "ws1", "read")  # learn the generation
     queries: list[Query] = []
@@ -101,7 +97,7 @@ def pipeline_sync(src: str, dst: str, space: str):  # type: ignore[no-untyped-de
 
 def test_min_revision_falls_back_to_sql(database: Database, cache: redis.Redis) -> None:
     w = _world(database)
-    rb.rebuild(database, CacheWriter(cache, w.org_id), w.org_id)
+    w.cached(cache)
     w.remove_member("eng", "bob")  # no worker, no hook: the cache stays behind
     rev = w.revision()
     stale = CheckClient(cache, w.org_id, max_wait_s=0.05)
@@ -118,8 +114,7 @@ def test_stale_recompute_never_overwrites_a_newer_one(
 ) -> None:
     """Recompute A reads SQL, then stalls; B reads newer SQL and writes; A writes last: B wins."""
     w = _world(pg_database)
-    writer = CacheWriter(cache, w.org_id)
-    rb.rebuild(pg_database, writer, w.org_id)
+    writer = w.cached(cache)
     bob = w.users["bob"]
     a_computed, a_may_write = threading.Event(), threading.Event()
 
@@ -152,8 +147,7 @@ def test_rebuild_flip_keeps_changes_made_while_building(
     pg_database: Database, cache: redis.Redis
 ) -> None:
     w = _world(pg_database)
-    writer = CacheWriter(cache, w.org_id)
-    rb.rebuild(pg_database, writer, w.org_id)
+    writer = w.cached(cache)
     checks = CheckClient(cache, w.org_id)
     bob = w.users["bob"]
     gen = rb.start(writer).gen  # new generation, not yet populated

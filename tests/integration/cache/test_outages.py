@@ -4,9 +4,6 @@ answer 503 in the /api/v1 error shape with Retry-After, never a 500 or a hang.""
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +33,6 @@ from tests.support.tcpproxy import TcpProxy
 from worker.hooks import REVOCATION_TIMEOUT_S, install_change_hook
 from worker.lanes import PRIORITY
 from worker.pipeline import drain
-from worker.rebuild import rebuild
 from worker.reconcile import reconcile
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -49,28 +45,8 @@ DEACTIVATE = {
 }
 
 
-class StallableProxy(TcpProxy):
-    """A TcpProxy that can also stall: connections stay open, no byte moves."""
-
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(host, port)
-        self.flowing = threading.Event()
-        self.flowing.set()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:  # type: ignore[override]
-        try:
-            while data := src.recv(65536):
-                self.flowing.wait()
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_RDWR)
-
-    def restart(self) -> None:
-        """Serve again on the same port after `stop()`."""
-        self.start()
+StallableProxy = TcpProxy
+"""Every TcpProxy can stall (``flowing``); the local-answers tests import this name."""
 
 
 @dataclass
@@ -110,10 +86,8 @@ def setup(pg_database: Database) -> Iterator[Setup]:
     cache = redis.Redis.from_url(REDIS_TEST_URL)
     world = World.create(pg_database)
     world.workspace("ws1")
-    world.user("alice")
-    world.group("eng", ["alice"])
-    world.bind("eng", "ws1", "editor")
-    rebuild(pg_database, CacheWriter(cache, world.org_id), world.org_id)
+    world.team("eng", ["alice"], "ws1", "editor")
+    world.cached(cache)
     with pg_database.write() as s:
         org = s.get_one(Organization, world.org_id)
         token = create_scim_token(s, org, "test")

@@ -15,7 +15,6 @@ from models.access.inputs import ResourceRef
 from models.access.refs import SyncRef
 from models.cache.client import Answer, Check, CheckClient, Query, SyncCheck
 from models.cache.layout import LABELS_REV, encode_labels, label_field
-from models.cache.writer import CacheWriter
 from models.db.config_loader import load_org_config, load_user_inputs
 from models.db.config_store import create_role, delete_resource, put_resource
 from models.db.database import Database
@@ -132,8 +131,7 @@ def test_cache_answers_equal_access_model_with_registered_labels(
     database: Database, cache: redis.Redis
 ) -> None:
     w = _world(database)
-    writer = CacheWriter(cache, w.org_id)
-    rb.rebuild(database, writer, w.org_id)
+    w.cached(cache)
     checks = CheckClient(cache, w.org_id)
     queries = _queries(w)
     expected = _expected(database, w, queries)
@@ -162,8 +160,7 @@ def test_label_changes_reach_the_cache_and_answers_stay_equal(
     database: Database, cache: redis.Redis
 ) -> None:
     w = _world(database)
-    writer = CacheWriter(cache, w.org_id)
-    rb.rebuild(database, writer, w.org_id)
+    writer = w.cached(cache)
     checks = CheckClient(cache, w.org_id)
     queries = _queries(w)
     alice = w.users["alice"]
@@ -196,8 +193,7 @@ def test_labels_survive_a_rebuild_and_older_snapshots_lose(
     pg_database: Database, cache: redis.Redis
 ) -> None:
     w = _world(pg_database)
-    writer = CacheWriter(cache, w.org_id)
-    rb.rebuild(pg_database, writer, w.org_id)
+    writer = w.cached(cache)
     old_gen = writer.meta().gen
     assert old_gen is not None
     gen = rb.start(writer).gen
@@ -224,8 +220,7 @@ def test_labels_survive_a_rebuild_and_older_snapshots_lose(
 
 def test_reconcile_repairs_label_drift(pg_database: Database, cache: redis.Redis) -> None:
     w = _world(pg_database)
-    writer = CacheWriter(cache, w.org_id)
-    rb.rebuild(pg_database, writer, w.org_id)
+    writer = w.cached(cache)
     assert reconcile(pg_database, writer, w.org_id).drift == 0
     gen = writer.meta().gen
     assert gen is not None
@@ -253,7 +248,7 @@ def test_reconcile_repairs_label_drift(pg_database: Database, cache: redis.Redis
 
 def test_sql_fallback_uses_registered_labels(database: Database, cache: redis.Redis) -> None:
     w = _world(database)
-    rb.rebuild(database, CacheWriter(cache, w.org_id), w.org_id)
+    w.cached(cache)
     _register(w, "lw", "sync", "s-stage", environment="production")  # cache not drained
     checks = CheckClient(cache, w.org_id, database=database, max_wait_s=0.0)
     answer = checks.check(
@@ -271,7 +266,7 @@ def test_http_check_and_explain_agree_on_registered_resources(
     from models.settings import Settings
 
     w = _world(database)
-    rb.rebuild(database, CacheWriter(cache, w.org_id), w.org_id)
+    w.cached(cache)
     settings = Settings(CACHE_REDIS_URL=REDIS_TEST_URL, IDSYNC_CHECK_API_TOKEN="t0k")
     client = TestClient(create_app(settings, database), headers={"Authorization": "Bearer t0k"})
     alice = w.users["alice"]

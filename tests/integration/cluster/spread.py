@@ -38,12 +38,8 @@ def orgs_on_every_master(db: Database, cluster: RedisCluster) -> list[World]:
     for w in worlds:
         w.workspace("ws1", spaces_enabled=True)
         w.workspace("ws2")
-        for n in ("alice", "bob", "carol"):
-            w.user(n)
-        w.group("eng", ["alice", "bob"])
-        w.group("ops", ["carol"])
-        w.bind("eng", "ws1", "editor")
-        w.bind("ops", "ws2", "admin")
+        w.team("eng", ["alice", "bob"], "ws1", "editor")
+        w.team("ops", ["carol"], "ws2", "admin")
     return worlds
 
 

@@ -23,7 +23,6 @@ from tests.support.tcpproxy import TcpProxy
 from worker.broker import TASK_RECONCILE, sender_app
 from worker.hooks import install_change_hook
 from worker.lanes import ALL_LANES, PRIORITY
-from worker.rebuild import rebuild
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
 
@@ -31,11 +30,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
 def _world(db: Database, cache: redis.Redis) -> World:
     world = World.create(db)
     world.workspace("ws1")
-    for name in ("alice", "bob"):
-        world.user(name)
-    world.group("eng", ["alice", "bob"])
-    world.bind("eng", "ws1", "editor")
-    rebuild(db, CacheWriter(cache, world.org_id), world.org_id)
+    world.team("eng", ["alice", "bob"], "ws1", "editor")
+    world.cached(cache)
     return world
 
 

@@ -13,7 +13,6 @@ from tests.integration.cache.world import World
 from tests.integration.worker.conftest import WorkerProcess, wait_until
 from worker.hooks import install_change_hook
 from worker.lanes import ALL_LANES
-from worker.rebuild import rebuild
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
 
@@ -21,12 +20,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
 def _world(db: Database, cache: redis.Redis, settings: Settings) -> tuple[World, CheckClient]:
     world = World.create(db)
     world.workspace("ws1")
-    for name in ("alice", "bob", "carol"):
-        world.user(name)
-    world.group("eng", ["alice", "bob"])
+    world.team("eng", ["alice", "bob"], "ws1", "editor")
+    world.user("carol")
     world.group("ops", ["carol"])
-    world.bind("eng", "ws1", "editor")
-    rebuild(db, CacheWriter(cache, world.org_id), world.org_id)
+    world.cached(cache)
     install_change_hook(db, settings)
     return world, CheckClient(cache, world.org_id)
 
@@ -75,8 +72,7 @@ def test_dirty_users_coalesce(
         world.user(n)
     world.group("g", [])
     world.bind("g", "ws1", "viewer")
-    writer = CacheWriter(cache, world.org_id)
-    rebuild(pg_database, writer, world.org_id)
+    writer = world.cached(cache)
     install_change_hook(pg_database, settings)
     for _round in range(10):
         for n in names:

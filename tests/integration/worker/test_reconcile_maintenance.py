@@ -122,12 +122,8 @@ def test_reconcile_prunes_old_tombstones_of_deleted_users_only(
     db = pg_database
     w = World.create(db)
     w.workspace("ws1")
-    for n in ("alice", "bob", "carol"):
-        w.user(n)
-    w.group("eng", ["alice", "bob", "carol"])
-    w.bind("eng", "ws1", "editor")
-    writer = CacheWriter(cache, w.org_id)
-    rebuild(db, writer, w.org_id)
+    w.team("eng", ["alice", "bob", "carol"], "ws1", "editor")
+    writer = w.cached(cache)
     alice, bob, carol = (w.users[n] for n in ("alice", "bob", "carol"))
     with db.write() as s:
         delete_user(s, w.scim, bob, None)
