@@ -8,18 +8,16 @@ redis://127.0.0.1:6379/15). scripts/test.sh makes sure both servers are running.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from models.db.database import Database
 from models.db.metadata import metadata
 from models.db.migrate import upgrade
 from models.db.session import normalize_url
+from tests.support.throwaway import empty_pg_database
 
 PG_ADMIN_URL = os.environ.get("IDSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("IDSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -28,17 +26,8 @@ REDIS_TEST_URL = os.environ.get("IDSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test run (dropped afterwards)."""
-    admin = create_engine(normalize_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    name = f"idsync_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(normalize_url(PG_ADMIN_URL)).set(database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with empty_pg_database(PG_ADMIN_URL, "idsync_test") as url:
+        yield normalize_url(url)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from idsync.app import create_app
 from models.db.database import Database
 from models.settings import Settings
-from tests.conftest import REDIS_TEST_URL
+from tests.conftest import PG_ADMIN_URL, REDIS_TEST_URL
+from tests.support.throwaway import empty_pg_database
 
 
 def _idsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,24 +45,8 @@ def cli_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def pg_empty_url() -> Iterator[str]:
     """A brand-new, empty PostgreSQL database (the CLI must migrate it itself)."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from models.db.session import normalize_url
-    from tests.conftest import PG_ADMIN_URL
-
-    admin = create_engine(normalize_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    name = f"idsync_cli_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with empty_pg_database(PG_ADMIN_URL, "idsync_cli") as url:
+        yield url
 
 
 def test_token_lifecycle_and_audit(cli_env: dict[str, str]) -> None:

@@ -17,22 +17,19 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from idsync.app import create_app
 from models.db.admin_keys import create_admin_key
 from models.db.database import Database
-from models.db.session import normalize_url
 from models.db.tokens import create_scim_token, get_or_create_org
 from models.settings import Settings
 from tests.conftest import PG_ADMIN_URL
 from tests.support.live_server import free_port, live_server
+from tests.support.throwaway import empty_pg_database
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "worked-example.md"
@@ -79,16 +76,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'idsync.db'}"
         return
-    admin = create_engine(normalize_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    name = f"idsync_example_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with empty_pg_database(PG_ADMIN_URL, "idsync_example") as url:
+        yield url
 
 
 def _env(database_url: str, data_dir: Path) -> dict[str, str]:

@@ -1,9 +1,24 @@
-"""Finding the processes a test started, by a marker in their environment."""
+"""The processes a test started: finding them by a marker in their environment, and
+stopping a process group."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process's group (started with ``start_new_session=True``), SIGKILL it
+    when it has not exited within 15 s; nothing when the process has exited already."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
 
 
 def processes_with_env(name: str, value: str) -> list[str]:

@@ -22,6 +22,7 @@ from tests.integration.cluster.spread import (
 )
 from tests.integration.worker.conftest import WorkerProcess, wait_until
 from tests.support.redis_cluster import LocalCluster
+from tests.support.throwaway import flushed_redis
 from worker.broker import ROUTES, TASK_REBUILD, sender_app
 from worker.hooks import install_change_hook
 from worker.lanes import ALL_LANES
@@ -39,10 +40,8 @@ def caught_up(writer: CacheWriter, revision: int) -> bool:
 
 @pytest.fixture
 def broker() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    client.flushdb()
-    yield client
-    client.close()
+    with flushed_redis(REDIS_TEST_URL) as client:
+        yield client
 
 
 def test_a_real_worker_keeps_the_cache_on_a_cluster(

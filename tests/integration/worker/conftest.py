@@ -18,6 +18,8 @@ import redis
 from models.db.database import Database
 from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
+from tests.support.processes import stop_group
+from tests.support.throwaway import flushed_redis
 from worker.broker import ALL_QUEUES
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -96,13 +98,7 @@ class WorkerProcess:
 
     def stop_all(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=5)
+            stop_group(proc)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
@@ -110,18 +106,14 @@ class WorkerProcess:
 
 @pytest.fixture
 def broker() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(BROKER_URL)
-    client.flushdb()
-    yield client
-    client.close()
+    with flushed_redis(BROKER_URL) as client:
+        yield client
 
 
 @pytest.fixture
 def cache() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(CACHE_URL)
-    client.flushdb()
-    yield client
-    client.close()
+    with flushed_redis(CACHE_URL) as client:
+        yield client
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from models.settings import Settings
 from tests.integration.cache.world import World
 from tests.integration.worker.conftest import ROOT, wait_until
 from tests.support.live_server import free_port
+from tests.support.processes import stop_group
 from worker.hooks import install_change_hook
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
@@ -94,16 +95,6 @@ def _idsync(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[byte
     )
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
 def test_worker_and_beat_survive_a_redis_restart_and_a_stall(
     pg_database: Database, pg_url: str, own_redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -111,8 +102,7 @@ def test_worker_and_beat_survive_a_redis_restart_and_a_stall(
     world.workspace("ws1")
     for name in ("alice", "bob", "carol", "dave", "erin", "frank"):
         world.user(name)
-    world.group("eng", ["alice", "bob", "carol", "dave"])
-    world.bind("eng", "ws1", "editor")
+    world.team("eng", ["alice", "bob", "carol", "dave"], "ws1", "editor")
     broker_url, cache_url = own_redis.url(0), own_redis.url(1)
     settings = Settings(REDIS_URL=broker_url, CACHE_REDIS_URL=cache_url)
     install_change_hook(pg_database, settings)  # the API's write path
@@ -198,6 +188,6 @@ def test_worker_and_beat_survive_a_redis_restart_and_a_stall(
         assert "beat raised exception" not in logs()
         assert "Redis unreachable" in (tmp_path / "beat.log").read_text()
     finally:
-        _stop(beat)
-        _stop(worker)
+        stop_group(beat)
+        stop_group(worker)
         cache.close()
