@@ -22,6 +22,7 @@ from idsync.admin_api.schemas import ExplainIn, ResourceRefIn
 from idsync.console.context import Console, identity_of
 from idsync.console.sessions import ConsoleSession
 from idsync.console.words import explanation_view
+from models.access.errors import ValidationError as AccessValidationError
 from models.access.grants import (
     LEGACY_ACTIONS,
     LEGACY_RESOURCE_TYPES,
@@ -88,7 +89,7 @@ def answer(console: Console, session: ConsoleSession, q: dict[str, str]) -> dict
             resource=resource,
         )
         explained = explain(body, identity_of(session), console.db)
-    except ConfigError as exc:
+    except (ConfigError, AccessValidationError) as exc:  # the API's 422s, naming the field
         return {"error": (exc.field, exc.message)}
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -22,6 +22,7 @@ from idsync.console.context import (
     console_of,
     console_page,
 )
+from idsync.console.errors import ConsoleErrors
 from idsync.console.explorer import explorer
 from idsync.console.headers import ConsoleHeaders
 from idsync.console.overview import overview
@@ -92,7 +93,7 @@ def create_console(settings: Settings, db: Database) -> Starlette:
         handlers[kind] = unavailable
     console_app = Starlette(
         routes=routes,
-        middleware=[Middleware(ConsoleHeaders)],
+        middleware=[Middleware(ConsoleHeaders), Middleware(ConsoleErrors)],
         exception_handlers=handlers,  # type: ignore[arg-type]
     )
     console_app.router.redirect_slashes = False  # as the API: a trailing slash is another path
