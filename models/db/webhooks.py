@@ -237,55 +237,72 @@ class Attempt:
     at: datetime
 
 
-def record_attempt(
-    session: Session, sub_id: str, event: Any, attempt: Attempt, *, redelivery: bool = False
-) -> WebhookDelivery:
-    """Add an attempt at ``event`` (an ``Event`` row) to the delivery log."""
-    row = session.scalars(
-        select(WebhookDelivery)
-        .where(WebhookDelivery.subscription_id == sub_id, WebhookDelivery.seq == event.seq)
-        .with_for_update()
-    ).one_or_none()
-    if row is None:
-        row = WebhookDelivery(
-            subscription_id=sub_id,
-            org_id=event.org_id,
-            seq=event.seq,
-            event_id=event.event_id,
-            event_type=event.type,
-            attempts=0,
-            redeliver=0,
-            first_attempt_at=attempt.at,
-        )
-        session.add(row)
-    row.attempts = (row.attempts or 0) + 1
-    row.last_attempt_at = attempt.at
-    row.last_status_code = attempt.status_code
-    row.last_error = attempt.error
-    row.status = "retrying" if attempt.outcome == "retry" else attempt.outcome
-    if attempt.outcome == "delivered":
-        row.delivered_at = attempt.at
-    if redelivery:
-        row.redeliver = 0
-    session.flush()
-    return row
-
-
-def record_outcome(
+def record_attempts(
     session: Session,
     sub_id: str,
+    attempts: Sequence[tuple[Any, Attempt]],
+    *,
+    redelivery: bool = False,
+) -> list[WebhookDelivery]:
+    """Add attempts at events (``(Event row, Attempt)``) to the delivery log, in one read of
+    the rows that exist already."""
+    seqs = [event.seq for event, _ in attempts]
+    existing = {
+        d.seq: d
+        for d in session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.subscription_id == sub_id, WebhookDelivery.seq.in_(seqs))
+            .with_for_update()
+        )
+    }
+    out: list[WebhookDelivery] = []
+    for event, attempt in attempts:
+        row = existing.get(event.seq)
+        if row is None:
+            row = WebhookDelivery(
+                subscription_id=sub_id,
+                org_id=event.org_id,
+                seq=event.seq,
+                event_id=event.event_id,
+                event_type=event.type,
+                attempts=0,
+                redeliver=0,
+                first_attempt_at=attempt.at,
+            )
+            session.add(row)
+            existing[event.seq] = row
+        row.attempts = (row.attempts or 0) + 1
+        row.last_attempt_at = attempt.at
+        row.last_status_code = attempt.status_code
+        row.last_error = attempt.error
+        row.status = "retrying" if attempt.outcome == "retry" else attempt.outcome
+        if attempt.outcome == "delivered":
+            row.delivered_at = attempt.at
+        if redelivery:
+            row.redeliver = 0
+        out.append(row)
+    session.flush()
+    return out
+
+
+def lock_subscription(session: Session, sub_id: str) -> WebhookSubscription:
+    sub = session.get(WebhookSubscription, sub_id, with_for_update=True)
+    if sub is None:
+        raise NotFoundError("id", f"no webhook subscription {sub_id!r}")
+    return sub
+
+
+def apply_outcome(
+    sub: WebhookSubscription,
     attempt: Attempt,
     *,
     cursor: int | None,
     next_attempt_at: datetime | None,
     failing_after_s: float,
-) -> WebhookSubscription:
+) -> None:
     """The subscription's side of an attempt: its cursor moves past a delivered (or refused)
     event; a failure starts or continues a failing streak, which past ``failing_after_s``
     marks the subscription ``failing`` (no further attempts until resumed)."""
-    sub = session.get(WebhookSubscription, sub_id, with_for_update=True)
-    if sub is None:
-        raise NotFoundError("id", f"no webhook subscription {sub_id!r}")
     if cursor is not None and cursor > sub.cursor:
         sub.cursor = cursor
     sub.last_attempt_at = attempt.at
@@ -301,7 +318,6 @@ def record_outcome(
         if (attempt.at - sub.failing_since).total_seconds() >= failing_after_s:
             sub.state = FAILING
             sub.next_attempt_at = None
-    return sub
 
 
 def failing_subscriptions(session: Session, org_id: str) -> list[WebhookSubscription]:

@@ -31,15 +31,18 @@ from models.db.event_tables import Event, WebhookSubscription
 from models.db.webhooks import (
     FAILING,
     Attempt,
+    apply_outcome,
+    lock_subscription,
     open_secret,
-    record_attempt,
-    record_outcome,
+    record_attempts,
     redeliveries,
 )
 from models.secret_box import SecretBox
 from models.webhook_signature import signed_headers
 
 BUDGET_S: Final = 5.0
+BATCH: Final = 20
+"""Events sent before their outcomes are committed together (one transaction per batch)."""
 BACKOFF_BASE_S: Final = 1.0
 ERROR_MAX_CHARS: Final = 500
 
@@ -108,13 +111,11 @@ def post(
     return Attempt(outcome, code, error, utcnow()), _retry_after(response)
 
 
-def _next_event(database: Database, sub: WebhookSubscription) -> Event | None:
+def _next_events(database: Database, sub: WebhookSubscription, limit: int) -> list[Event]:
     with database.read() as session:
-        found = events_after(session, sub.org_id, int(sub.cursor), 1, sub.event_types or ())
-        if found:
-            session.expunge(found[0])
-            return found[0]
-    return None
+        found = events_after(session, sub.org_id, int(sub.cursor), limit, sub.event_types or ())
+        session.expunge_all()
+    return found
 
 
 def _redeliver(
@@ -136,7 +137,7 @@ def _redeliver(
     for event in events:
         attempt, _ = post(client, sub.url, secret, event, policy.timeout_s)
         with database.write() as session:
-            record_attempt(session, sub.id, event, attempt, redelivery=True)
+            record_attempts(session, sub.id, [(event, attempt)], redelivery=True)
         report.redelivered += 1
 
 
@@ -171,11 +172,16 @@ def deliver(
         if sub.next_attempt_at is not None and sub.next_attempt_at > now:
             report.retry_in = (sub.next_attempt_at - now).total_seconds()
             return report
-        event = _next_event(database, sub)
-        if event is None:
+        events = _next_events(database, sub, BATCH)
+        if not events:
             return report
-        attempt, retry_after = post(client, sub.url, secret, event, policy.timeout_s)
-        _record(database, sub, event, attempt, retry_after, policy, report)
+        sent: list[tuple[Event, Attempt, float | None]] = []
+        for event in events:
+            attempt, retry_after = post(client, sub.url, secret, event, policy.timeout_s)
+            sent.append((event, attempt, retry_after))
+            if attempt.outcome == "retry" or time.monotonic() >= deadline:
+                break
+        _record(database, sub.id, sent, policy, report)
         if report.retry_in is not None or report.failing:
             return report
         if time.monotonic() >= deadline:
@@ -185,33 +191,33 @@ def deliver(
 
 def _record(
     database: Database,
-    sub: WebhookSubscription,
-    event: Event,
-    attempt: Attempt,
-    retry_after: float | None,
+    sub_id: str,
+    sent: list[tuple[Event, Attempt, float | None]],
     policy: Policy,
     report: DeliverReport,
 ) -> None:
+    """The outcomes of a batch, in one transaction (a worker killed before it commits sends
+    the whole batch again: at least once)."""
     with database.write() as session:
-        row = record_attempt(session, sub.id, event, attempt)
-        next_at: datetime | None = None
-        if attempt.outcome == "retry":
-            wait = backoff_s(row.attempts, policy.retry_max_s, retry_after)
-            next_at = attempt.at + timedelta(seconds=wait)
-        updated = record_outcome(
-            session,
-            sub.id,
-            attempt,
-            cursor=None if attempt.outcome == "retry" else int(event.seq),
-            next_attempt_at=next_at,
-            failing_after_s=policy.failing_after_s,
-        )
-        if updated.state == FAILING:
-            report.failing = True
-        elif next_at is not None:
-            report.retry_in = (next_at - attempt.at).total_seconds()
-    counter = {"delivered": "delivered", "failed": "failed"}.get(attempt.outcome, "retried")
-    setattr(report, counter, getattr(report, counter) + 1)
+        rows = record_attempts(session, sub_id, [(e, a) for e, a, _ in sent])
+        sub = lock_subscription(session, sub_id)
+        for (event, attempt, retry_after), row in zip(sent, rows, strict=True):
+            next_at: datetime | None = None
+            if attempt.outcome == "retry":
+                wait = backoff_s(row.attempts, policy.retry_max_s, retry_after)
+                next_at = attempt.at + timedelta(seconds=wait)
+                report.retry_in = wait
+            apply_outcome(
+                sub,
+                attempt,
+                cursor=None if attempt.outcome == "retry" else int(event.seq),
+                next_attempt_at=next_at,
+                failing_after_s=policy.failing_after_s,
+            )
+            counter = {"delivered": "delivered", "failed": "failed"}.get(attempt.outcome, "retried")
+            setattr(report, counter, getattr(report, counter) + 1)
+        if sub.state == FAILING:
+            report.failing, report.retry_in = True, None
 
 
 def summary(report: DeliverReport) -> dict[str, Any]:

@@ -88,8 +88,12 @@ class Setup:
             return sub
 
     def all_delivered(self) -> bool:
+        """Every event of the log received (2xx) in order, and its outcome recorded."""
         ids = self.log_ids()
-        return bool(ids) and self.receiver.delivered_ids() == ids
+        if not ids or self.receiver.delivered_ids() != ids:
+            return False
+        log = self.deliveries()
+        return all(i in log and log[i].status == "delivered" for i in ids)
 
 
 @pytest.fixture
@@ -195,8 +199,9 @@ def test_a_4xx_is_not_retried(setup: Setup, workers: WorkerProcess) -> None:
     _scenario(env, users=3)
 
     def done() -> bool:
-        ids = env.log_ids()
-        return len(ids) > 1 and env.receiver.delivered_ids() == ids[1:]
+        ids, log = env.log_ids(), env.deliveries()
+        recorded = all(i in log and log[i].status in ("delivered", "failed") for i in ids)
+        return len(ids) > 1 and env.receiver.delivered_ids() == ids[1:] and recorded
 
     wait_until(done, 60)
     refused = env.receiver.received[0].event_id
