@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.db.base import Base, JSONDoc, UTCDateTime, new_id, utcnow
+from models.db.base import Base, CredentialColumns, JSONDoc, UTCDateTime, new_id, utcnow
 
 CONFIG_ID_LEN = 36
 """Configuration ids (workspace, Space, role, rule) are at most this long (a UUID fits)."""
@@ -249,18 +249,11 @@ class MappingRuleRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class AdminKey(Base):
+class AdminKey(CredentialColumns, Base):
     """An organization admin API key; only its SHA-256 is stored."""
 
     __tablename__ = "admin_keys"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    org_id: Mapped[str] = mapped_column(_org_fk())
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(32))
-    description: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (Index(None, "org_id"),)

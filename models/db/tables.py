@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.db.base import Base, JSONDoc, UTCDateTime, new_id, utcnow
+from models.db.base import Base, CredentialColumns, JSONDoc, UTCDateTime, new_id, utcnow
 
 
 class Organization(Base):
@@ -41,19 +41,12 @@ class Organization(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class ScimToken(Base):
+class ScimToken(CredentialColumns, Base):
     """A SCIM bearer token; only its SHA-256 is stored."""
 
     __tablename__ = "scim_tokens"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(32))
-    description: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (Index(None, "org_id"),)
 
