@@ -84,10 +84,7 @@ def test_check_api_needs_a_credential_and_admin_keys_are_scoped(database: Databa
     from models.db.tokens import get_or_create_org
 
     cache = redis.Redis.from_url(REDIS_TEST_URL)
-    w = World.create(database)
-    w.workspace("ws1")
-    w.team("eng", ["alice"], "ws1", "editor")
-    w.cached(cache)
+    w = World.alice_edits(database, cache)
     with database.write() as session:
         own = create_admin_key(session, session.get_one(Organization, w.org_id))
         other = create_admin_key(session, get_or_create_org(session, "someone-else"))
@@ -123,10 +120,7 @@ def _org_with_alice(database: Database) -> tuple[World, str, str]:
     from models.db.tables import Organization
     from models.db.tokens import get_or_create_org
 
-    w = World.create(database)
-    w.workspace("ws1")
-    w.team("eng", ["alice"], "ws1", "editor")
-    w.cached(redis.Redis.from_url(REDIS_TEST_URL))
+    w = World.alice_edits(database, redis.Redis.from_url(REDIS_TEST_URL))
     with database.write() as session:
         own = create_admin_key(session, session.get_one(Organization, w.org_id))
         other = create_admin_key(session, get_or_create_org(session, f"other-{w.org_id[:8]}"))

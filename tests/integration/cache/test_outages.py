@@ -84,10 +84,7 @@ class Setup:
 def setup(pg_database: Database) -> Iterator[Setup]:
     """alice (group eng, editor in ws1) with a built cache; Redis behind a proxy."""
     cache = redis.Redis.from_url(REDIS_TEST_URL)
-    world = World.create(pg_database)
-    world.workspace("ws1")
-    world.team("eng", ["alice"], "ws1", "editor")
-    world.cached(cache)
+    world = World.alice_edits(pg_database, cache)
     with pg_database.write() as s:
         org = s.get_one(Organization, world.org_id)
         token = create_scim_token(s, org, "test")

@@ -11,6 +11,7 @@ from typing import Any
 from models.cache.connection import CacheRedis
 from models.cache.writer import CacheWriter
 from models.db.config_store import (
+    RuleSpec,
     WorkspaceSpec,
     WriteContext,
     create_role_binding,
@@ -28,6 +29,14 @@ USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
+DS_RULE = RuleSpec(
+    id="ds",
+    attribute="displayName",
+    match="regex",
+    pattern=r"^ds-(?P<workspace>[a-z0-9-]+)-(?P<role>admin|editor|viewer)$",
+)
+"""A mapping rule: a group named ``ds-<workspace>-<role>`` holds the role there."""
+
 
 @dataclass
 class World:
@@ -42,6 +51,15 @@ class World:
             org = get_or_create_org(s, name or f"org-{uuid.uuid4().hex[:8]}")
             org_id = org.id
         return cls(db, org_id)
+
+    @classmethod
+    def alice_edits(cls, db: Database, cache: CacheRedis) -> World:
+        """alice, in group eng, editor in workspace ws1; the cache built."""
+        world = cls.create(db)
+        world.workspace("ws1")
+        world.team("eng", ["alice"], "ws1", "editor")
+        world.cached(cache)
+        return world
 
     @property
     def scim(self) -> ScimContext:

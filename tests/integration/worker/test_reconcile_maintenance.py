@@ -13,12 +13,12 @@ from models.cache.client import CheckClient
 from models.cache.layout import NO_ACCESS, decode_user
 from models.cache.writer import CacheWriter
 from models.db.base import utcnow
-from models.db.config_store import RuleSpec, create_rule
+from models.db.config_store import create_rule
 from models.db.config_tables import RoleBindingRow
 from models.db.database import Database
 from models.db.tables import Change
 from scim.users import delete_user
-from tests.integration.cache.world import World
+from tests.integration.cache.world import DS_RULE, World
 from worker import pipeline
 from worker import rebuild as rb
 from worker.lanes import BULK, PRIORITY
@@ -26,13 +26,6 @@ from worker.rebuild import rebuild
 from worker.reconcile import reconcile
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-
-DS_RULE = RuleSpec(
-    id="ds",
-    attribute="displayName",
-    match="regex",
-    pattern=r"^ds-(?P<workspace>[a-z0-9-]+)-(?P<role>admin|editor|viewer)$",
-)
 
 
 def _bindings(db: Database, group_id: str) -> list[tuple[str, str, str]]:

@@ -11,10 +11,10 @@ import redis
 
 from models.cache.client import CheckClient
 from models.cache.writer import CacheWriter
-from models.db.config_store import RuleSpec, create_rule
+from models.db.config_store import create_rule
 from models.db.database import Database
 from models.settings import Settings
-from tests.integration.cache.world import World
+from tests.integration.cache.world import DS_RULE, World
 from tests.integration.worker.conftest import WorkerProcess, wait_until
 from worker.event_wakes import derive_flag
 from worker.hooks import ChangeHook, install_change_hook
@@ -22,13 +22,6 @@ from worker.lanes import ALL_LANES
 from worker.pipeline import drain
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-
-DS_RULE = RuleSpec(
-    id="ds",
-    attribute="displayName",
-    match="regex",
-    pattern=r"^ds-(?P<workspace>[a-z0-9-]+)-(?P<role>admin|editor|viewer)$",
-)
 
 
 class Queue:
