@@ -170,9 +170,10 @@ class Database:
         ):
             self.read_engine = make_engine(url, echo=echo, sqlite_writer=False)
         self.read_sessions = make_session_factory(self.read_engine)
-        # `write_one`'s engine: PostgreSQL's one statement is its own transaction.
+        # `write_one`'s engine: PostgreSQL's one statement is its own transaction, on
+        # autocommit connections of their own (a pool half the main one's).
         self._one_statement_engine: Engine = (
-            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            make_engine(url, pool_size=max(2, pool_size // 2), echo=echo, autocommit=True)
             if self.engine.dialect.name == "postgresql"
             else self.engine
         )
@@ -182,6 +183,12 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """Every engine this database runs statements on (writes, reads, `write_one`)."""
+        found = (self.engine, self.read_engine, self._one_statement_engine)
+        return tuple(dict.fromkeys(found))
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -281,9 +288,8 @@ class Database:
         return True
 
     def dispose(self) -> None:
-        self.engine.dispose()
-        if self.read_engine is not self.engine:
-            self.read_engine.dispose()
+        for engine in self.engines:
+            engine.dispose()
 
 
 @dataclass(frozen=True)

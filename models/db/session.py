@@ -36,13 +36,21 @@ CONNECT_TIMEOUT_S = 5
 
 
 def make_engine(
-    url: str, *, pool_size: int = 10, echo: bool = False, sqlite_writer: bool = True
+    url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    sqlite_writer: bool = True,
+    autocommit: bool = False,
 ) -> Engine:
     """Create an engine for `url` (PostgreSQL via psycopg 3, or SQLite in WAL mode).
 
     SQLite: a writer engine begins every transaction with BEGIN IMMEDIATE (writers queue
     on busy_timeout instead of failing on lock upgrade); a reader engine
     (`sqlite_writer=False`) keeps deferred BEGIN, so reads run beside a writer (WAL).
+    PostgreSQL with `autocommit`: every statement is its own transaction, on connections
+    opened that way (a pool of their own: switching a pooled connection's isolation
+    level at each checkout and back at each return cost more CPU than the statement).
     """
     real = normalize_url(url)
     parsed = make_url(real)
@@ -71,6 +79,7 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         # An unreachable server fails in seconds, not after the kernel's TCP timeout.
         connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
     )

@@ -14,14 +14,14 @@ from tests.support.scim_client import Orgs
 @contextmanager
 def executed_statements(orgs: Orgs) -> Iterator[list[str]]:
     """Every SQL statement the app executes inside, through the database's engines
-    (writer and reader)."""
+    (writer, reader and one-statement writes)."""
     statements: list[str] = []
     database = orgs.db
 
     def record(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
         statements.append(statement)
 
-    engines = {database.engine, database.read_engine}
+    engines = database.engines
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     try:

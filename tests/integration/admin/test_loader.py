@@ -164,7 +164,7 @@ def test_loader_query_count_is_constant(database: Database) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
             statements.append(statement)
 
-    engines = {database.engine, getattr(database, "read_engine", database.engine)}
+    engines = database.engines
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)
     try:
