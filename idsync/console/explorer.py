@@ -34,6 +34,7 @@ from models.db.config_tables import ConfigWorkspace
 from models.db.reads import reading
 from scim.listing import SearchParams, search
 from scim.schemas import USER_RESOURCE
+from scim.users import groups_of
 
 FIELDS = ("user", "workspace", "grant", "resource_type", "resource_id", "space_id")
 GRANT_CHOICES = sorted(V2_GRANT_NAMES | set(LEGACY_ACTIONS))
@@ -89,12 +90,14 @@ def answer(console: Console, session: ConsoleSession, q: dict[str, str]) -> dict
             resource=resource,
         )
         explained = explain(body, identity_of(session), console.db)
+        with console.db.read() as s:
+            names = dict(groups_of(s, [body.user]).get(body.user, []))
     except (ConfigError, AccessValidationError) as exc:  # the API's 422s, naming the field
         return {"error": (exc.field, exc.message)}
     except ValidationError as exc:
         first = exc.errors()[0]
         return {"error": (".".join(str(p) for p in first["loc"]), first["msg"])}
-    return {"result": explanation_view(explained)}
+    return {"result": explanation_view(explained, names)}
 
 
 async def explorer(request: Request, console: Console, session: ConsoleSession) -> Response:

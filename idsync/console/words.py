@@ -65,15 +65,23 @@ def binding_source(source: str) -> str:
     return f"made by mapping rule {source}"
 
 
-def explanation_view(explained: dict[str, Any]) -> dict[str, Any]:
+def explanation_view(explained: dict[str, Any], group_names: dict[str, str]) -> dict[str, Any]:
     """``POST /api/v1/explain``'s answer with the words added (``sentence``, ``rule_texts``,
-    each binding's ``source_words``)."""
+    ``group_names``, each binding's ``group`` name and ``source_words``)."""
+
+    def name(group_id: str) -> str:
+        return group_names.get(group_id, group_id)
+
     return {
         **explained,
         "sentence": reason_sentence(str(explained["reason"])),
         "rule_texts": rule_sentences(list(explained.get("rules") or [])),
+        "group_names": [name(g) for g in explained.get("groups") or []],
         "bindings": [
-            {**b, "source_words": binding_source(str(b["source"]))}
+            {**b, "group": name(b["group_id"]), "source_words": binding_source(str(b["source"]))}
             for b in explained.get("bindings") or []
+        ],
+        "ignored_bindings": [
+            {**i, "group": name(i["group_id"])} for i in explained.get("ignored_bindings") or []
         ],
     }

@@ -10,10 +10,8 @@ outside 127.0.0.1. With IDSYNC_UPDATE_SCREENSHOTS=1 it also writes docs/images/o
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,8 +19,6 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -30,12 +26,11 @@ from idsync.api_docs import ASSET_FILES, ASSETS_PREFIX
 from idsync.app import create_app
 from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
+from tests.support.chromium import chromium, requested_urls
 from tests.support.live_server import live_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "images" / "openapi.png"
-CHROMIUM = os.environ.get("IDSYNC_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("IDSYNC_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -71,45 +66,8 @@ def test_docs_pages_reference_only_their_own_server(app: FastAPI) -> None:
         assert not {"/docs", "/docs/oauth2-redirect"} & set(paths)
 
 
-def _chromium() -> webdriver.Chrome:
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
-    if missing:
-        pytest.fail(
-            f"{missing} not found: install Debian's chromium and chromium-driver "
-            "(scripts/test.sh does) or set IDSYNC_TEST_CHROMIUM / IDSYNC_TEST_CHROMEDRIVER"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",  # CI runs as root
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        "--hide-scrollbars",
-        # No internet: every host name but loopback fails to resolve.
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-
-
-def _requested_urls(driver: webdriver.Chrome) -> list[str]:
-    urls = []
-    for entry in driver.get_log("performance"):  # type: ignore[no-untyped-call]
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-    return urls
-
-
 def test_swagger_ui_renders_offline(app: FastAPI, tmp_path: Path) -> None:
-    driver = _chromium()
+    driver = chromium()
     try:
         with live_server(app) as base:
             driver.get(f"{base}/docs")
@@ -125,7 +83,7 @@ def test_swagger_ui_renders_offline(app: FastAPI, tmp_path: Path) -> None:
             assert driver.find_elements(By.CSS_SELECTOR, ".swagger-ui .info .title")
             shot = driver.get_screenshot_as_png()
             assert shot.startswith(PNG_MAGIC)
-            requests = _requested_urls(driver)
+            requests = requested_urls(driver)
     finally:
         driver.quit()
 

@@ -346,6 +346,11 @@ def test_the_explorer_explains_a_deny_like_the_admin_api(client: TestClient, wor
         assert missing.replace("'", "&#39;") in page.text
     for rule in api["rules"]:
         assert f"<code>{rule}</code>" in page.text
+    # groups by name, each binding with its provenance in words
+    assert "<li>Groups: analysts</li>" in page.text
+    assert "group <strong>analysts</strong> holds role <strong>editor</strong>, bound by hand" in (
+        page.text
+    )
     allowed = client.get(
         "/console/explorer",
         params={"user": world.ada, "workspace": "marketing", "grant": "read"},
