@@ -78,33 +78,29 @@ def test_second_instance_reuses_running_server(embedded: EmbeddedRedis, tmp_path
     assert pid is not None and not _pid_alive(pid)
 
 
-def test_reused_from_another_process(embedded: EmbeddedRedis, tmp_path: Path) -> None:
-    url = embedded.start()
+def _start_in_another_process(data_dir: Path) -> str:
+    """``EmbeddedRedis(data_dir).start()`` in a Python process of its own (which then
+    exits): the URL it printed."""
     code = (
         "import sys; from pathlib import Path; from models.embedded_redis import EmbeddedRedis;"
         "print(EmbeddedRedis(Path(sys.argv[1])).start())"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "data")],
+        [sys.executable, "-c", code, str(data_dir)],
         check=True,
         capture_output=True,
         text=True,
     )
-    assert out.stdout.strip() == url
+    return out.stdout.strip()
+
+
+def test_reused_from_another_process(embedded: EmbeddedRedis, tmp_path: Path) -> None:
+    url = embedded.start()
+    assert _start_in_another_process(tmp_path / "data") == url
 
 
 def test_server_outlives_the_process_that_started_it(tmp_path: Path) -> None:
-    code = (
-        "import sys; from pathlib import Path; from models.embedded_redis import EmbeddedRedis;"
-        "print(EmbeddedRedis(Path(sys.argv[1])).start())"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "data")],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    url = out.stdout.strip()
+    url = _start_in_another_process(tmp_path / "data")
     server = EmbeddedRedis(tmp_path / "data")
     try:
         assert _answers(url)

@@ -18,6 +18,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
 
 from idsync.admin_api import config_routes
 from idsync.app import create_app
@@ -304,32 +305,27 @@ def test_chunked_application_equals_a_full_one(
             )
         )
 
+    def bindings(s: Session) -> set[tuple[str, str, str, str]]:
+        rows = s.execute(
+            select(
+                RoleBindingRow.group_id,
+                RoleBindingRow.workspace_id,
+                RoleBindingRow.role_id,
+                RoleBindingRow.source,
+            ).where(RoleBindingRow.org_id == org_id)
+        )
+        return {(g, w, r, src) for g, w, r, src in rows}
+
     def state() -> set[tuple[str, str, str, str]]:
         with db.read() as s:
-            rows = s.execute(
-                select(
-                    RoleBindingRow.group_id,
-                    RoleBindingRow.workspace_id,
-                    RoleBindingRow.role_id,
-                    RoleBindingRow.source,
-                ).where(RoleBindingRow.org_id == org_id)
-            )
-            return {(g, w, r, src) for g, w, r, src in rows}
+            return bindings(s)
 
     with db.sessions() as s:  # what one transaction would make
         tx = s.begin()
         try:
             apply_mapping_rules(s, org_id, actor="t", record=False)
             s.flush()
-            rows = s.execute(
-                select(
-                    RoleBindingRow.group_id,
-                    RoleBindingRow.workspace_id,
-                    RoleBindingRow.role_id,
-                    RoleBindingRow.source,
-                ).where(RoleBindingRow.org_id == org_id)
-            )
-            full = {(g, w, r, src) for g, w, r, src in rows}
+            full = bindings(s)
         finally:
             tx.rollback()
     monkeypatch.setattr(rule_application, "CHUNK_EVALUATIONS", 1)  # one group a chunk
