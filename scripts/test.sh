@@ -280,8 +280,9 @@ ensure_redis() {
 }
 
 # ---------------------------------------------------------------- 2c. a browser
-# Browser tests (the offline OpenAPI page) drive Debian's headless Chromium through
-# chromedriver; they fail rather than skip without it, so make sure it is there.
+# Browser tests (the offline OpenAPI page, the web console) drive Debian's headless
+# Chromium through chromedriver; they fail rather than skip without it, so make sure it
+# is there (apt-get install chromium chromium-driver, as root).
 ensure_chromium() {
   local chromium="${IDSYNC_TEST_CHROMIUM:-/usr/bin/chromium}"
   local driver="${IDSYNC_TEST_CHROMEDRIVER:-/usr/bin/chromedriver}"
