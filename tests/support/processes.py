@@ -1,12 +1,35 @@
-"""The processes a test started: finding them by a marker in their environment, and
-stopping a process group."""
+"""The processes a test starts: running a command as a user would (``captured``), finding
+them by a marker in their environment, and stopping a process group."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+
+def captured(
+    command: Sequence[str | Path],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` to its end (at most ``timeout`` s) with ``stdin``, its output
+    captured as text; a failure is the caller's to assert (its stderr says why)."""
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
