@@ -170,10 +170,12 @@ class Database:
         ):
             self.read_engine = make_engine(url, echo=echo, sqlite_writer=False)
         self.read_sessions = make_session_factory(self.read_engine)
-        # `write_one`'s engine: PostgreSQL's one statement is its own transaction, on
-        # autocommit connections of their own (a pool half the main one's).
+        # PostgreSQL: a pool of autocommit connections for what runs one statement at a
+        # time (`write_one`'s write, and the request reads of `models.db.reads`), every
+        # statement its own transaction; as large as the main pool, which keeps the
+        # transactions of `write`. SQLite: the writer engine (BEGIN IMMEDIATE).
         self._one_statement_engine: Engine = (
-            make_engine(url, pool_size=max(2, pool_size // 2), echo=echo, autocommit=True)
+            make_engine(url, pool_size=pool_size, echo=echo, autocommit=True)
             if self.engine.dialect.name == "postgresql"
             else self.engine
         )
@@ -183,6 +185,11 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def autocommit_engine(self) -> Engine | None:
+        """PostgreSQL: the pool of autocommit connections (None on SQLite)."""
+        return None if self.dialect != "postgresql" else self._one_statement_engine
 
     @property
     def engines(self) -> tuple[Engine, ...]:

@@ -11,25 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from models.db.database import Database
-
-
-@cache  # one per engine, and a process has a few: building one per request costs ~30 us
-def _autocommit(engine: Engine) -> Engine:
-    """`engine` in autocommit (it shares the engine's pool)."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 @contextmanager
 def reading(db: Database) -> Iterator[Connection]:
     """A connection for Core reads. PostgreSQL: autocommit (under READ COMMITTED every
     statement takes its own snapshot anyway, so a read transaction buys only a BEGIN and
-    a ROLLBACK round trip). SQLite: the reader engine's deferred transaction, one
-    snapshot for every statement, rolled back at the end (`Database.read_engine`)."""
-    engine = _autocommit(db.engine) if db.dialect == "postgresql" else db.read_engine
-    with engine.connect() as conn:
+    a ROLLBACK round trip), from the pool opened that way (`Database.autocommit_engine`).
+    SQLite: the reader engine's deferred transaction, one snapshot for every statement,
+    rolled back at the end (`Database.read_engine`)."""
+    with (db.autocommit_engine or db.read_engine).connect() as conn:
         yield conn
