@@ -6,7 +6,7 @@ session, the key it was opened with still in force, and for every write the CSRF
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +23,7 @@ from starlette.templating import Jinja2Templates
 from idsync.console.cookies import SESSION_COOKIE, clear_cookie
 from idsync.console.forms import read_form
 from idsync.console.sessions import ConsoleSession, SessionStore, same_secret
-from models.cache.connection import CacheRedis
+from models.cache.connection import CacheRedis, cache_redis
 from models.db.admin_keys import AdminIdentity, admin_key_in_force
 from models.db.database import Database
 from models.settings import Settings
@@ -34,20 +34,44 @@ STATIC = HERE / "static"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+REDIS_TIMEOUT_S = 2.0
 UNAVAILABLE = (redis.RedisError, OperationalError, PoolTimeout)
 
 
 @dataclass
 class Console:
-    """The console's shared state (one per app)."""
+    """The console's shared state (one per app). The Redis client is made on first use
+    (a Redis Cluster's client connects when made: an unreachable cluster must not stop
+    the app from starting, only the console from answering, 503)."""
 
     db: Database
     settings: Settings
-    sessions: SessionStore | None
-    """None when no Redis is configured: nobody can sign in (the page says so)."""
     templates: Jinja2Templates
-    cache: CacheRedis | None
-    """The permission cache's Redis (sync status reads its lag and backlog)."""
+    _cache: CacheRedis | None = field(default=None, init=False)
+    _sessions: SessionStore | None = field(default=None, init=False)
+
+    @property
+    def cache(self) -> CacheRedis | None:
+        """The permission cache's Redis (sessions; sync status reads its lag and backlog);
+        None when none is configured."""
+        url = self.settings.resolved_cache_redis_url()
+        if self._cache is None and url is not None:
+            self._cache = cache_redis(
+                url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+            )
+        return self._cache
+
+    @property
+    def sessions(self) -> SessionStore | None:
+        """None when no Redis is configured: nobody can sign in (the page says so)."""
+        cache = self.cache
+        if self._sessions is None and cache is not None:
+            self._sessions = SessionStore(
+                cache,
+                idle_s=self.settings.console_idle_s,
+                max_age_s=self.settings.console_max_age_s,
+            )
+        return self._sessions
 
     def render(
         self,

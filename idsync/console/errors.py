@@ -10,33 +10,21 @@ import html
 import logging
 
 from starlette.responses import HTMLResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from idsync.http_middleware import HttpMiddleware, NotingSend
 from idsync.logs import get_request_id
 
 log = logging.getLogger("idsync.console")
 
 
-class ConsoleErrors:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def noting_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+class ConsoleErrors(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sending = NotingSend(send)
         try:
-            await self.app(scope, receive, noting_send)
+            await self.app(scope, receive, sending)
         except Exception as exc:
-            if started:
+            if sending.started:
                 raise
             log.error("console: unhandled error", exc_info=exc, extra={"path": scope.get("path")})
             rid = html.escape(get_request_id() or "")

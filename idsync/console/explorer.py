@@ -44,25 +44,12 @@ RESOURCE_TYPES = sorted(set(REF_TYPE_TO_SCOPE) | set(LEGACY_RESOURCE_TYPES))
 def user_id_of(console: Console, org_id: str, named: str) -> str:
     """A userName names its user (ids are tried first: explain takes ids)."""
     with reading(console.db) as conn:
-        by_id = search(
-            conn,
-            USER_RESOURCE,
-            org_id,
-            SearchParams(filter=f"id eq {json.dumps(named)}", count=1),
-            default_count=1,
-            max_results=1,
-        )[1]
-        if by_id:
-            return named
-        by_name = search(
-            conn,
-            USER_RESOURCE,
-            org_id,
-            SearchParams(filter=f"userName eq {json.dumps(named)}", count=1),
-            default_count=1,
-            max_results=1,
-        )[1]
-    return by_name[0].id if by_name else named
+        for attribute in ("id", "userName"):
+            params = SearchParams(filter=f"{attribute} eq {json.dumps(named)}", count=1)
+            found = search(conn, USER_RESOURCE, org_id, params, default_count=1, max_results=1)[1]
+            if found:
+                return found[0].id
+    return named
 
 
 def workspaces_of(console: Console, org_id: str) -> list[tuple[str, str]]:

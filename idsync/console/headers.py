@@ -4,7 +4,9 @@ referrer outside the site, and no caching of pages that show an organization's d
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
+
+from idsync.http_middleware import HttpMiddleware, NotingSend
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -16,28 +18,14 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
 )
+NO_STORE = (b"cache-control", b"no-store")
 STATIC_PREFIX = "/static/"
 
 
-class ConsoleHeaders:
+class ConsoleHeaders(HttpMiddleware):
     """ASGI middleware of the console sub-app (paths relative to ``/console``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         static = str(scope.get("path", "")).startswith(scope.get("root_path", "") + STATIC_PREFIX)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += SECURITY_HEADERS
-                if not static:
-                    headers.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        headers = SECURITY_HEADERS if static else (*SECURITY_HEADERS, NO_STORE)
+        await self.app(scope, receive, NotingSend(send, headers))

@@ -27,13 +27,10 @@ from idsync.console.explorer import explorer
 from idsync.console.headers import ConsoleHeaders
 from idsync.console.overview import overview
 from idsync.console.people import people, person
-from idsync.console.sessions import SessionStore
 from idsync.console.signin import signin, signin_form, signout
-from models.cache.connection import cache_redis
 from models.db.database import Database
 from models.settings import Settings
 
-REDIS_TIMEOUT_S = 2.0
 log = logging.getLogger("idsync.console")
 
 
@@ -62,21 +59,6 @@ async def unavailable(request: Request, exc: Exception) -> Response:
 
 
 def create_console(settings: Settings, db: Database) -> Starlette:
-    url = settings.resolved_cache_redis_url()
-    cache = (
-        None
-        if url is None
-        else cache_redis(
-            url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
-        )
-    )
-    sessions = (
-        None
-        if cache is None
-        else SessionStore(
-            cache, idle_s=settings.console_idle_s, max_age_s=settings.console_max_age_s
-        )
-    )
     templates = Jinja2Templates(directory=TEMPLATES)
     routes = [
         Route("/", console_page(overview), methods=["GET"], name="overview"),
@@ -97,5 +79,5 @@ def create_console(settings: Settings, db: Database) -> Starlette:
         exception_handlers=handlers,  # type: ignore[arg-type]
     )
     console_app.router.redirect_slashes = False  # as the API: a trailing slash is another path
-    console_app.state.console = Console(db, settings, sessions, templates, cache)
+    console_app.state.console = Console(db, settings, templates)
     return console_app

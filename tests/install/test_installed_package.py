@@ -112,6 +112,9 @@ def test_the_installed_package_has_its_data_and_only_declared_dependencies(
     package, assets = where.stdout.splitlines()
     assert not package.startswith(str(ROOT)) and "site-packages" in package
     assert (Path(assets) / "swagger-ui-bundle.js").is_file()
+    console = Path(package).parent / "console"  # the web console's templates and assets
+    for name in ("templates/base.html", "static/htmx.min.js", "static/htmx.LICENSE"):
+        assert (console / name).is_file(), name
     upgraded = _upgrade(installed, tmp_path, env)
     assert "database at revision" in upgraded.stdout
 

@@ -5,6 +5,7 @@ organization only, and what the pages answer."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from models.db.database import Database
 from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
 from tests.integration.console.world import EXTRA_PEOPLE, World, build_world
+from tests.support.live_server import free_port
 
 SESSION_PREFIX = "idsync:console:session:"
 
@@ -60,12 +62,11 @@ def signin_token(client: TestClient, path: str = "/console/signin") -> str:
     return found.group(1)
 
 
-def sign_in(client: TestClient, key: str, next_path: str = "", **headers: str) -> httpx.Response:
+def sign_in(client: TestClient, key: str, next_path: str = "") -> httpx.Response:
     token = signin_token(client)
     answer: httpx.Response = client.post(
         "/console/signin",
         data={"signin_token": token, "admin_key": key, "next": next_path},
-        headers=headers,
         follow_redirects=False,
     )
     return answer
@@ -389,3 +390,39 @@ def test_pages_carry_security_headers_and_assets_are_local(
     )
     assert too_big.status_code == 413
     assert "/console" not in str(client.get("/openapi.json").json()["paths"])
+
+
+def test_without_redis_nobody_signs_in_and_an_unreachable_one_is_a_503(
+    database: Database, tmp_path: Path, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(IDSYNC_DATA_DIR=tmp_path), db=database)
+    with TestClient(app, base_url="http://idsync.test") as client:
+        assert app.state.settings.resolved_cache_redis_url() is None
+        assert "No Redis is configured" in client.get("/console/signin").text
+        assert sign_in(client, world.acme_key).status_code == 503
+
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    app = create_app(Settings(IDSYNC_DATA_DIR=tmp_path, CACHE_REDIS_URL=closed), db=database)
+    with TestClient(app, base_url="http://idsync.test") as client:
+        caplog.set_level(logging.DEBUG)
+        down = sign_in(client, world.acme_key)
+        assert down.status_code == 503
+        assert down.headers["retry-after"] == "5"
+        assert "try again in a moment" in down.text
+        client.cookies.set("idsync_console", "x" * 43, domain="idsync.test", path="/console")
+        assert client.get("/console/people").status_code == 503
+    assert world.acme_key not in caplog.text  # the key typed in is never logged
+
+
+def test_the_admin_key_is_never_logged(
+    client: TestClient, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert sign_in(client, world.acme_key).status_code == 303
+    session_id = client.cookies["idsync_console"]
+    assert client.get("/console/").status_code == 200
+    assert sign_in(client, world.acme_key[:-2] + "xx").status_code == 401
+    assert caplog.records  # requests are logged, without the key or the session id
+    assert world.acme_key not in caplog.text
+    assert world.acme_key[:-2] not in caplog.text
+    assert session_id not in caplog.text
