@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from idsync.cli_support import cli_database, cli_settings
+from idsync.cli_support import cli_database, cli_settings, echo_created, echo_credentials
 from idsync.declarative import apply_file, load_config_file
 from models.db.admin_keys import create_admin_key, list_admin_keys, revoke_admin_key
 from models.db.config_errors import ConfigError
@@ -34,8 +34,7 @@ def admin_key_create(org_name: str, description: str) -> None:
         org = get_or_create_org(session, org_name)
         secret = create_admin_key(session, org, description)
         org_id = org.id
-    click.echo(f"organization {org_name} ({org_id})", err=True)
-    click.echo(secret)
+    echo_created(org_name, org_id, secret)
 
 
 @admin_key.command("list")
@@ -44,22 +43,7 @@ def admin_key_list(org_name: str | None) -> None:
     """List keys (prefix, organization, created, last used, revoked)."""
     database = _database()
     with database.read() as session:
-        rows = list_admin_keys(session, org_name)
-    click.echo("id\tprefix\torganization\tcreated\tlast_used\trevoked\tdescription")
-    for key, org in rows:
-        click.echo(
-            "\t".join(
-                [
-                    key.id,
-                    key.prefix + "…",
-                    org,
-                    key.created_at.isoformat(timespec="seconds"),
-                    key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "-",
-                    key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-",
-                    key.description,
-                ]
-            )
-        )
+        echo_credentials(list_admin_keys(session, org_name))
 
 
 @admin_key.command("revoke")

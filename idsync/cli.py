@@ -17,7 +17,7 @@ from typing import Any, Final
 import click
 from pydantic import ValidationError
 
-from idsync.cli_support import cli_database, cli_settings
+from idsync.cli_support import cli_database, cli_settings, echo_created, echo_credentials
 from idsync.health import HealthProbe
 from idsync.logs import configure_logging
 from idsync.operator_errors import describe, settings_error
@@ -123,8 +123,7 @@ def token_create(org_name: str, description: str) -> None:
         org = get_or_create_org(session, org_name)
         secret = create_scim_token(session, org, description)
         org_id = org.id
-    click.echo(f"organization {org_name} ({org_id})", err=True)
-    click.echo(secret)
+    echo_created(org_name, org_id, secret)
 
 
 @token.command("list")
@@ -133,22 +132,7 @@ def token_list(org_name: str | None) -> None:
     """List tokens (prefix, organization, created, last used, revoked)."""
     database = cli_database(cli_settings())
     with database.read() as session:
-        rows = list_tokens(session, org_name)
-    click.echo("id\tprefix\torganization\tcreated\tlast_used\trevoked\tdescription")
-    for tok, org in rows:
-        click.echo(
-            "\t".join(
-                [
-                    tok.id,
-                    tok.prefix + "…",
-                    org,
-                    tok.created_at.isoformat(timespec="seconds"),
-                    tok.last_used_at.isoformat(timespec="seconds") if tok.last_used_at else "-",
-                    tok.revoked_at.isoformat(timespec="seconds") if tok.revoked_at else "-",
-                    tok.description,
-                ]
-            )
-        )
+        echo_credentials(list_tokens(session, org_name))
 
 
 @token.command("revoke")

@@ -1,16 +1,20 @@
 """Layer: app (CLI). What every CLI command starts from: the settings (a bad value ends the
 command with one line), the database (its schema checked first) and, for the commands
-that need Redis, the embedded Redis when no REDIS_URL is set."""
+that need Redis, the embedded Redis when no REDIS_URL is set; and how credentials (SCIM
+tokens, admin keys) are shown."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from datetime import datetime
 
 import click
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from idsync.operator_errors import settings_error
+from models.db.base import CredentialColumns
 from models.db.database import Database
 from models.db.migrate import require_current
 from models.db.tables import Organization
@@ -53,3 +57,24 @@ def cli_org_id(database: Database, name: str) -> str:
     if org_id is None:
         raise click.ClickException(f"no organization named {name!r}")
     return str(org_id)
+
+
+def _when(at: datetime | None) -> str:
+    return at.isoformat(timespec="seconds") if at else "-"
+
+
+def echo_credentials(rows: Iterable[tuple[CredentialColumns, str]]) -> None:
+    """Credentials with their organization's name, one tab-separated line each under a
+    header: id, display prefix, organization, created, last used, revoked, description."""
+    click.echo("id\tprefix\torganization\tcreated\tlast_used\trevoked\tdescription")
+    for row, org in rows:
+        fields = [row.id, row.prefix + "…", org, _when(row.created_at)]
+        fields += [_when(row.last_used_at), _when(row.revoked_at), row.description]
+        click.echo("\t".join(fields))
+
+
+def echo_created(org_name: str, org_id: str, secret: str) -> None:
+    """A new credential: its organization on stderr, the secret itself as the last line
+    of stdout (shown once)."""
+    click.echo(f"organization {org_name} ({org_id})", err=True)
+    click.echo(secret)
