@@ -93,6 +93,15 @@ def base_path(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
 
+def wants_fragment(request: Request) -> bool:
+    """An htmx request for a page's panel only; a history restore (back button with the
+    page not cached) wants the whole page."""
+    return (
+        request.headers.get("hx-request") == "true"
+        and request.headers.get("hx-history-restore-request") != "true"
+    )
+
+
 def identity_of(session: ConsoleSession) -> AdminIdentity:
     """The admin identity a session speaks for: the admin API's route functions take it."""
     return AdminIdentity(session.key_id, session.org_id, session.org_name)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from idsync.admin_api.access_routes import explain
 from idsync.admin_api.schemas import ExplainIn, ResourceRefIn
-from idsync.console.context import Console, identity_of
+from idsync.console.context import Console, identity_of, wants_fragment
 from idsync.console.sessions import ConsoleSession
 from idsync.console.words import explanation_view
 from models.access.errors import ValidationError as AccessValidationError
@@ -97,7 +97,7 @@ async def explorer(request: Request, console: Console, session: ConsoleSession) 
         missing = [name for name in ("user", "workspace", "grant") if not q[name]]
         outcome = {"error": (missing[0], "required to ask the question")}
     workspaces = await run_in_threadpool(workspaces_of, console, session.org_id)
-    partial = request.headers.get("hx-request") == "true"
+    partial = wants_fragment(request)
     return console.render(
         request,
         "_explanation.html" if partial else "explorer.html",

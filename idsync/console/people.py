@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from idsync.console.context import Console
+from idsync.console.context import Console, wants_fragment
 from idsync.console.sessions import ConsoleSession
 from idsync.console.words import binding_source
 from models.access.access_model import AccessModel
@@ -100,7 +100,7 @@ async def people(request: Request, console: Console, session: ConsoleSession) ->
         "total": total,
         "rows": rows,
     }
-    partial = request.headers.get("hx-request") == "true"
+    partial = wants_fragment(request)
     return console.render(request, "_people_results.html" if partial else "people.html", **context)
 
 

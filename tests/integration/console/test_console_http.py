@@ -301,6 +301,12 @@ def test_people_search_and_paging(client: TestClient, world: World) -> None:
     assert "Page 2 of 2" in second.text
     partial = client.get("/console/people", params={"q": "ada"}, headers={"HX-Request": "true"})
     assert "<html" not in partial.text and "ada@acme.test" in partial.text
+    restored = client.get(  # the back button, the page no longer in htmx's cache
+        "/console/people",
+        params={"q": "ada"},
+        headers={"HX-Request": "true", "HX-History-Restore-Request": "true"},
+    )
+    assert "<html" in restored.text and "ada@acme.test" in restored.text
 
 
 def test_a_persons_access_with_provenance(client: TestClient, world: World) -> None:
