@@ -320,6 +320,13 @@ def apply_outcome(
             sub.next_attempt_at = None
 
 
+def note_error(session: Session, sub_id: str, message: str) -> None:
+    """Show why nothing could be attempted (the server's key) on the subscription."""
+    sub = session.get(WebhookSubscription, sub_id)
+    if sub is not None and sub.last_error != message:
+        sub.last_error = message
+
+
 def failing_subscriptions(session: Session, org_id: str) -> list[WebhookSubscription]:
     return list(
         session.scalars(

@@ -27,8 +27,10 @@ from models.db.tables import Organization
 from models.db.webhooks import (
     active_subscriptions,
     due_subscriptions,
+    note_error,
     subscriptions_with_redeliveries,
 )
+from models.secret_box import SecretKeyError
 from models.settings import Settings
 from worker.broker import (
     MAX_COUNTDOWN_S,
@@ -90,9 +92,17 @@ def _deliver_once(rt: Runtime, sub_id: str) -> dict[str, Any]:
     rt.cache.delete(deliver_flag(org_id, sub_id))
     reports: list[DeliverReport] = []
 
+    try:
+        box = rt.settings.secret_box()
+    except SecretKeyError as exc:  # the operator's to fix: say so where they look, and ack
+        log.warning("webhook delivery needs IDSYNC_SECRET_KEY", extra={"subscription": sub_id})
+        with rt.database.write() as session:
+            note_error(session, sub_id, str(exc))
+        return {"error": "secret key"}
+
     def one_round() -> bool:
         with httpx.Client(follow_redirects=False) as client:
-            report = deliver(rt.database, client, rt.settings.secret_box(), sub_id, policy)
+            report = deliver(rt.database, client, box, sub_id, policy)
         reports.append(report)
         return report.continuation or report.retry_in is not None
 

@@ -277,3 +277,15 @@ def test_a_long_failing_subscription_is_marked_failing_then_resumed(
         resume_subscription(s, env.org_id, env.sub_id)
     wait_until(env.all_delivered, 60)
     assert env.subscription().state == "active"
+
+
+def test_a_worker_without_the_secret_key_says_so_on_the_subscription(
+    setup: Setup, workers: WorkerProcess
+) -> None:
+    env = setup
+    workers.start(2, IDSYNC_WEBHOOK_TIMEOUT_S="2")  # no IDSYNC_SECRET_KEY
+    env.scim.post("/Users", user_body("ada@example.com"))
+    wait_until(lambda: "IDSYNC_SECRET_KEY" in (env.subscription().last_error or ""), 60)
+    assert env.receiver.received == []
+    listed = env.admin("GET", "/webhooks")["webhooks"][0]
+    assert "IDSYNC_SECRET_KEY" in listed["last_error"]
