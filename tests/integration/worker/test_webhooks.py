@@ -289,3 +289,37 @@ def test_a_worker_without_the_secret_key_says_so_on_the_subscription(
     assert env.receiver.received == []
     listed = env.admin("GET", "/webhooks")["webhooks"][0]
     assert "IDSYNC_SECRET_KEY" in listed["last_error"]
+
+
+def test_scripted_scenario_through_an_outage_and_a_worker_kill(
+    setup: Setup, workers: WorkerProcess
+) -> None:
+    """The issue's acceptance scenario: SCIM pushes, a role change, a deactivation; the
+    receiver verifies and de-duplicates; a worker is killed mid-delivery and the receiver
+    is down for a while; in the end every event arrived once or more, in order."""
+    env = setup
+    seen: dict[str, int] = {}
+    first = workers.start(2, **WORKER_ENV)
+    env.receiver.hold_s = 1.0  # answers slowly: the kill lands while a POST is open
+    _scenario(env)
+    wait_until(lambda: env.receiver.received, 60)
+    workers.kill(first)
+    env.receiver.stop()  # and the receiver goes away for a while
+    env.receiver.hold_s = 0
+    more = env.scim.post("/Users", user_body("late@example.com")).json()["id"]
+    env.scim.patch(
+        f"/Users/{more}",
+        {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": False}]},
+    )
+    workers.start(2, **WORKER_ENV)
+    threading.Event().wait(3)  # attempts meet a closed port meanwhile
+    env.receiver.start()
+    wait_until(env.all_delivered, 120)
+    for r in env.receiver.received:
+        assert r.verified
+        seen[r.event_id] = seen.get(r.event_id, 0) + 1
+    assert list(seen) == env.log_ids()  # de-duplicated on the id: the log, in order
+    assert max(seen.values()) >= 2  # the killed delivery came again, with the same id
+    types = [json.loads(r.body)["type"] for r in env.receiver.received]
+    assert {"user.created", "group.membership.added", "permissions.changed"} <= set(types)
+    assert types.count("user.deactivated") >= 2
