@@ -27,6 +27,7 @@ from models.cache.connection import CacheRedis, cache_redis
 from models.db.admin_keys import AdminIdentity, admin_key_in_force
 from models.db.database import Database
 from models.settings import Settings
+from scim.totals import Totals
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -47,6 +48,9 @@ class Console:
     db: Database
     settings: Settings
     templates: Jinja2Templates
+    totals: Totals = field(default_factory=Totals)
+    """The people search's totalResults per organization revision (``scim.totals``: a
+    page of a search already counted skips its COUNT while nothing was written)."""
     _cache: CacheRedis | None = field(default=None, init=False)
     _sessions: SessionStore | None = field(default=None, init=False)
 

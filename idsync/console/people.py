@@ -74,7 +74,13 @@ def find_people(
     )
     with reading(console.db) as conn:
         total, rows, _ = search(
-            conn, USER_RESOURCE, org_id, params, default_count=PAGE_SIZE, max_results=PAGE_SIZE
+            conn,
+            USER_RESOURCE,
+            org_id,
+            params,
+            default_count=PAGE_SIZE,
+            max_results=PAGE_SIZE,
+            totals=console.totals,
         )
     return total, [_row(r.id, r.attrs) for r in rows]
 

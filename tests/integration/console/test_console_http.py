@@ -23,8 +23,9 @@ from models.db.admin_keys import revoke_admin_key
 from models.db.database import Database
 from models.settings import Settings
 from tests.conftest import REDIS_TEST_URL
-from tests.integration.console.world import EXTRA_PEOPLE, World, build_world
+from tests.integration.console.world import EXTRA_PEOPLE, World, build_world, post
 from tests.support.live_server import free_port
+from tests.support.scim_client import user_body
 
 SESSION_PREFIX = "idsync:console:session:"
 
@@ -301,6 +302,10 @@ def test_people_search_and_paging(client: TestClient, world: World) -> None:
     assert "Page 2 of 2" in second.text
     partial = client.get("/console/people", params={"q": "ada"}, headers={"HX-Request": "true"})
     assert "<html" not in partial.text and "ada@acme.test" in partial.text
+    # a write since: the remembered total (scim.totals) is not reused
+    post(client, "/scim/v2/Users", world.acme_scim, user_body("zed@acme.test"))
+    assert f"{everyone + 1} people" in client.get("/console/people").text
+    assert "1 person" in client.get("/console/people", params={"q": "zed"}).text
     restored = client.get(  # the back button, the page no longer in htmx's cache
         "/console/people",
         params={"q": "ada"},

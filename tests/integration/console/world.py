@@ -29,9 +29,10 @@ class World:
     bob: str
     eve: str
     analysts: str
+    acme_scim: str
 
 
-def _post(client: Client, path: str, credential: str, body: dict[str, Any]) -> dict[str, Any]:
+def post(client: Client, path: str, credential: str, body: dict[str, Any]) -> dict[str, Any]:
     content = "application/scim+json" if path.startswith("/scim/") else "application/json"
     resp = client.post(
         path,
@@ -54,7 +55,7 @@ def build_world(db: Database, client: Client) -> World:
 
     def person(token: str, user_name: str, display: str) -> str:
         return str(
-            _post(client, "/scim/v2/Users", token, user_body(user_name, displayName=display))["id"]
+            post(client, "/scim/v2/Users", token, user_body(user_name, displayName=display))["id"]
         )
 
     ada = person(acme_scim, "ada@acme.test", "Ada Lovelace")
@@ -62,13 +63,13 @@ def build_world(db: Database, client: Client) -> World:
     for n in range(EXTRA_PEOPLE):
         person(acme_scim, f"person{n:02d}@acme.test", f"Person {n:02d}")
     eve = person(globex_scim, "eve@globex.test", "Eve Globex")
-    analysts = str(_post(client, "/scim/v2/Groups", acme_scim, group_body("analysts", [ada]))["id"])
-    _post(client, "/api/v1/workspaces", keys[0], {"id": "marketing", "name": "Marketing"})
-    _post(
+    analysts = str(post(client, "/scim/v2/Groups", acme_scim, group_body("analysts", [ada]))["id"])
+    post(client, "/api/v1/workspaces", keys[0], {"id": "marketing", "name": "Marketing"})
+    post(
         client,
         "/api/v1/bindings/roles",
         keys[0],
         {"group_id": analysts, "workspace_id": "marketing", "role_id": "editor"},
     )
-    _post(client, "/api/v1/workspaces", keys[1], {"id": "vault", "name": "Vault"})
-    return World(keys[0], keys[1], ids[0], ids[1], ada, bob, eve, analysts)
+    post(client, "/api/v1/workspaces", keys[1], {"id": "vault", "name": "Vault"})
+    return World(keys[0], keys[1], ids[0], ids[1], ada, bob, eve, analysts, acme_scim)
