@@ -32,6 +32,14 @@ def _box() -> SecretBox:
         raise ConfigError("connections", str(exc)) from None
 
 
+def secret_from_env(env: Mapping[str, str], name: str, field: str) -> str:
+    """The secret a declarative file names by environment variable (never inlined)."""
+    secret = env.get(name)
+    if not secret:
+        raise ConfigError(field, f"environment variable {name} is not set or empty")
+    return secret
+
+
 def apply_connections(
     session: Session,
     org_id: str,
@@ -47,12 +55,7 @@ def apply_connections(
     for i, decl in enumerate(declared):
         secret = None
         if decl.secret_env is not None:
-            secret = env.get(decl.secret_env)
-            if not secret:
-                raise ConfigError(
-                    f"connections[{i}].secret_env",
-                    f"environment variable {decl.secret_env} is not set or empty",
-                )
+            secret = secret_from_env(env, decl.secret_env, f"connections[{i}].secret_env")
         box = _box() if secret else None
         try:
             existing = find_by_name(session, org_id, decl.name)

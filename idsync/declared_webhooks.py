@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from idsync.declared_connections import secret_from_env
 from models.db.config_errors import ConfigError
 from models.db.event_log import last_seq
 from models.db.webhooks import (
@@ -51,11 +52,7 @@ def apply_webhooks(
     diff: list[str] = []
     for i, decl in enumerate(declared):
         where = f"webhooks[{i}]"
-        secret = env.get(decl.secret_env, "")
-        if not secret:
-            raise ConfigError(
-                f"{where}.secret_env", f"environment variable {decl.secret_env} is not set or empty"
-            )
+        secret = secret_from_env(env, decl.secret_env, f"{where}.secret_env")
         try:
             box = get_settings().secret_box()
             new = NewSubscription(

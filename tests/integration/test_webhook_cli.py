@@ -34,9 +34,9 @@ def _docs_subscribe_block() -> str:
     return match.group(1)
 
 
-def _idsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def _run(env: dict[str, str], argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "idsync.cli", *args],
+        argv,
         env=env,
         capture_output=True,
         text=True,
@@ -44,6 +44,10 @@ def _idsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         check=False,
         cwd=ROOT,
     )
+
+
+def _idsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return _run(env, [sys.executable, "-m", "idsync.cli", *args])
 
 
 def test_the_documented_webhook_commands(tmp_path: Path) -> None:
@@ -60,15 +64,8 @@ def test_the_documented_webhook_commands(tmp_path: Path) -> None:
 
     # the docs' block, as written (bash, from the project root)
     block = _docs_subscribe_block()
-    added = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block + '\necho "secret=$WEBHOOK_SECRET" >&2\n'],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
+    shown = block + '\necho "secret=$WEBHOOK_SECRET" >&2\n'
+    added = _run(env, ["bash", "-euo", "pipefail", "-c", shown])
     assert added.returncode == 0, added.stderr
     secret = re.search(r"secret=(\S+)", added.stderr)
     assert secret is not None
