@@ -32,6 +32,9 @@ from worker.events.directory import PERMISSIONS_CHANGED, ChangeFacts, EventDraft
 from worker.events.permissions import PermissionReader, diff
 
 PAGE: Final = 2_000
+MAX_CHANGES: Final = 10_000
+"""Change rows one run turns into events at most (a backlog is worked off run by run, each
+its own transaction, so a run stays well inside the task time limits)."""
 
 
 @dataclass
@@ -41,6 +44,7 @@ class DeriveReport:
     permission_events: int = 0
     revision: int = 0
     seq: int = 0
+    more: bool = False
     types: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
@@ -49,14 +53,14 @@ class DeriveReport:
         return out
 
 
-def _changes(session: Session, org_id: str, after: int, upto: int) -> list[ChangeFacts]:
+def _changes(session: Session, org_id: str, after: int, upto: int, limit: int) -> list[ChangeFacts]:
     out: list[ChangeFacts] = []
-    while after < upto:
+    while after < upto and len(out) < limit:
         rows = session.execute(
             select(Change)
             .where(Change.org_id == org_id, Change.revision > after, Change.revision <= upto)
             .order_by(Change.revision)
-            .limit(PAGE)
+            .limit(min(PAGE, limit - len(out)))
         ).scalars()
         page = [
             ChangeFacts(
@@ -161,8 +165,13 @@ def _permission_events(
     return out
 
 
-def derive(database: Database, org_id: str) -> DeriveReport:
-    """Append the events of every change row past the organization's event cursor."""
+def derive(database: Database, org_id: str, limit: int = MAX_CHANGES) -> DeriveReport:
+    """Append the events of the change rows past the organization's event cursor (at most
+    ``limit`` of them: ``report.more`` when some are left).
+
+    Permission events carry the revision of the last change row derived; after a backlog
+    cut into runs, the state they announce may already include later changes of the
+    snapshot (whose own runs then find nothing left to announce)."""
     report = DeriveReport()
     ensure_cursor(database, org_id)
     with serial_transaction(database) as session:
@@ -173,7 +182,9 @@ def derive(database: Database, org_id: str) -> DeriveReport:
         report.revision, report.seq = int(cursor.revision), int(cursor.seq)
         if top <= cursor.revision:
             return report
-        changes = _changes(session, org_id, int(cursor.revision), top)
+        changes = _changes(session, org_id, int(cursor.revision), top, limit)
+        if changes and changes[-1].revision < top:  # a backlog: the rest in the next run
+            report.more, top = True, changes[-1].revision
         user_ids = {u for ch in changes for u in ch.user_ids} | {
             ch.resource_id for ch in changes if ch.kind.startswith("user.") and ch.resource_id
         }

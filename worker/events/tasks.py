@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 from typing import Any, Final
 
@@ -49,7 +50,7 @@ from worker.event_wakes import (
     exclusive,
     wake,
 )
-from worker.events.delivery import DeliverReport, Policy, deliver, summary
+from worker.events.delivery import BUDGET_S, DeliverReport, Policy, deliver, summary
 from worker.events.derive import DeriveReport, derive
 from worker.runtime import Runtime, runtime
 
@@ -130,15 +131,22 @@ def register_events(app: Celery, common: dict[str, Any]) -> None:
         rt.cache.delete(derive_flag(org_id))
         reports: list[DeriveReport] = []
 
+        deadline = time.monotonic() + BUDGET_S
+
         def one_round() -> bool:
-            report = derive(rt.database, org_id)
-            reports.append(report)
-            if report.events:
-                with rt.database.read() as session:
-                    subs = active_subscriptions(session, org_id)
-                for sub_id in subs:
-                    wake_deliver(rt, org_id, sub_id)
-            return False
+            while True:
+                report = derive(rt.database, org_id)
+                reports.append(report)
+                if report.events:
+                    with rt.database.read() as session:
+                        subs = active_subscriptions(session, org_id)
+                    for sub_id in subs:
+                        wake_deliver(rt, org_id, sub_id)
+                if not report.more:
+                    return False
+                if time.monotonic() >= deadline:  # a backlog: the next task goes on
+                    _send(rt, TASK_EVENTS_DERIVE, org_id)
+                    return True
 
         lock, again = derive_lock(org_id), derive_again(org_id)
         if not exclusive(rt.cache, lock, again, DERIVE_LEASE_S, one_round):

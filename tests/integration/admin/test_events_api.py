@@ -229,3 +229,20 @@ webhooks:
             apply_config(s, two.a.org_id, fewer, actor="test")
     finally:
         get_settings.cache_clear()
+
+
+def test_a_backlog_is_derived_run_by_run_in_order(two: Two) -> None:
+    api = two.a
+    for i in range(5):
+        api.scim.post("/Users", user_body(f"u{i}@example.com"))
+    runs = []
+    while True:
+        report = derive(api.db, api.org_id, limit=2)
+        runs.append(report.changes)
+        if not report.more:
+            break
+    assert runs == [2, 2, 1]
+    page = _events(api)
+    names = [e["data"]["user"]["userName"] for e in page["events"]]
+    assert names == [f"u{i}@example.com" for i in range(5)]
+    assert [e["revision"] for e in page["events"]] == [1, 2, 3, 4, 5]
