@@ -29,6 +29,7 @@ from models.cache.connection import CacheRedis, cache_redis
 from models.cache.layout import LANE_CONFIG, LANE_GRANT, LANE_REVOKE, OrgKeys
 from models.db.database import Database
 from models.db.tables import Change, Organization
+from worker.broker import ALL_QUEUES
 
 log = logging.getLogger("idsync.metrics")
 
@@ -36,13 +37,7 @@ TTL_S: Final = 5.0
 CHUNK: Final = 500
 TIMEOUT_S: Final = 2.0
 LANES: Final = {LANE_CONFIG: "config", LANE_REVOKE: "revoke", LANE_GRANT: "grant"}
-QUEUES: Final = (
-    "idsync.revoke",
-    "idsync.recompute",
-    "idsync.ingest",
-    "idsync.reconcile",
-    "idsync.pull",
-)
+QUEUES: Final = ALL_QUEUES  # worker.broker's, the events' included
 WORKERS_KEY: Final = "idsync:workers"
 WORKER_STALE_S: Final = 10.0
 
