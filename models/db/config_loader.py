@@ -43,6 +43,7 @@ from models.db.config_tables import (
     RoleBindingRow,
     SpaceAssignmentRow,
     SubsetCategoryRow,
+    binding_key,
 )
 from models.db.custom_roles import build_custom_role
 from models.db.tables import GroupMember
@@ -81,6 +82,15 @@ def load_custom_roles(session: Session, org_id: str) -> tuple[Role, ...]:
     return tuple(roles)
 
 
+def _keys(
+    session: Session, table: type[RoleBindingRow] | type[SpaceAssignmentRow], org_id: str
+) -> list[tuple[str, str, str, str]]:
+    """The organization's role bindings or Space assignments, as their keys, in order."""
+    key = binding_key(table)
+    rows = session.execute(select(*key).where(table.org_id == org_id).order_by(*key))
+    return [(group, workspace, target, source) for group, workspace, target, source in rows]
+
+
 def load_org_config(session: Session, org_id: str) -> OrgConfig:
     """Everything the evaluator needs about one organization (memberships aside)."""
     workspaces = tuple(
@@ -116,39 +126,11 @@ def load_org_config(session: Session, org_id: str) -> OrgConfig:
     )
     role_bindings = tuple(
         RoleBinding(group_id=g, workspace_id=w, role_id=r, source=src)
-        for g, w, r, src in session.execute(
-            select(
-                RoleBindingRow.group_id,
-                RoleBindingRow.workspace_id,
-                RoleBindingRow.role_id,
-                RoleBindingRow.source,
-            )
-            .where(RoleBindingRow.org_id == org_id)
-            .order_by(
-                RoleBindingRow.group_id,
-                RoleBindingRow.workspace_id,
-                RoleBindingRow.role_id,
-                RoleBindingRow.source,
-            )
-        )
+        for g, w, r, src in _keys(session, RoleBindingRow, org_id)
     )
     space_assignments = tuple(
         SpaceAssignment(group_id=g, workspace_id=w, space_id=s, source=src)
-        for g, w, s, src in session.execute(
-            select(
-                SpaceAssignmentRow.group_id,
-                SpaceAssignmentRow.workspace_id,
-                SpaceAssignmentRow.space_id,
-                SpaceAssignmentRow.source,
-            )
-            .where(SpaceAssignmentRow.org_id == org_id)
-            .order_by(
-                SpaceAssignmentRow.group_id,
-                SpaceAssignmentRow.workspace_id,
-                SpaceAssignmentRow.space_id,
-                SpaceAssignmentRow.source,
-            )
-        )
+        for g, w, s, src in _keys(session, SpaceAssignmentRow, org_id)
     )
     by_model: dict[tuple[str, str], list[SubsetCategory]] = {}
     for c in session.scalars(

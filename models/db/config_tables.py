@@ -35,7 +35,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
 
 from models.db.base import Base, CredentialColumns, JSONDoc, UTCDateTime, new_id, utcnow
 
@@ -178,6 +178,18 @@ class SpaceAssignmentRow(Base):
         UniqueConstraint("group_id", "workspace_id", "space_id", "source"),
         Index(None, "org_id", "workspace_id", "space_id"),
     )
+
+
+_Column = InstrumentedAttribute[str]
+
+
+def binding_key(
+    table: type[RoleBindingRow] | type[SpaceAssignmentRow],
+) -> tuple[_Column, _Column, _Column, _Column]:
+    """The columns that tell a role binding or Space assignment apart (its unique
+    constraint): group, workspace, the role or Space bound, source."""
+    target = RoleBindingRow.role_id if table is RoleBindingRow else SpaceAssignmentRow.space_id
+    return (table.group_id, table.workspace_id, target, table.source)
 
 
 class SubsetCategoryRow(Base):

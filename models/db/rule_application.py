@@ -43,6 +43,7 @@ from models.db.config_tables import (
     OrgAdminBindingRow,
     RoleBindingRow,
     SpaceAssignmentRow,
+    binding_key,
 )
 from models.db.database import Database, record_change
 from models.db.tables import Group
@@ -146,18 +147,12 @@ def _existing(
         oa = select(OrgAdminBindingRow.group_id, OrgAdminBindingRow.source).where(
             OrgAdminBindingRow.org_id == org_id, OrgAdminBindingRow.source != MANUAL
         )
-        rb = select(
-            RoleBindingRow.group_id,
-            RoleBindingRow.workspace_id,
-            RoleBindingRow.role_id,
-            RoleBindingRow.source,
-        ).where(RoleBindingRow.org_id == org_id, RoleBindingRow.source != MANUAL)
-        sa = select(
-            SpaceAssignmentRow.group_id,
-            SpaceAssignmentRow.workspace_id,
-            SpaceAssignmentRow.space_id,
-            SpaceAssignmentRow.source,
-        ).where(SpaceAssignmentRow.org_id == org_id, SpaceAssignmentRow.source != MANUAL)
+        rb = select(*binding_key(RoleBindingRow)).where(
+            RoleBindingRow.org_id == org_id, RoleBindingRow.source != MANUAL
+        )
+        sa = select(*binding_key(SpaceAssignmentRow)).where(
+            SpaceAssignmentRow.org_id == org_id, SpaceAssignmentRow.source != MANUAL
+        )
         if sources is not None:
             oa = oa.where(OrgAdminBindingRow.source.in_(sources))
             rb = rb.where(RoleBindingRow.source.in_(sources))
