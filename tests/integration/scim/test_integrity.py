@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import select
 
 from idsync.app import create_app
@@ -20,6 +21,14 @@ def _changes(db: Database, org_id: str) -> list[Change]:
         return list(
             session.scalars(select(Change).where(Change.org_id == org_id).order_by(Change.id))
         )
+
+
+def _app_and_headers(db: Database, org_name: str) -> tuple[FastAPI, dict[str, str]]:
+    """The app, and the SCIM request headers of a new token of organization ``org_name``."""
+    with db.write() as session:
+        token = create_scim_token(session, get_or_create_org(session, org_name))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    return create_app(make_settings(), db=db), headers
 
 
 def test_every_write_records_a_change_with_increasing_revision(orgs: Orgs) -> None:
@@ -72,11 +81,7 @@ def test_rejected_writes_record_nothing(orgs: Orgs) -> None:
 
 def test_parallel_member_adds_lose_nothing(pg_database: Database) -> None:
     """IdPs add members to one group with parallel PATCHes; every add must survive."""
-    with pg_database.write() as session:
-        org = get_or_create_org(session, "parallel")
-        token = create_scim_token(session, org)
-    app = create_app(make_settings(), db=pg_database)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    app, headers = _app_and_headers(pg_database, "parallel")
     with live_server(app) as base, httpx.Client(base_url=f"{base}/scim/v2", headers=headers) as c:
         users = [c.post("/Users", json=user_body(f"p{i}@x.io")).json()["id"] for i in range(40)]
         gid = c.post("/Groups", json=group_body("parallel")).json()["id"]
@@ -101,11 +106,7 @@ def test_parallel_member_adds_lose_nothing(pg_database: Database) -> None:
 
 
 def test_parallel_creates_of_one_user_name_give_one_201(pg_database: Database) -> None:
-    with pg_database.write() as session:
-        org = get_or_create_org(session, "race")
-        token = create_scim_token(session, org)
-    app = create_app(make_settings(), db=pg_database)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    app, headers = _app_and_headers(pg_database, "race")
     with live_server(app) as base:
 
         def create(_: int) -> int:
