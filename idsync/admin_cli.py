@@ -7,12 +7,11 @@ from pathlib import Path
 
 import click
 
-from idsync.cli_support import cli_database, cli_settings, echo_created, echo_credentials
+from idsync.cli_support import cli_database, cli_settings, create_credential, echo_credentials
 from idsync.declarative import apply_file, load_config_file
 from models.db.admin_keys import create_admin_key, list_admin_keys, revoke_admin_key
 from models.db.config_errors import ConfigError
 from models.db.database import Database
-from models.db.tokens import get_or_create_org
 
 
 def _database() -> Database:
@@ -29,12 +28,7 @@ def admin_key() -> None:
 @click.option("--description", default="", help="What the key is for.")
 def admin_key_create(org_name: str, description: str) -> None:
     """Create a key; the key is printed as the last line."""
-    database = _database()
-    with database.write() as session:
-        org = get_or_create_org(session, org_name)
-        secret = create_admin_key(session, org, description)
-        org_id = org.id
-    echo_created(org_name, org_id, secret)
+    create_credential(create_admin_key, org_name, description)
 
 
 @admin_key.command("list")

@@ -17,12 +17,12 @@ from typing import Any, Final
 import click
 from pydantic import ValidationError
 
-from idsync.cli_support import cli_database, cli_settings, echo_created, echo_credentials
+from idsync.cli_support import cli_database, cli_settings, create_credential, echo_credentials
 from idsync.health import HealthProbe
 from idsync.logs import configure_logging
 from idsync.operator_errors import describe, settings_error
 from models.db.migrate import current, upgrade
-from models.db.tokens import create_scim_token, get_or_create_org, list_tokens, revoke_token
+from models.db.tokens import create_scim_token, list_tokens, revoke_token
 from models.embedded_redis import EmbeddedRedis
 from models.settings import get_settings
 
@@ -118,12 +118,7 @@ def token() -> None:
 @click.option("--description", default="", help="What the token is for (e.g. 'Okta').")
 def token_create(org_name: str, description: str) -> None:
     """Create a token; the token is printed as the last line."""
-    database = cli_database(cli_settings())
-    with database.write() as session:
-        org = get_or_create_org(session, org_name)
-        secret = create_scim_token(session, org, description)
-        org_id = org.id
-    echo_created(org_name, org_id, secret)
+    create_credential(create_scim_token, org_name, description)
 
 
 @token.command("list")

@@ -6,18 +6,20 @@ tokens, admin keys) are shown."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import click
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from idsync.operator_errors import settings_error
 from models.db.base import CredentialColumns
 from models.db.database import Database
 from models.db.migrate import require_current
 from models.db.tables import Organization
+from models.db.tokens import get_or_create_org
 from models.embedded_redis import ensure_redis_url
 from models.settings import Settings, get_settings
 
@@ -73,8 +75,16 @@ def echo_credentials(rows: Iterable[tuple[CredentialColumns, str]]) -> None:
         click.echo("\t".join(fields))
 
 
-def echo_created(org_name: str, org_id: str, secret: str) -> None:
-    """A new credential: its organization on stderr, the secret itself as the last line
-    of stdout (shown once)."""
+def create_credential(
+    create: Callable[[Session, Organization, str], str], org_name: str, description: str
+) -> None:
+    """Create a credential (``create`` returns its secret) for the organization named
+    ``org_name``, made when missing; its organization on stderr, the secret itself as
+    the last line of stdout (shown once)."""
+    database = cli_database(cli_settings())
+    with database.write() as session:
+        org = get_or_create_org(session, org_name)
+        secret = create(session, org, description)
+        org_id = org.id
     click.echo(f"organization {org_name} ({org_id})", err=True)
     click.echo(secret)
