@@ -122,7 +122,7 @@ class Counting(redis.Redis):
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         self.sent.append(str(args[0]).upper())
-        return super().execute_command(*args, **options)
+        return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
 
 def test_other_wake_ups_ride_the_marks_round_trip_and_coalesce(
