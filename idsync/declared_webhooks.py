@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from idsync.declared_connections import secret_from_env
+from idsync.webhook_inputs import webhook_url
 from models.db.config_errors import ConfigError
 from models.db.event_log import last_seq
 from models.db.webhooks import (
@@ -54,9 +55,11 @@ def apply_webhooks(
         where = f"webhooks[{i}]"
         secret = secret_from_env(env, decl.secret_env, f"{where}.secret_env")
         try:
-            box = get_settings().secret_box()
+            settings = get_settings()
+            box = settings.secret_box()
+            url = webhook_url(decl.url, settings)
             new = NewSubscription(
-                decl.url, check_types(decl.events, EVENT_TYPES), secret, decl.description
+                url, check_types(decl.events, EVENT_TYPES), secret, decl.description
             )
             sub = existing.get(decl.url)
             if sub is None:

@@ -10,6 +10,7 @@ import os
 import click
 
 from idsync.cli_support import cli_database, cli_org_id, cli_settings
+from idsync.webhook_inputs import webhook_url
 from models.db.config_errors import ConfigError
 from models.db.event_log import event_at, last_seq
 from models.db.webhooks import (
@@ -61,7 +62,7 @@ def webhook_add(org_name: str, url: str, secret_env: str, events: str, descripti
         box = settings.secret_box()
         types = check_types([t.strip() for t in events.split(",") if t.strip()], EVENT_TYPES)
         with database.write() as session:
-            new = NewSubscription(url, types, secret, description)
+            new = NewSubscription(webhook_url(url, settings), types, secret, description)
             start = last_seq(session, org_id)
             sub_id = create_subscription(session, org_id, new, box, start_at=start).id
     except (ConfigError, SecretKeyError) as exc:

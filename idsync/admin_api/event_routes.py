@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from idsync.admin_api.auth import DB, Admin
 from idsync.admin_api.config_routes import ERRORS
 from idsync.admin_api.secret_key import secret_box
+from idsync.webhook_inputs import webhook_url
 from models.db.config_errors import ConfigError, NotFoundError
 from models.db.event_log import API_PAGE_MAX, envelope, event_at, events_after, last_seq
 from models.db.webhooks import (
@@ -86,9 +87,8 @@ def add_webhook(body: WebhookIn, request: Request, admin: Admin, db: DB) -> dict
     """Subscribe a URL to the organization's events from now on (the secret signs every
     delivery and is never returned)."""
     box = secret_box(request)
-    new = NewSubscription(
-        body.url, check_types(body.events, EVENT_TYPES), body.secret, body.description
-    )
+    url = webhook_url(body.url, request.app.state.settings)
+    new = NewSubscription(url, check_types(body.events, EVENT_TYPES), body.secret, body.description)
     with db.write() as session:
         start = last_seq(session, admin.org_id)
         sub = create_subscription(session, admin.org_id, new, box, start_at=start)

@@ -31,6 +31,7 @@ from models.db.webhooks import (
     note_error,
     subscriptions_with_redeliveries,
 )
+from models.outbound_urls import GuardedTransport
 from models.secret_box import SecretKeyError
 from models.settings import Settings
 from worker.broker import (
@@ -102,7 +103,8 @@ def _deliver_once(rt: Runtime, sub_id: str) -> dict[str, Any]:
         return {"error": "secret key"}
 
     def one_round() -> bool:
-        with httpx.Client(follow_redirects=False) as client:
+        transport = GuardedTransport(allow_private=rt.settings.webhook_allow_private)
+        with httpx.Client(transport=transport, follow_redirects=False) as client:
             report = deliver(rt.database, client, box, sub_id, policy)
         reports.append(report)
         return report.continuation or report.retry_in is not None

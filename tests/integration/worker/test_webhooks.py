@@ -41,6 +41,7 @@ WORKER_ENV = {
     "IDSYNC_SECRET_KEY": KEY,
     "IDSYNC_WEBHOOK_TIMEOUT_S": "2",
     "IDSYNC_WEBHOOK_RETRY_MAX_S": "1",
+    "IDSYNC_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver is on localhost
 }
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -323,3 +324,15 @@ def test_scripted_scenario_through_an_outage_and_a_worker_kill(
     types = [json.loads(r.body)["type"] for r in env.receiver.received]
     assert {"user.created", "group.membership.added", "permissions.changed"} <= set(types)
     assert types.count("user.deactivated") >= 2
+
+
+def test_a_receiver_inside_the_network_is_refused_unless_allowed(
+    setup: Setup, workers: WorkerProcess
+) -> None:
+    env = setup
+    guarded = {k: v for k, v in WORKER_ENV.items() if k != "IDSYNC_WEBHOOK_ALLOW_PRIVATE"}
+    workers.start(2, **guarded)
+    env.scim.post("/Users", user_body("ada@example.com"))
+    wait_until(lambda: "not public" in (env.subscription().last_error or ""), 60)
+    assert env.receiver.received == []  # never reached
+    assert env.subscription().cursor == 0  # retried, not skipped
