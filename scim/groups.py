@@ -14,28 +14,20 @@ from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models.db.base import storable, utcnow
+from models.db.base import utcnow
 from models.db.database import record_change
 from models.db.tables import Group, GroupMember, User
 from scim.context import ScimContext
-from scim.errors import InvalidValue, NotFound
+from scim.errors import InvalidValue
 from scim.normalize import normalize_resource
 from scim.patch import apply_patch
 from scim.schemas import GROUP_RESOURCE
 from scim.uniqueness import flush_or_conflict
-from scim.users import check_etag, check_length
+from scim.users import check_etag, check_length, load_owned
 
 
 def load_group(session: Session, org_id: str, group_id: str, *, for_update: bool = False) -> Group:
-    if not storable(group_id):
-        raise NotFound(f"Group {group_id} not found")
-    query = select(Group).where(Group.org_id == org_id, Group.id == group_id)
-    if for_update:
-        query = query.with_for_update()
-    group = session.scalar(query)
-    if group is None:
-        raise NotFound(f"Group {group_id} not found")
-    return group
+    return load_owned(session, Group, org_id, group_id, for_update=for_update)
 
 
 def members_of(session: Session, group_id: str) -> list[tuple[str, str | None]]:
@@ -216,6 +208,19 @@ def create_group(session: Session, ctx: ScimContext, body: dict[str, Any]) -> Gr
     return group
 
 
+def _set_members(
+    session: Session, ctx: ScimContext, group: Group, given: list[str]
+) -> tuple[list[str], list[str]]:
+    """Make the group's members exactly the existing users among ``given``: (removed,
+    added)."""
+    wanted = _existing_users(session, ctx.org_id, given)
+    current = set(
+        session.scalars(select(GroupMember.user_id).where(GroupMember.group_id == group.id))
+    )
+    removed = _delete_members(session, group, sorted(current - set(wanted)))
+    return removed, _insert_members(session, group, [u for u in wanted if u not in current])
+
+
 def replace_group(
     session: Session, ctx: ScimContext, group_id: str, body: dict[str, Any], if_match: str | None
 ) -> Group:
@@ -226,12 +231,7 @@ def replace_group(
     removed: list[str] = []
     added: list[str] = []
     if normalized.members is not None:  # omitted members: membership is left alone
-        wanted = _existing_users(session, ctx.org_id, [m.value for m in normalized.members])
-        current = set(
-            session.scalars(select(GroupMember.user_id).where(GroupMember.group_id == group.id))
-        )
-        removed = _delete_members(session, group, sorted(current - set(wanted)))
-        added = _insert_members(session, group, [u for u in wanted if u not in current])
+        removed, added = _set_members(session, ctx, group, [m.value for m in normalized.members])
     renamed = doc != group.attrs
     if renamed:
         _apply_document(group, doc)
@@ -251,12 +251,7 @@ def patch_group(
     removed: list[str] = []
     added: list[str] = []
     if result.members_replace is not None:
-        wanted = _existing_users(session, ctx.org_id, result.members_replace)
-        current = set(
-            session.scalars(select(GroupMember.user_id).where(GroupMember.group_id == group.id))
-        )
-        removed += _delete_members(session, group, sorted(current - set(wanted)))
-        added += _insert_members(session, group, [u for u in wanted if u not in current])
+        removed, added = _set_members(session, ctx, group, result.members_replace)
     if result.members_remove_all:
         removed += _delete_members(session, group, None)
     if result.members_remove:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import JSON, ColumnElement, Connection, Table, delete, func, select, type_coerce
 from sqlalchemy.orm import Session
@@ -97,16 +97,27 @@ def _flush_unique(session: Session, user_name: str) -> None:
     )
 
 
-def load_user(session: Session, org_id: str, user_id: str, *, for_update: bool = False) -> User:
-    if not storable(user_id):
-        raise NotFound(f"User {user_id} not found")
-    query = select(User).where(User.org_id == org_id, User.id == user_id)
+Owned = TypeVar("Owned", User, Group)
+
+
+def load_owned(
+    session: Session, model: type[Owned], org_id: str, row_id: str, *, for_update: bool = False
+) -> Owned:
+    """The organization's User or Group ``row_id`` (locked with ``for_update``); 404 when
+    there is none (another organization's included)."""
+    if not storable(row_id):
+        raise NotFound(f"{model.__name__} {row_id} not found")
+    query = select(model).where(model.org_id == org_id, model.id == row_id)
     if for_update:
         query = query.with_for_update()
-    user = session.scalar(query)
-    if user is None:
-        raise NotFound(f"User {user_id} not found")
-    return user
+    found = session.scalar(query)
+    if found is None:
+        raise NotFound(f"{model.__name__} {row_id} not found")
+    return found
+
+
+def load_user(session: Session, org_id: str, user_id: str, *, for_update: bool = False) -> User:
+    return load_owned(session, User, org_id, user_id, for_update=for_update)
 
 
 def groups_of(session: Session, user_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
