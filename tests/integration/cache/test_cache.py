@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -14,20 +13,12 @@ from models.cache.client import Check, CheckClient, Query, SpacesQuery, SyncChec
 from models.cache.layout import NO_ACCESS
 from models.cache.writer import CacheWriter, PutResult
 from models.db.database import Database
-from tests.conftest import REDIS_TEST_URL
 from tests.integration.cache.world import World
 from worker import rebuild as rb
 from worker.lanes import PRIORITY
 from worker.reconcile import reconcile
 
 pytestmark = [pytest.mark.redis]
-
-
-@pytest.fixture
-def cache() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    yield client
-    client.close()
 
 
 def _world(db: Database) -> World:

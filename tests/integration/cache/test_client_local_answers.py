@@ -26,13 +26,6 @@ pytestmark = [pytest.mark.redis]
 
 
 @pytest.fixture
-def cache() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def world(database: Database, cache: redis.Redis) -> Iterator[World]:
     w = World.create(database)
     w.workspace("ws1")

@@ -4,7 +4,7 @@ trip, so cache answers equal ``AccessModel`` answers (which use the registered l
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 import redis
@@ -46,13 +46,6 @@ PROD_SYNCS = {
 SYNCS = ("s-prod", "s-stage", "s-unregistered")
 SOURCES = ("src-data", "src-web", "src-unregistered")
 ACTIONS = ("read", "start", "update")
-
-
-@pytest.fixture
-def cache() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    yield client
-    client.close()
 
 
 def _register(w: World, ws: str, rtype: str, rid: str, **labels: str) -> None:
