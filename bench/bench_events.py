@@ -180,7 +180,7 @@ def main() -> None:
                 "REDIS_URL": BROKER_URL,
                 "CACHE_REDIS_URL": CACHE_URL,
                 "IDSYNC_SECRET_KEY": key,
-                "IDSYNC_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver is on localhost
+                "IDSYNC_OUTBOUND_ALLOW_PRIVATE": "true",  # the receiver is on localhost
                 "PYTHONPATH": str(ROOT),
                 "IDSYNC_LOG_LEVEL": "WARNING",
             }

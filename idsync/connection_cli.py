@@ -17,6 +17,7 @@ import click
 from sqlalchemy import select
 
 from idsync.cli_support import cli_database, cli_settings, settings_with_redis
+from idsync.connection_inputs import checked_spec
 from models.db.config_errors import ConfigError
 from models.db.database import Database
 from models.db.idp_connections import (
@@ -108,16 +109,19 @@ def connection_add(
     secret = _env_secret(var, option)
     settings = cli_settings()
     box = settings.secret_box() if secret else None  # SecretKeyError: one line
-    spec = ConnectionSpec(
-        kind=kind,
-        url=url,
-        name=name,
-        client_id=client_id,
-        token_url=token_url,
-        scope=scope,
-        interval_s=every,
-        deactivate_missing=deactivate_missing,
-        rate_limit_per_s=rate_limit,
+    spec = checked_spec(
+        ConnectionSpec(
+            kind=kind,
+            url=url,
+            name=name,
+            client_id=client_id,
+            token_url=token_url,
+            scope=scope,
+            interval_s=every,
+            deactivate_missing=deactivate_missing,
+            rate_limit_per_s=rate_limit,
+        ),
+        settings,
     )
     database = cli_database(settings)
     with database.write() as session:

@@ -10,7 +10,10 @@ from typing import Literal
 from pydantic import Field, SecretStr
 
 from idsync.config_inputs import Strict
+from models.db.config_errors import ConfigError
 from models.db.idp_connections import DEFAULT_INTERVAL_S, MIN_INTERVAL_S, ConnectionSpec
+from models.outbound_urls import OutboundUrlError, check_url
+from models.settings import Settings
 
 Kind = Literal["scim", "okta", "graph"]
 
@@ -84,3 +87,16 @@ class ConnectionInFile(ConnectionFields):
 
     name: str = Field(min_length=1, max_length=128)
     secret_env: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+def checked_spec(spec: ConnectionSpec, settings: Settings) -> ConnectionSpec:
+    """``spec`` when its URLs may be called (the outbound guard, ``models.outbound_urls``:
+    http(s), a host, no credentials, nothing inside the deployment's network unless
+    IDSYNC_OUTBOUND_ALLOW_PRIVATE); else ConfigError naming the field."""
+    for field, url in (("url", spec.url), ("token_url", spec.token_url)):
+        if url:
+            try:
+                check_url(url, allow_private=settings.outbound_allow_private)
+            except OutboundUrlError as exc:
+                raise ConfigError(field, str(exc)) from None
+    return spec

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.orm import Session
 
-from idsync.connection_inputs import ConnectionInFile
+from idsync.connection_inputs import ConnectionInFile, checked_spec
 from models.db.config_errors import ConfigError
 from models.db.idp_connections import (
     create_connection,
@@ -59,10 +59,11 @@ def apply_connections(
         box = _box() if secret else None
         try:
             existing = find_by_name(session, org_id, decl.name)
+            spec = checked_spec(decl.spec(), get_settings())
             if existing is None:
-                create_connection(session, org_id, decl.spec(), secret, box)
+                create_connection(session, org_id, spec, secret, box)
                 diff.append(f"+ connection {decl.name} ({decl.kind} {decl.url or 'default URL'})")
-            elif update_connection(session, existing, decl.spec(), secret, box):
+            elif update_connection(session, existing, spec, secret, box):
                 diff.append(f"~ connection {decl.name}")
         except ConfigError as exc:
             raise exc.under(f"connections[{i}]") from None

@@ -1,22 +1,24 @@
 """Layer: support. Where idsync may send a request an organization's admin told it to
-send (webhook receivers): never, unless the operator allows it, into the deployment's
-own network.
+send (webhook receivers, IdP connection URLs): never, unless the operator allows it,
+into the deployment's own network.
 
-An admin of one organization configures a webhook URL; the worker then POSTs to it from
-inside the deployment. Without a guard that is a server-side request forgery: a URL
-naming ``127.0.0.1:6379``, a metadata service (``169.254.169.254``) or a host on the
-private network would have the worker send requests there, and the delivery log would
-show the answers' status. So:
+An admin of one organization configures a webhook URL or an IdP connection's URL; the
+worker then sends requests to it from inside the deployment. Without a guard that is a
+server-side request forgery: a URL naming ``127.0.0.1:6379``, a metadata service
+(``169.254.169.254``) or a host on the private network would have the worker send
+requests there, and the delivery log or the pull run's error would show what answered.
+So:
 
-- ``check_url`` (when a subscription is created or changed): ``https`` or ``http`` only,
-  a host, no user or password in the URL, and an IP-literal host must be public;
-- ``GuardedTransport`` (every delivery): the host is resolved and every address it
-  resolves to must be public, checked again at each request (a name that later
-  resolves somewhere private is refused then); redirects are never followed.
+- ``check_url`` (when a subscription or connection is created or changed): ``https`` or
+  ``http`` only, a host, no user or password in the URL, and an IP-literal host must be
+  public;
+- ``GuardedTransport`` (every delivery and every pull request): the host is resolved and
+  every address it resolves to must be public, checked again at each request (a name
+  that later resolves somewhere private is refused then); redirects are never followed.
 
 "Public" is ``ipaddress``'s ``is_global`` (loopback, private, link-local, shared
 address space, multicast, reserved and unspecified addresses are not).
-``IDSYNC_WEBHOOK_ALLOW_PRIVATE=true`` lifts the address rule, for receivers inside the
+``IDSYNC_OUTBOUND_ALLOW_PRIVATE=true`` lifts the address rule, for targets inside the
 deployment's own network (and tests on localhost). The check resolves the name a moment
 before the connection resolves it again: a name whose answer changes in between (DNS
 rebinding) is not caught; an egress firewall is the complete answer, this the default.
@@ -67,7 +69,7 @@ def check_url(url: str, *, allow_private: bool) -> str:
     if not allow_private and not literal.is_global:
         raise OutboundUrlError(
             f"{parts.hostname} is not a public address (loopback, private, link-local or "
-            "reserved); set IDSYNC_WEBHOOK_ALLOW_PRIVATE=true to allow receivers inside "
+            "reserved); set IDSYNC_OUTBOUND_ALLOW_PRIVATE=true to allow targets inside "
             "the deployment's network"
         )
     return url.strip()
@@ -83,7 +85,7 @@ def resolve_public(host: str, port: int) -> None:
     if private:
         raise OutboundUrlError(
             f"{host} resolves to an address that is not public ({', '.join(private)}); "
-            "set IDSYNC_WEBHOOK_ALLOW_PRIVATE=true to allow receivers inside the "
+            "set IDSYNC_OUTBOUND_ALLOW_PRIVATE=true to allow targets inside the "
             "deployment's network"
         )
 

@@ -241,10 +241,11 @@ class Settings(BaseSettings):
         validation_alias="IDSYNC_WEBHOOK_RETRY_MAX_S",
         description="Longest wait between two attempts at a webhook event (backoff cap)",
     )
-    webhook_allow_private: bool = Field(
+    outbound_allow_private: bool = Field(
         default=False,
-        validation_alias="IDSYNC_WEBHOOK_ALLOW_PRIVATE",
-        description="Allow webhook receivers on loopback/private addresses (SSRF guard off)",
+        validation_alias="IDSYNC_OUTBOUND_ALLOW_PRIVATE",
+        description="Allow webhook receivers and IdP connection URLs on loopback/private "
+        "addresses (the SSRF guard off)",
     )
     webhook_failing_after_s: float = Field(
         default=86_400.0,

@@ -15,7 +15,7 @@ from idsync.admin_api.auth import DB, Admin
 from idsync.admin_api.config_routes import ERRORS
 from idsync.admin_api.secret_key import secret_box
 from idsync.admin_api.worker_link import SEND_ERRORS, Worker, broker_unavailable, no_worker
-from idsync.connection_inputs import ConnectionIn, ConnectionPatch
+from idsync.connection_inputs import ConnectionIn, ConnectionPatch, checked_spec
 from models.db.config_errors import NotFoundError
 from models.db.idp_connections import (
     create_connection,
@@ -64,7 +64,8 @@ def connection_create(body: ConnectionIn, request: Request, admin: Admin, db: DB
     secret = body.secret.get_secret_value() if body.secret else None
     box = secret_box(request) if secret else None
     with db.write() as session:
-        conn = create_connection(session, admin.org_id, body.spec(), secret, box)
+        spec = checked_spec(body.spec(), request.app.state.settings)
+        conn = create_connection(session, admin.org_id, spec, secret, box)
         return view(session, conn)
 
 
@@ -83,7 +84,7 @@ def connection_patch(
     box = secret_box(request) if secret else None
     with db.write() as session:
         conn = get_connection(session, admin.org_id, connection_id)
-        wanted = replace(spec_of(conn), **given)
+        wanted = checked_spec(replace(spec_of(conn), **given), request.app.state.settings)
         update_connection(session, conn, wanted, secret, box)
         return view(session, conn)
 

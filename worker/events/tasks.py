@@ -103,7 +103,7 @@ def _deliver_once(rt: Runtime, sub_id: str) -> dict[str, Any]:
         return {"error": "secret key"}
 
     def one_round() -> bool:
-        transport = GuardedTransport(allow_private=rt.settings.webhook_allow_private)
+        transport = GuardedTransport(allow_private=rt.settings.outbound_allow_private)
         with httpx.Client(transport=transport, follow_redirects=False) as client:
             report = deliver(rt.database, client, box, sub_id, policy)
         reports.append(report)

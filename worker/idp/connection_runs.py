@@ -92,7 +92,7 @@ def run_connection(
         try:
             # the key is needed only to open a stored credential
             box = settings.secret_box() if conn.secret_enc is not None else None
-            upstream = upstream_of(conn, box)
+            upstream = upstream_of(conn, box, allow_private=settings.outbound_allow_private)
         except SecretKeyError as exc:
             problem = exc
     if not leased:

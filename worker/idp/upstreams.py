@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from models.db.connection_tables import IdpConnection
 from models.db.idp_connections import GRAPH_SCOPE, GRAPH_URL, reveal_secret
+from models.outbound_urls import GuardedTransport
 from models.secret_box import SecretBox
 from models.settings import Settings
 from worker.idp.client import ClientCredentials, HttpClient, StaticAuth
@@ -26,13 +27,18 @@ class Upstream:
     token_url: str | None = None
     scope: str | None = None
     rate_limit_per_s: float | None = None
+    allow_private: bool = True
+    """False for a connection an organization's admin configured: every request goes
+    through the outbound guard (``models.outbound_urls``) unless
+    IDSYNC_OUTBOUND_ALLOW_PRIVATE; the IDSYNC_IDP_* connection is the operator's own."""
 
     def __repr__(self) -> str:  # the secret stays out of reprs (and so out of logs)
         return f"Upstream(kind={self.kind!r}, url={self.url!r})"
 
 
-def upstream_of(conn: IdpConnection, box: SecretBox | None) -> Upstream:
-    """The connection's upstream; decrypting raises SecretKeyError (one operator line)."""
+def upstream_of(conn: IdpConnection, box: SecretBox | None, *, allow_private: bool) -> Upstream:
+    """The connection's upstream; decrypting raises SecretKeyError (one operator line).
+    ``allow_private``: IDSYNC_OUTBOUND_ALLOW_PRIVATE."""
     return Upstream(
         kind=conn.kind,
         url=conn.url,
@@ -41,6 +47,7 @@ def upstream_of(conn: IdpConnection, box: SecretBox | None) -> Upstream:
         token_url=conn.token_url,
         scope=conn.scope,
         rate_limit_per_s=conn.rate_limit_per_s,
+        allow_private=allow_private,
     )
 
 
@@ -68,6 +75,7 @@ def upstream_from_settings(settings: Settings) -> Upstream:
 def open_source(up: Upstream) -> tuple[Source, Callable[[], None]]:
     """The upstream as a ``Source``, and a function closing its HTTP clients."""
     rate = up.rate_limit_per_s
+    guard = None if up.allow_private else GuardedTransport(allow_private=False)
     if up.kind == "okta":
         assert up.secret is not None
         client = HttpClient(
@@ -75,19 +83,24 @@ def open_source(up: Upstream) -> tuple[Source, Callable[[], None]]:
             auth=StaticAuth(f"SSWS {up.secret}"),
             accept="application/json",
             rate_limit_per_s=rate,
+            transport=guard,
         )
         return OktaSource(client), client.close
     if up.kind == "graph":
         assert up.token_url and up.client_id and up.secret
-        creds = ClientCredentials(up.token_url, up.client_id, up.secret, up.scope or GRAPH_SCOPE)
-        client = HttpClient(up.url, auth=creds, accept="application/json", rate_limit_per_s=rate)
+        creds = ClientCredentials(
+            up.token_url, up.client_id, up.secret, up.scope or GRAPH_SCOPE, transport=guard
+        )
+        client = HttpClient(
+            up.url, auth=creds, accept="application/json", rate_limit_per_s=rate, transport=guard
+        )
 
         def close() -> None:
             client.close()
             creds.close()
 
         return GraphSource(client), close
-    client = HttpClient(up.url, up.secret, rate_limit_per_s=rate)
+    client = HttpClient(up.url, up.secret, rate_limit_per_s=rate, transport=guard)
     return ScimSource(client), client.close
 
 

@@ -85,12 +85,22 @@ def test_validation_names_the_field(conns: Two) -> None:
         ({"kind": "scim", "url": "not a url"}, "url"),
         ({"kind": "scim", "url": "https://x", "interval_s": 1}, "interval_s"),
         ({"kind": "scim", "url": "https://x", "secret_env": "X"}, "secret_env"),
+        ({"kind": "scim", "url": "http://127.0.0.1:6379/"}, "url"),  # the outbound guard
+        ({"kind": "scim", "url": "https://u:p@idp.example.com/scim"}, "url"),
+        (
+            {"kind": "graph", "secret": "s", "client_id": "c", "token_url": "http://10.0.0.1/t"},
+            "token_url",
+        ),
     ):
         resp = a.post("/connections", body)
         assert resp.status_code == 422, resp.text
         assert resp.json()["field"] == field, resp.text
     a.ok("post", "/connections", OKTA)
     assert a.post("/connections", OKTA).status_code == 409
+    conn_id = a.ok("get", "/connections")[0]["id"]
+    moved = a.patch(f"/connections/{conn_id}", {"url": "http://169.254.169.254/latest"})
+    assert moved.status_code == 422 and moved.json()["field"] == "url", moved.text
+    assert "IDSYNC_OUTBOUND_ALLOW_PRIVATE" in moved.text
 
 
 def test_run_now_without_a_worker_is_503(conns: Two) -> None:

@@ -174,7 +174,7 @@ def test_webhooks_are_org_scoped_and_the_secret_is_write_only(two: Two) -> None:
     assert a.post("/webhooks", {**body, "events": ["nope"]}).status_code == 422
     assert a.post("/webhooks", {**body, "url": "ftp://x"}).status_code == 422
     inside = a.post("/webhooks", {**body, "url": "http://127.0.0.1:6379/"})
-    assert inside.status_code == 422 and "IDSYNC_WEBHOOK_ALLOW_PRIVATE" in inside.text
+    assert inside.status_code == 422 and "IDSYNC_OUTBOUND_ALLOW_PRIVATE" in inside.text
     assert [w["id"] for w in a.ok("get", "/webhooks")["webhooks"]] == [sub["id"]]
     assert b.ok("get", "/webhooks")["webhooks"] == []
     assert b.get(f"/webhooks/{sub['id']}").status_code == 404

@@ -54,6 +54,8 @@ class WorkerProcess:
             CACHE_REDIS_URL=CACHE_URL,
             PYTHONPATH=str(ROOT),
             IDSYNC_LOG_LEVEL="INFO",
+            # the fake IdPs and webhook receivers of these tests listen on localhost
+            IDSYNC_OUTBOUND_ALLOW_PRIVATE="true",
         )
         env.update(extra)
         return env

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -43,8 +45,13 @@ GRAPH = "https://graph.microsoft.com"
 TOKEN_URL = "https://login.microsoftonline.com/tenant/oauth2/v2.0/token"
 
 
-def _settings(key: str | None = KEY) -> Settings:
-    return Settings(IDSYNC_SECRET_KEY=key) if key else Settings()
+def _settings(key: str | None = KEY, *, guarded: bool = False) -> Settings:
+    """The worker's settings; the outbound guard off unless ``guarded`` (respx answers
+    for hosts that do not resolve here)."""
+    allow = "false" if guarded else "true"
+    if key:
+        return Settings(IDSYNC_SECRET_KEY=key, IDSYNC_OUTBOUND_ALLOW_PRIVATE=allow)
+    return Settings(IDSYNC_OUTBOUND_ALLOW_PRIVATE=allow)
 
 
 def _connect(database: Database, org_id: str, kind: str, **kw: Any) -> str:
@@ -314,3 +321,36 @@ def test_a_run_keeps_its_lease_and_a_dead_one_lets_it_lapse(database: Database) 
     with LeaseKeeper(database, conn_id, "run-1", 1.0, 0.1) as lost:
         time.sleep(0.3)
     assert lost.renewals == 1  # not the holder any more: it stops at once
+
+
+def test_a_connection_into_the_deployment_s_network_is_never_called(database: Database) -> None:
+    """A stored connection (an organization's admin chose its URL) goes through the
+    outbound guard: a URL naming this host fails the run without a request, unless
+    IDSYNC_OUTBOUND_ALLOW_PRIVATE."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(401)  # permanent: the run ends at once
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        w = World.create(database)
+        spec = ConnectionSpec(kind="scim", url=f"http://localhost:{server.server_address[1]}/scim")
+        with database.write() as s:
+            conn_id = create_connection(s, w.org_id, spec, SECRET, SecretBox(KEY)).id
+        outcome = run_connection(database, _settings(guarded=True), conn_id)
+        assert outcome.status == "failed"
+        assert outcome.error is not None and "not public" in outcome.error
+        assert seen == []  # never reached
+        allowed = run_connection(database, _settings(), conn_id)
+        assert allowed.status == "failed" and seen  # called now (and answered 401)
+    finally:
+        server.shutdown()
+        server.server_close()

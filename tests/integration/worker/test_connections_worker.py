@@ -226,7 +226,12 @@ def test_run_now_and_dry_run_through_the_admin_api(
         org = get_or_create_org(s, "acme")
         admin_key = create_admin_key(s, org, "test")
         org_id = org.id
-    settings = Settings(REDIS_URL=BROKER_URL, CACHE_REDIS_URL=CACHE_URL, IDSYNC_SECRET_KEY=key)
+    settings = Settings(
+        REDIS_URL=BROKER_URL,
+        CACHE_REDIS_URL=CACHE_URL,
+        IDSYNC_SECRET_KEY=key,
+        IDSYNC_OUTBOUND_ALLOW_PRIVATE="true",  # the fake IdP listens on localhost
+    )
     workers.start(IDSYNC_SECRET_KEY=key)
     headers = {"Authorization": f"Bearer {admin_key}"}
     with (

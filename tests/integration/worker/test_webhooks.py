@@ -41,7 +41,7 @@ WORKER_ENV = {
     "IDSYNC_SECRET_KEY": KEY,
     "IDSYNC_WEBHOOK_TIMEOUT_S": "2",
     "IDSYNC_WEBHOOK_RETRY_MAX_S": "1",
-    "IDSYNC_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver is on localhost
+    "IDSYNC_OUTBOUND_ALLOW_PRIVATE": "true",  # the receiver is on localhost
 }
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -330,8 +330,7 @@ def test_a_receiver_inside_the_network_is_refused_unless_allowed(
     setup: Setup, workers: WorkerProcess
 ) -> None:
     env = setup
-    guarded = {k: v for k, v in WORKER_ENV.items() if k != "IDSYNC_WEBHOOK_ALLOW_PRIVATE"}
-    workers.start(2, **guarded)
+    workers.start(2, **{**WORKER_ENV, "IDSYNC_OUTBOUND_ALLOW_PRIVATE": "false"})
     env.scim.post("/Users", user_body("ada@example.com"))
     wait_until(lambda: "not public" in (env.subscription().last_error or ""), 60)
     assert env.receiver.received == []  # never reached
