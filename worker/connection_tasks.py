@@ -94,6 +94,7 @@ def register_connection_tasks(app: Celery, common: dict[str, Any]) -> None:
         if (
             outcome.status == "failed"
             and outcome.transient
+            and outcome.deferred_s is None  # the dispatcher runs it once the upstream allows
             and queued is None
             and (self.request.retries or 0) < UPSTREAM_RETRIES
         ):

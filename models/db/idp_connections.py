@@ -255,6 +255,19 @@ def claim_due(session: Session, now: datetime, limit: int = 500) -> list[str]:
     return claimed
 
 
+def defer_run(session: Session, conn_id: str, until: datetime) -> None:
+    """Move the connection's next run to ``until`` unless it is already later (the
+    upstream's Retry-After outlasts what a run waits in place)."""
+    session.execute(
+        update(IdpConnection)
+        .where(
+            IdpConnection.id == conn_id,
+            or_(IdpConnection.next_run_at.is_(None), IdpConnection.next_run_at < until),
+        )
+        .values(next_run_at=until)
+    )
+
+
 def take_lease(session: Session, conn_id: str, owner: str, seconds: float) -> bool:
     """The connection's lock: True when ``owner`` now holds it (nobody held it, or the
     holder's lease ran out: a killed run)."""

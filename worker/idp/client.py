@@ -11,6 +11,7 @@ once)."""
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -25,12 +26,22 @@ class IdpError(RuntimeError):
 
     ``status`` is the upstream's HTTP status when it answered one; ``transient`` says
     whether a later attempt may succeed (5xx, 429, timeouts, transport errors after the
-    client's retries) or not (another 4xx: a wrong credential or URL)."""
+    client's retries) or not (another 4xx: a wrong credential or URL); ``retry_after_s``,
+    how long the upstream asked to be left alone when that is longer than the client
+    waits in place (``RetryPolicy.cap_s``): the caller defers the next run instead."""
 
-    def __init__(self, message: str, *, status: int | None = None, transient: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        transient: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.transient = transient
+        self.retry_after_s = retry_after_s
 
 
 class AuthProvider(Protocol):
@@ -77,6 +88,15 @@ def rate_limit_reset_s(
         return min(cap, max(0.0, float(value) - now()))
     except ValueError:
         return None
+
+
+def requested_wait_s(headers: httpx.Headers, now: Callable[[], float]) -> float | None:
+    """How long a 429/503 asks the client to wait (``Retry-After``, else Okta's
+    ``X-Rate-Limit-Reset``), uncapped; None when it does not say."""
+    wait = retry_after_s(headers.get("Retry-After"), math.inf)
+    if wait is None:
+        wait = rate_limit_reset_s(headers, math.inf, now)
+    return wait
 
 
 def retry_after_s(value: str | None, cap: float) -> float | None:
@@ -182,6 +202,14 @@ class HttpClient:
                 last_status = resp.status_code
                 if resp.status_code in (429, 503):
                     last = f"HTTP {resp.status_code}"
+                    asked = requested_wait_s(resp.headers, self.now)
+                    if asked is not None and asked > self.policy.cap_s:
+                        raise IdpError(  # not in place: the next run is deferred instead
+                            f"GET {path}: HTTP {resp.status_code}, Retry-After {asked:.0f} s",
+                            status=resp.status_code,
+                            transient=True,
+                            retry_after_s=asked,
+                        )
                     if attempt + 1 < self.policy.attempts:
                         self.sleep(self._wait_429(resp, attempt))
                     attempt += 1

@@ -14,11 +14,13 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Final
 
+from models.db.base import utcnow
 from models.db.config_errors import NotFoundError
 from models.db.database import Database
-from models.db.idp_connections import drop_lease, get_connection, take_lease
+from models.db.idp_connections import defer_run, drop_lease, get_connection, take_lease
 from models.db.observability_tables import IdpPullRun
 from models.redaction import redact_text
 from models.secret_box import SecretKeyError
@@ -49,6 +51,9 @@ class RunOutcome:
     report: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     transient: bool = False
+    deferred_s: float | None = None
+    """The upstream asked for this long (a Retry-After longer than the client waits in
+    place): the connection's next run was moved past it, and the task does not retry."""
 
     def as_dict(self) -> dict[str, Any]:
         """The task's result (Celery logs it): the error text with credentials masked."""
@@ -109,7 +114,7 @@ def run_connection(
                 log.error("idp connection %s: %s", connection_id, problem)
                 run.fail(problem, plain=True)
                 return RunOutcome(connection_id, "failed", run.id, error=str(problem))
-            return _pull_and_record(
+            outcome = _pull_and_record(
                 database,
                 run,
                 open_source(upstream),
@@ -117,6 +122,16 @@ def run_connection(
                 deactivate=deactivate,
                 dry_run=dry_run,
             )
+            if outcome.deferred_s is not None:
+                until = utcnow() + timedelta(seconds=outcome.deferred_s)
+                with database.write() as session:
+                    defer_run(session, connection_id, until)
+                log.info(
+                    "idp connection %s: the upstream asked for %.0f s; next run deferred",
+                    connection_id,
+                    outcome.deferred_s,
+                )
+            return outcome
     finally:
         with database.write() as session:
             drop_lease(session, connection_id, owner)
@@ -152,6 +167,7 @@ def _pull_and_record(
         report.as_dict(),
         error=report.error,
         transient=report.transient,
+        deferred_s=report.retry_after_s,
     )
 
 

@@ -88,6 +88,7 @@ def pull(
         groups = list(source.groups())
     except IdpError as exc:
         report.error, report.upstream_status, report.transient = str(exc), exc.status, exc.transient
+        report.retry_after_s = exc.retry_after_s
         log.warning("idp pull read failed; nothing applied", extra={"org_id": org_id})
         return report
     except (KeyError, ValueError, TypeError) as exc:

@@ -49,6 +49,8 @@ class PullReport:
     upstream_status: int | None = None
     transient: bool = False
     """A failure a later attempt may not have (5xx, 429, timeouts after the retries)."""
+    retry_after_s: float | None = None
+    """The upstream asked for this long before the next request (a long Retry-After)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,7 +10,7 @@ import itertools
 import logging
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -354,3 +354,24 @@ def test_a_connection_into_the_deployment_s_network_is_never_called(database: Da
     finally:
         server.shutdown()
         server.server_close()
+
+
+@respx.mock
+def test_a_retry_after_longer_than_a_run_waits_defers_the_next_run(database: Database) -> None:
+    """A 429 asking for two minutes is honoured: no request before then (the run fails
+    transiently at once, without in-place retries) and the connection's next run is
+    moved past it; the task leaves it to the dispatcher."""
+    w = World.create(database)
+    conn_id = _connect(database, w.org_id, "okta")
+    limited = respx.get(url__regex=rf"{OKTA}/api/v1/.*").mock(
+        return_value=httpx.Response(429, headers={"Retry-After": "120"})
+    )
+    before = datetime.now(UTC)
+    outcome = run_connection(database, _settings(), conn_id)
+    assert outcome.status == "failed" and outcome.transient
+    assert outcome.deferred_s == 120
+    assert outcome.error is not None and "Retry-After 120 s" in outcome.error
+    assert limited.call_count == 1
+    with database.read() as s:
+        due = s.get_one(IdpConnection, conn_id).next_run_at
+    assert due is not None and due >= before + timedelta(seconds=119)
