@@ -194,6 +194,24 @@ def _record(
     )
 
 
+def _record_both(
+    session: Session,
+    ctx: ScimContext,
+    group: Group,
+    document_kind: str | None,
+    removed: list[str],
+    added: list[str],
+) -> None:
+    """A write that changed the group's document (``document_kind``) and/or its members
+    records one change row for each: the document's first (mapping rules are re-applied
+    to a group's new name, and the events say it was renamed), then the members' (their
+    recompute, and the revocation of those removed). One row for both would lose one."""
+    if document_kind is not None:
+        _record(session, ctx, group, document_kind, ())
+    if removed or added:
+        _record(session, ctx, group, "group.members_changed", [*removed, *added], removed)
+
+
 def create_group(session: Session, ctx: ScimContext, body: dict[str, Any]) -> Group:
     normalized = normalize_resource(body, GROUP_RESOURCE, mode="create")
     doc = normalized.document
@@ -238,7 +256,7 @@ def replace_group(
         _flush_unique(session, group.display_name)
     if renamed or removed or added:
         _bump(session, group)
-        _record(session, ctx, group, "group.replaced", [*removed, *added], removed)
+        _record_both(session, ctx, group, "group.replaced" if renamed else None, removed, added)
     return group
 
 
@@ -259,15 +277,13 @@ def patch_group(
     if result.members_add:
         to_add = _existing_users(session, ctx.org_id, result.members_add)
         added += _insert_members(session, group, to_add)
-    changed_users = [*removed, *added]
     renamed = result.changed and result.document != group.attrs
     if renamed:
         _apply_document(group, result.document)
         _flush_unique(session, group.display_name)
-    if renamed or changed_users:
+    if renamed or removed or added:
         _bump(session, group)
-        kind = "group.renamed" if renamed and not changed_users else "group.members_changed"
-        _record(session, ctx, group, kind, changed_users, removed)
+        _record_both(session, ctx, group, "group.renamed" if renamed else None, removed, added)
     return group
 
 

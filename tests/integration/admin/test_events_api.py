@@ -248,3 +248,40 @@ def test_a_backlog_is_derived_run_by_run_in_order(two: Two) -> None:
     names = [e["data"]["user"]["userName"] for e in page["events"]]
     assert names == [f"u{i}@example.com" for i in range(5)]
     assert [e["revision"] for e in page["events"]] == [1, 2, 3, 4, 5]
+
+
+def test_a_rename_with_a_membership_change_is_both_events(two: Two) -> None:
+    """One SCIM write that renames a group and changes its members records a change row
+    for each (the rename re-applies mapping rules to the new name), so neither event is
+    lost: a PATCH gives group.renamed then the membership events, a PUT group.updated."""
+    api = two.a
+    ada = api.scim.post("/Users", user_body("ada@example.com")).json()["id"]
+    bob = api.scim.post("/Users", user_body("bob@example.com")).json()["id"]
+    group = api.scim.post("/Groups", group_body("Editors", [ada])).json()["id"]
+    derive(api.db, api.org_id)
+    start = int(_events(api)["next_cursor"])
+    patched = api.scim.patch(
+        f"/Groups/{group}",
+        {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [
+                {"op": "replace", "path": "displayName", "value": "Writers"},
+                {"op": "add", "path": "members", "value": [{"value": bob}]},
+            ],
+        },
+    )
+    assert patched.status_code in (200, 204), patched.text
+    put = api.scim.put(f"/Groups/{group}", group_body("Authors", [bob]))
+    assert put.status_code == 200, put.text
+    assert derive(api.db, api.org_id).changes == 4  # two writes, two rows each
+    page = _events(api, after=start)
+    assert _types(page) == [
+        "group.renamed",
+        "group.membership.added",
+        "group.updated",
+        "group.membership.removed",
+    ]
+    names = [e["data"]["group"]["displayName"] for e in page["events"]]
+    assert names[0] in ("Writers", "Authors") and names[2] == "Authors"
+    assert page["events"][1]["data"]["user_ids"] == [bob]
+    assert page["events"][3]["data"]["user_ids"] == [ada]

@@ -121,7 +121,7 @@ Write = Callable[[ScimContext, str, str], Callable[[Session], Any]]
 WRITES: list[tuple[Write, str]] = [
     (_add, "group.members_changed"),
     (_replace, "group.members_changed"),
-    (_put, "group.replaced"),
+    (_put, "group.members_changed"),  # the same name: only the members' change row
     (_post, "group.created"),
 ]
 IDS = ["patch-add", "patch-replace", "put", "post"]
