@@ -75,7 +75,10 @@ def upstream_from_settings(settings: Settings) -> Upstream:
 def open_source(up: Upstream) -> tuple[Source, Callable[[], None]]:
     """The upstream as a ``Source``, and a function closing its HTTP clients."""
     rate = up.rate_limit_per_s
-    guard = None if up.allow_private else GuardedTransport(allow_private=False)
+
+    def guard() -> GuardedTransport | None:  # one per HTTP client: each closes its own
+        return None if up.allow_private else GuardedTransport(allow_private=False)
+
     if up.kind == "okta":
         assert up.secret is not None
         client = HttpClient(
@@ -83,16 +86,16 @@ def open_source(up: Upstream) -> tuple[Source, Callable[[], None]]:
             auth=StaticAuth(f"SSWS {up.secret}"),
             accept="application/json",
             rate_limit_per_s=rate,
-            transport=guard,
+            transport=guard(),
         )
         return OktaSource(client), client.close
     if up.kind == "graph":
         assert up.token_url and up.client_id and up.secret
         creds = ClientCredentials(
-            up.token_url, up.client_id, up.secret, up.scope or GRAPH_SCOPE, transport=guard
+            up.token_url, up.client_id, up.secret, up.scope or GRAPH_SCOPE, transport=guard()
         )
         client = HttpClient(
-            up.url, auth=creds, accept="application/json", rate_limit_per_s=rate, transport=guard
+            up.url, auth=creds, accept="application/json", rate_limit_per_s=rate, transport=guard()
         )
 
         def close() -> None:
@@ -100,7 +103,7 @@ def open_source(up: Upstream) -> tuple[Source, Callable[[], None]]:
             creds.close()
 
         return GraphSource(client), close
-    client = HttpClient(up.url, up.secret, rate_limit_per_s=rate, transport=guard)
+    client = HttpClient(up.url, up.secret, rate_limit_per_s=rate, transport=guard())
     return ScimSource(client), client.close
 
 
